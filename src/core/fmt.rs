@@ -1,0 +1,96 @@
+//! How the core turns numbers and times into words. The browser shell
+//! implements [`Fmt`] with `Intl`; tests and the host use [`PlainFmt`].
+
+use super::wire::Millis;
+
+pub trait Fmt {
+    /// A count of units or slots, grouped for the locale ("12,500").
+    fn number(&self, n: u64) -> String;
+    /// A calendar date ("Dec 3, 2026").
+    fn date(&self, at: Millis) -> String;
+}
+
+/// Digits grouped by commas, dates as ISO `YYYY-MM-DD` (UTC).
+pub struct PlainFmt;
+
+impl Fmt for PlainFmt {
+    fn number(&self, n: u64) -> String {
+        let digits = n.to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn date(&self, at: Millis) -> String {
+        let (y, m, d) = civil_from_days(at.div_euclid(86_400_000));
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), so the host needs no date crate.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// "3 s ago", "4 min ago", "2 h ago": short enough for a status line.
+pub fn age(ms: Millis) -> String {
+    let s = ms.max(0) / 1000;
+    if s < 60 {
+        format!("{s} s ago")
+    } else if s < 3600 {
+        format!("{} min ago", s / 60)
+    } else {
+        format!("{} h ago", s / 3600)
+    }
+}
+
+/// "image" -> "Image".
+pub fn title(kind: &str) -> String {
+    let mut c = kind.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_digits() {
+        assert_eq!(PlainFmt.number(0), "0");
+        assert_eq!(PlainFmt.number(999), "999");
+        assert_eq!(PlainFmt.number(1000), "1,000");
+        assert_eq!(PlainFmt.number(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(PlainFmt.date(0), "1970-01-01");
+        assert_eq!(PlainFmt.date(1_795_651_200_000), "2026-11-24");
+        assert_eq!(PlainFmt.date(951_782_400_000), "2000-02-29");
+    }
+
+    #[test]
+    fn ages_read_short() {
+        assert_eq!(age(3_400), "3 s ago");
+        assert_eq!(age(125_000), "2 min ago");
+        assert_eq!(age(7_200_000), "2 h ago");
+    }
+}

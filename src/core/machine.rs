@@ -1,0 +1,444 @@
+//! The state machine. Every method takes the clock as a value (`now`, local
+//! milliseconds since the epoch) and does no I/O.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt as stdfmt;
+
+use super::validate::{validate, StateError};
+use super::wire::{Millis, Outcome, PackageStatus, ServerState, SlotPool};
+
+/// Tunables, all with defaults a dashboard can keep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// A state older than this (by the local clock, since it arrived or was
+    /// last confirmed current) blocks submit (R5).
+    pub stale_after_ms: Millis,
+    /// A submit hold the server never confirms is released after this.
+    pub hold_timeout_ms: Millis,
+    /// Active packages expiring within this many days are highlighted.
+    pub expiring_soon_days: u32,
+    /// Available units under this are announced as low.
+    pub low_units: u64,
+    /// How many recent attempts the list keeps.
+    pub max_attempts: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            stale_after_ms: 30_000,
+            hold_timeout_ms: 20_000,
+            expiring_soon_days: 7,
+            low_units: 20,
+            max_attempts: 8,
+        }
+    }
+}
+
+/// The state of the link to the server, as the sync layer reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The page pushes states itself; there is no connection to judge.
+    Manual,
+    /// First connection under way.
+    Connecting,
+    /// Connected: states arrive as the server makes them.
+    Live,
+    /// The connection dropped; the sync layer is trying again.
+    Reconnecting { attempt: u32 },
+    /// Paused while the tab is hidden; resyncs when it shows again.
+    Paused,
+}
+
+/// A submit that has begun and that the server has not yet shown (R1, R3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// The client request id, for the dashboard to send to its server.
+    pub id: String,
+    pub kind: String,
+    pub count: u32,
+    pub slots: u32,
+    pub cost: u64,
+    pub begun_at: Millis,
+}
+
+/// How a hold ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// The server's state shows the task: its own figures now count it.
+    Confirmed,
+    /// The dashboard reports that the server refused the request.
+    Refused,
+    /// The dashboard reports that the request failed (network, 5xx, ...).
+    Failed,
+    /// No word within `hold_timeout_ms`.
+    TimedOut,
+}
+
+/// Why submit is blocked. The first that applies, in this order, is shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    NoState,
+    Connecting,
+    Reconnecting,
+    Paused,
+    Stale { age_ms: Millis },
+    EmptyRequest,
+    UnknownKind { kind: String },
+    Slots { kind: String, free: u32, needed: u32, limit: u32 },
+    Units { available: u64, cost: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    Blocked(Blocked),
+    /// A hold with this client request id already exists.
+    DuplicateId(String),
+}
+
+impl stdfmt::Display for SubmitError {
+    fn fmt(&self, f: &mut stdfmt::Formatter<'_>) -> stdfmt::Result {
+        match self {
+            SubmitError::Blocked(b) => write!(f, "submit is blocked: {}", b.message(&super::PlainFmt)),
+            SubmitError::DuplicateId(id) => write!(f, "a submit with request id \"{id}\" is already in flight"),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+/// What `apply_state` did with a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Newer than what we had: it is now the state shown.
+    Newer,
+    /// The revision we already have: only freshness was renewed.
+    Duplicate,
+    /// Older than what we have: ignored (R4).
+    Older,
+}
+
+/// An attempt that ended on the client side without the server ever
+/// showing it (refused, failed in transit, timed out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LocalAttempt {
+    pub hold: Hold,
+    pub end: HoldEnd,
+    pub reason: Option<String>,
+    pub at: Millis,
+}
+
+/// The widget's whole state. See the module docs of `core`.
+#[derive(Clone, Debug)]
+pub struct Quota {
+    pub(crate) config: Config,
+    pub(crate) state: Option<ServerState>,
+    /// Local time the current revision arrived or was last confirmed.
+    pub(crate) confirmed_at: Millis,
+    pub(crate) link: Link,
+    pub(crate) holds: Vec<Hold>,
+    pub(crate) kind: String,
+    pub(crate) count: u32,
+    pub(crate) local: VecDeque<LocalAttempt>,
+    pub(crate) error: Option<String>,
+    announcements: Vec<String>,
+}
+
+impl Quota {
+    pub fn new(config: Config) -> Self {
+        Quota {
+            config,
+            state: None,
+            confirmed_at: 0,
+            link: Link::Manual,
+            holds: Vec::new(),
+            kind: "image".to_owned(),
+            count: 1,
+            local: VecDeque::new(),
+            error: None,
+            announcements: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> Option<&ServerState> {
+        self.state.as_ref()
+    }
+
+    pub fn holds(&self) -> &[Hold] {
+        &self.holds
+    }
+
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    pub fn revision(&self) -> Option<u64> {
+        self.state.as_ref().map(|s| s.revision)
+    }
+
+    /// The last input error (a bad state), until a good state replaces it.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    pub fn request(&self) -> (&str, u32) {
+        (&self.kind, self.count)
+    }
+
+    /// Announcements for `aria-live` made since the last call.
+    pub fn take_announcements(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.announcements)
+    }
+
+    /// The request the dashboard is preparing: its kind and item count.
+    pub fn set_request(&mut self, kind: &str, count: u32) {
+        self.kind = kind.to_owned();
+        self.count = count;
+    }
+
+    pub fn set_link(&mut self, link: Link) {
+        self.link = link;
+    }
+
+    /// Records an error from outside the core (a bad payload that never
+    /// parsed), keeping the last good state.
+    pub fn report_error(&mut self, message: String) {
+        self.error = Some(message);
+    }
+
+    /// The server said nothing changed (an HTTP 304, a keep-alive on a live
+    /// stream): the state shown is current as of `now`.
+    pub fn confirm_current(&mut self, now: Millis) {
+        if self.state.is_some() {
+            self.confirmed_at = now;
+        }
+    }
+
+    /// Takes a state from the server. A bad one is an error and changes
+    /// nothing but the error shown; an older one is ignored (R4).
+    pub fn apply_state(&mut self, next: ServerState, now: Millis) -> Result<Applied, StateError> {
+        if let Err(e) = validate(&next) {
+            self.error = Some(e.to_string());
+            return Err(e);
+        }
+        self.error = None;
+        let applied = match &self.state {
+            Some(cur) if next.revision < cur.revision => return Ok(Applied::Older),
+            Some(cur) if next.revision == cur.revision => {
+                self.confirmed_at = now;
+                return Ok(Applied::Duplicate);
+            }
+            _ => Applied::Newer,
+        };
+        let before = self.state.as_ref().map(|s| Snapshot::of(self, s));
+        // The server's figures now count every task it shows, so the holds
+        // for those tasks end: counting both would block twice (R1, R3).
+        let shown: HashSet<&str> = next
+            .running
+            .iter()
+            .filter_map(|t| t.client_request_id.as_deref())
+            .chain(next.finished.iter().filter_map(|t| t.client_request_id.as_deref()))
+            .collect();
+        self.holds.retain(|h| !shown.contains(h.id.as_str()));
+        self.local.retain(|a| !shown.contains(a.hold.id.as_str()));
+        if let Some(before) = before {
+            self.announce_changes(&before, &next);
+        }
+        self.state = Some(next);
+        self.confirmed_at = now;
+        Ok(applied)
+    }
+
+    /// Begins a submit of the current request: checks the gate and takes a
+    /// hold on its slots and units (R7). `id` is the client request id.
+    pub fn begin_submit(&mut self, id: String, now: Millis) -> Result<Hold, SubmitError> {
+        self.expire_holds(now);
+        if let Some(b) = self.blocked(now) {
+            return Err(SubmitError::Blocked(b));
+        }
+        if self.holds.iter().any(|h| h.id == id) {
+            return Err(SubmitError::DuplicateId(id));
+        }
+        let (slots, cost) = self.demand().expect("the gate checked the kind");
+        let hold = Hold { id, kind: self.kind.clone(), count: self.count, slots, cost, begun_at: now };
+        self.holds.push(hold.clone());
+        Ok(hold)
+    }
+
+    /// Ends a hold on the dashboard's word (refused or failed). Nothing is
+    /// charged: the remaining units never counted the hold (R3). Returns
+    /// whether such a hold existed.
+    pub fn end_hold(&mut self, id: &str, end: HoldEnd, reason: Option<String>, now: Millis) -> bool {
+        let Some(i) = self.holds.iter().position(|h| h.id == id) else {
+            return false;
+        };
+        let hold = self.holds.remove(i);
+        if end != HoldEnd::Confirmed {
+            self.announcements.push(match end {
+                HoldEnd::Refused => "Request refused. No units were charged.".to_owned(),
+                HoldEnd::TimedOut => "No answer from the server. No units were charged.".to_owned(),
+                _ => "Request failed. No units were charged.".to_owned(),
+            });
+            self.local.push_front(LocalAttempt { hold, end, reason, at: now });
+            self.local.truncate(self.config.max_attempts);
+        }
+        true
+    }
+
+    /// Moves the clock: releases holds that waited too long.
+    pub fn tick(&mut self, now: Millis) {
+        self.expire_holds(now);
+    }
+
+    fn expire_holds(&mut self, now: Millis) {
+        let timeout = self.config.hold_timeout_ms;
+        let late: Vec<String> =
+            self.holds.iter().filter(|h| now - h.begun_at >= timeout).map(|h| h.id.clone()).collect();
+        for id in late {
+            self.end_hold(&id, HoldEnd::TimedOut, Some("no answer from the server".to_owned()), now);
+        }
+    }
+
+    /// The earliest local time at which `tick` would change something.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.holds.iter().map(|h| h.begun_at + self.config.hold_timeout_ms).min()
+    }
+
+    pub(crate) fn pool(&self, kind: &str) -> Option<&SlotPool> {
+        self.state.as_ref()?.pools.iter().find(|p| p.kind == kind)
+    }
+
+    /// Slots and units the current request asks for.
+    pub fn demand(&self) -> Option<(u32, u64)> {
+        let pool = self.pool(&self.kind)?;
+        Some((pool.slot_rule.slots_for(self.count), pool.unit_cost.saturating_mul(u64::from(self.count))))
+    }
+
+    pub(crate) fn held_slots(&self, kind: &str) -> u32 {
+        self.holds.iter().filter(|h| h.kind == kind).map(|h| h.slots).sum()
+    }
+
+    /// Free slots of a kind (R1): limit - in use - held locally.
+    pub fn free_slots(&self, kind: &str) -> Option<u32> {
+        let pool = self.pool(kind)?;
+        Some(pool.limit.saturating_sub(pool.in_use).saturating_sub(self.held_slots(kind)))
+    }
+
+    /// Units in active, effective, unexpired packages, by the server's clock.
+    /// Holds and reservations do not change it: only a deduction does (R3).
+    pub fn remaining_units(&self) -> Option<u64> {
+        let s = self.state.as_ref()?;
+        Some(remaining_of(s))
+    }
+
+    pub fn reserved_units(&self) -> Option<u64> {
+        Some(self.state.as_ref()?.running.iter().map(|t| t.reserved_units).sum())
+    }
+
+    pub fn held_units(&self) -> u64 {
+        self.holds.iter().map(|h| h.cost).sum()
+    }
+
+    /// Units a new request may use (R2).
+    pub fn available_units(&self) -> Option<u64> {
+        Some(self.remaining_units()?.saturating_sub(self.reserved_units()?).saturating_sub(self.held_units()))
+    }
+
+    /// Age of the state shown, by the local clock.
+    pub fn age(&self, now: Millis) -> Option<Millis> {
+        self.state.as_ref().map(|_| (now - self.confirmed_at).max(0))
+    }
+
+    /// Why submit is blocked now, or `None` when the gate is open.
+    pub fn blocked(&self, now: Millis) -> Option<Blocked> {
+        if self.state.is_none() {
+            return Some(Blocked::NoState);
+        }
+        match self.link {
+            Link::Connecting => return Some(Blocked::Connecting),
+            Link::Reconnecting { .. } => return Some(Blocked::Reconnecting),
+            Link::Paused => return Some(Blocked::Paused),
+            Link::Manual | Link::Live => {}
+        }
+        let age = self.age(now).unwrap_or(0);
+        if age > self.config.stale_after_ms {
+            return Some(Blocked::Stale { age_ms: age });
+        }
+        if self.count == 0 {
+            return Some(Blocked::EmptyRequest);
+        }
+        let Some(pool) = self.pool(&self.kind) else {
+            return Some(Blocked::UnknownKind { kind: self.kind.clone() });
+        };
+        let (needed, cost) = self.demand()?;
+        let free = self.free_slots(&self.kind)?;
+        if free < needed {
+            return Some(Blocked::Slots { kind: self.kind.clone(), free, needed, limit: pool.limit });
+        }
+        let available = self.available_units()?;
+        if available < cost {
+            return Some(Blocked::Units { available, cost });
+        }
+        None
+    }
+
+    fn announce_changes(&mut self, before: &Snapshot, next: &ServerState) {
+        for pool in &next.pools {
+            let was = before.free.iter().find(|(k, _)| *k == pool.kind).map(|(_, f)| *f);
+            let now = pool.limit.saturating_sub(pool.in_use).saturating_sub(self.held_slots(&pool.kind));
+            if was == Some(0) && now > 0 {
+                self.announcements.push(format!(
+                    "{} slot free: {} of {} available.",
+                    super::fmt::title(&pool.kind),
+                    now,
+                    pool.limit
+                ));
+            }
+        }
+        let reserved: u64 = next.running.iter().map(|t| t.reserved_units).sum();
+        let available = remaining_of(next).saturating_sub(reserved).saturating_sub(self.held_units());
+        let low = self.config.low_units;
+        if before.available >= low && available < low {
+            self.announcements.push(format!("Units are low: {available} available."));
+        }
+        for t in &next.finished {
+            if before.finished.contains(t.id.as_str()) {
+                continue;
+            }
+            self.announcements.push(match t.outcome {
+                Outcome::Succeeded => format!("Generation done: {} units charged.", t.units_charged),
+                Outcome::Failed => "Generation failed. No units were charged.".to_owned(),
+                Outcome::Refused => "Request refused. No units were charged.".to_owned(),
+            });
+        }
+    }
+}
+
+/// What announcements compare against.
+struct Snapshot {
+    free: Vec<(String, u32)>,
+    available: u64,
+    finished: HashSet<String>,
+}
+
+impl Snapshot {
+    fn of(q: &Quota, s: &ServerState) -> Snapshot {
+        Snapshot {
+            free: s.pools.iter().map(|p| (p.kind.clone(), q.free_slots(&p.kind).unwrap_or(0))).collect(),
+            available: q.available_units().unwrap_or(0),
+            finished: s.finished.iter().map(|t| t.id.clone()).collect(),
+        }
+    }
+}
+
+pub(crate) fn counts(s: &ServerState, p: &super::wire::Package) -> bool {
+    p.status == PackageStatus::Active && p.effective_at_ms <= s.server_time_ms && s.server_time_ms < p.expires_at_ms
+}
+
+fn remaining_of(s: &ServerState) -> u64 {
+    s.packages.iter().filter(|p| counts(s, p)).map(|p| p.remaining).sum()
+}

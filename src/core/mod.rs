@@ -1,0 +1,15 @@
+//! The quota rules (R1-R7 of the product) as a state machine that does no
+//! I/O: server states, submits, outcomes and the clock go in as plain values,
+//! and a [`ViewModel`] comes out. Nothing here knows about the browser, so it
+//! runs and is property-tested on the host.
+
+pub mod fmt;
+pub mod machine;
+pub mod validate;
+pub mod view;
+pub mod wire;
+
+pub use fmt::{Fmt, PlainFmt};
+pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
+pub use validate::StateError;
+pub use view::{AttemptStatus, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel};

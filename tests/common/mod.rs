@@ -1,0 +1,58 @@
+//! Builders for server states used by the core's host tests.
+#![allow(dead_code)]
+
+use quota_widget::core::wire::*;
+
+pub const DAY: i64 = 86_400_000;
+pub const T0: i64 = 1_795_000_000_000;
+
+pub fn pool(kind: &str, limit: u32, in_use: u32, unit_cost: u64, slot_rule: SlotRule) -> SlotPool {
+    SlotPool { kind: kind.into(), limit, in_use, unit_cost, slot_rule }
+}
+
+pub fn package(id: &str, total: u64, remaining: u64, expires_in_days: i64) -> Package {
+    Package {
+        id: id.into(),
+        name: format!("Package {id}"),
+        total,
+        remaining,
+        effective_at_ms: T0 - DAY,
+        expires_at_ms: T0 + expires_in_days * DAY,
+        status: if remaining == 0 { PackageStatus::Exhausted } else { PackageStatus::Active },
+    }
+}
+
+pub fn state(revision: u64) -> ServerState {
+    ServerState {
+        revision,
+        server_time_ms: T0,
+        pools: vec![pool("image", 4, 0, 2, SlotRule::PerItem), pool("video", 1, 0, 10, SlotRule::PerTask)],
+        packages: vec![package("p1", 100, 100, 30)],
+        running: vec![],
+        finished: vec![],
+    }
+}
+
+pub fn running(id: &str, kind: &str, slots: u32, reserved: u64, client: Option<&str>) -> RunningTask {
+    RunningTask {
+        id: id.into(),
+        kind: kind.into(),
+        slots,
+        reserved_units: reserved,
+        client_request_id: client.map(Into::into),
+        started_at_ms: T0,
+    }
+}
+
+pub fn finished(id: &str, kind: &str, outcome: Outcome, charged: u64, client: Option<&str>) -> FinishedTask {
+    FinishedTask {
+        id: id.into(),
+        kind: kind.into(),
+        slots: 1,
+        outcome,
+        units_charged: charged,
+        reason: (outcome != Outcome::Succeeded).then(|| "content moderation".into()),
+        client_request_id: client.map(Into::into),
+        finished_at_ms: T0,
+    }
+}
