@@ -3,8 +3,20 @@
 //!
 //! - [`core`]: the quota rules as a pure state machine (no browser, no I/O).
 //! - `dom`: writes a view model to the page (wasm only).
+//! - `intl`: numbers and dates in the page's locale (wasm only).
 //! - `sync`: turns the network into core inputs (wasm only).
 //! - `api`: the wasm-bindgen surface, the only file that knows JS types.
 
 pub mod core;
 
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod dom;
+#[cfg(target_arch = "wasm32")]
+mod intl;
+#[cfg(target_arch = "wasm32")]
+mod sync;
+
+#[cfg(target_arch = "wasm32")]
+pub use api::{QuotaWidget, WidgetEvent, WidgetOptions};

@@ -3,6 +3,7 @@
 //! and a [`ViewModel`] comes out. Nothing here knows about the browser, so it
 //! runs and is property-tested on the host.
 
+pub mod backoff;
 pub mod fmt;
 pub mod machine;
 pub mod validate;

@@ -4,10 +4,16 @@
 use super::fmt::{age, title, Fmt};
 use super::machine::{counts, Blocked, HoldEnd, Link, Quota};
 use super::wire::{Millis, Outcome, PackageStatus};
+use serde::Serialize;
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
 
 const DAY_MS: Millis = 86_400_000;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct ViewModel {
     /// Whether the submit button is enabled.
     pub enabled: bool,
@@ -28,7 +34,9 @@ pub struct ViewModel {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct UnitsView {
     /// Units left in active packages; moves only on a deduction (R3).
     pub remaining: u64,
@@ -45,7 +53,9 @@ pub struct UnitsView {
     pub detail_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct MeterView {
     pub kind: String,
     pub label: String,
@@ -58,7 +68,9 @@ pub struct MeterView {
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct PackageView {
     pub id: String,
     pub name: String,
@@ -71,7 +83,9 @@ pub struct PackageView {
     pub status_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct CostView {
     pub slots: u32,
     pub cost: u64,
@@ -80,7 +94,9 @@ pub struct CostView {
     pub text: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
     Sending,
     Running,
@@ -90,7 +106,9 @@ pub enum AttemptStatus {
     TimedOut,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     /// Stable across updates: the client request id, else the task id.
     pub key: String,

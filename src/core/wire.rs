@@ -19,7 +19,7 @@ pub type Millis = i64;
 
 /// A snapshot of one account's quota, as the server holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi, from_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ServerState {
     /// Grows by at least one with every change the server makes to this
     /// account. A client never lets an older revision replace a newer one (R4).

@@ -1,0 +1,524 @@
+//! The wasm-bindgen surface: the only file that knows JavaScript types.
+//! It wires the core, the DOM view and the sync layer together and owns
+//! every listener and timer it makes; `destroy()` drops them all.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use gloo_events::{EventListener, EventListenerOptions, EventListenerPhase};
+use gloo_timers::callback::Interval;
+use js_sys::{Date, Function, JSON};
+use serde::{Deserialize, Serialize};
+use tsify::{Ts, Tsify};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
+
+use crate::core::wire::ServerState;
+use crate::core::{Config, HoldEnd, Quota, SubmitError, ViewModel};
+use crate::dom::Dom;
+use crate::intl::IntlFmt;
+use crate::sync::{Sync, SyncEvent, SyncOptions};
+
+/// Options for `new QuotaWidget(options)`.
+#[derive(Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetOptions {
+    /// The element, or a CSS selector for it, that the widget renders into.
+    #[tsify(type = "HTMLElement | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub host: JsValue,
+    /// The dashboard's submit button, or a CSS selector for it.
+    #[tsify(type = "HTMLElement | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub button: JsValue,
+    /// The form whose submit takes a hold; by default the button's form.
+    #[tsify(optional, type = "HTMLFormElement | string")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub form: JsValue,
+    /// Base URL of the quota API (for example "/api"). When set, the widget
+    /// keeps itself in sync with the server; otherwise call `pushState`.
+    #[tsify(optional)]
+    pub endpoint: Option<String>,
+    /// Kind of work of the request being prepared. Default "image".
+    #[tsify(optional)]
+    pub kind: Option<String>,
+    /// Items in the request being prepared. Default 1.
+    #[tsify(optional)]
+    pub count: Option<u32>,
+    /// BCP 47 locale for numbers and dates; default the browser's.
+    #[tsify(optional)]
+    pub locale: Option<String>,
+    #[tsify(optional)]
+    pub stale_after_ms: Option<u32>,
+    #[tsify(optional)]
+    pub hold_timeout_ms: Option<u32>,
+    #[tsify(optional)]
+    pub expiring_soon_days: Option<u32>,
+    #[tsify(optional)]
+    pub low_units: Option<u32>,
+    /// Poll interval when server-sent events are unavailable. Default 5000.
+    #[tsify(optional)]
+    pub poll_ms: Option<u32>,
+    /// Use server-sent events (default true); false polls only.
+    #[tsify(optional)]
+    pub events: Option<bool>,
+    /// Name of a hidden input in the form that receives the client request
+    /// id on submit. Default "client_request_id".
+    #[tsify(optional)]
+    pub request_id_field: Option<String>,
+}
+
+/// What subscribers receive.
+#[derive(Serialize, Tsify)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum WidgetEvent {
+    /// The view changed (figures, gate, freshness).
+    Change { view: ViewModel },
+    /// A state could not be used; the last good state is kept.
+    Error { message: String },
+    /// A submit took a hold: send `requestId` with the request.
+    Hold { request_id: String, slots: u32, cost: u64 },
+    /// A message for the user, also given to the page's live region.
+    Announce { message: String },
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_LISTENER: &'static str = r#"
+/** Milliseconds since the Unix epoch, UTC. */
+export type Millis = number;
+/** A subscriber: receives every widget event. */
+export type WidgetListener = (event: WidgetEvent) => void;
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(typescript_type = "WidgetListener")]
+    pub type WidgetListener;
+    #[wasm_bindgen(typescript_type = "ServerState | string")]
+    pub type StateInput;
+}
+
+/// The button's own attributes before the widget took it over.
+struct Saved {
+    disabled: bool,
+    aria_disabled: Option<String>,
+    described_by: Option<String>,
+}
+
+struct Inner {
+    quota: Quota,
+    dom: Dom,
+    fmt: IntlFmt,
+    button: Element,
+    saved: Saved,
+    form: Option<HtmlFormElement>,
+    request_field: String,
+    listeners: Vec<EventListener>,
+    ticker: Option<Interval>,
+    sync: Option<Sync>,
+    subscribers: Vec<(u32, Function)>,
+    next_subscriber: u32,
+    last_view: Option<ViewModel>,
+    last_request_id: Option<String>,
+}
+
+/// The quota display and submit gate. See the README for a walk-through.
+#[wasm_bindgen]
+pub struct QuotaWidget {
+    inner: Option<Rc<RefCell<Inner>>>,
+}
+
+static NEXT_UID: AtomicU32 = AtomicU32::new(1);
+
+fn document() -> Result<Document, JsError> {
+    web_sys::window().and_then(|w| w.document()).ok_or_else(|| JsError::new("quota-widget needs a browser document"))
+}
+
+fn resolve(doc: &Document, what: &str, v: &JsValue) -> Result<Element, JsError> {
+    if let Some(sel) = v.as_string() {
+        return doc
+            .query_selector(&sel)
+            .map_err(|_| JsError::new(&format!("quota-widget: \"{sel}\" is not a valid CSS selector for the {what}")))?
+            .ok_or_else(|| JsError::new(&format!("quota-widget: no element matches \"{sel}\" for the {what}")));
+    }
+    v.dyn_ref::<Element>()
+        .cloned()
+        .ok_or_else(|| JsError::new(&format!("quota-widget: the {what} must be an element or a CSS selector")))
+}
+
+fn now() -> i64 {
+    Date::now() as i64
+}
+
+/// Parses a state given as a JS object or as JSON text.
+fn parse_state(v: &JsValue) -> Result<ServerState, String> {
+    let obj = match v.as_string() {
+        Some(text) => JSON::parse(&text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?,
+        None => v.clone(),
+    };
+    serde_wasm_bindgen::from_value(obj).map_err(|e| format!("malformed quota state: {e}"))
+}
+
+fn new_request_id() -> String {
+    // Unique enough to correlate: the time plus 52 random bits.
+    let r = (js_sys::Math::random() * 4_503_599_627_370_496.0) as u64;
+    format!("qw-{:x}-{:x}", now(), r)
+}
+
+impl Inner {
+    fn apply_button(&self, enabled: bool) {
+        let b = &self.button;
+        let reason_id = self.dom.reason_id();
+        let _ = b.toggle_attribute_with_force("disabled", !enabled);
+        if enabled {
+            match &self.saved.aria_disabled {
+                Some(v) => drop(b.set_attribute("aria-disabled", v)),
+                None => drop(b.remove_attribute("aria-disabled")),
+            }
+        } else {
+            let _ = b.set_attribute("aria-disabled", "true");
+        }
+        let mut ids: Vec<String> = self
+            .saved
+            .described_by
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter(|t| *t != reason_id)
+            .map(str::to_owned)
+            .collect();
+        if !enabled {
+            ids.push(reason_id);
+        }
+        if ids.is_empty() {
+            let _ = b.remove_attribute("aria-describedby");
+        } else {
+            let _ = b.set_attribute("aria-describedby", &ids.join(" "));
+        }
+    }
+
+    fn restore_button(&self) {
+        let b = &self.button;
+        let _ = b.toggle_attribute_with_force("disabled", self.saved.disabled);
+        match &self.saved.aria_disabled {
+            Some(v) => drop(b.set_attribute("aria-disabled", v)),
+            None => drop(b.remove_attribute("aria-disabled")),
+        }
+        match &self.saved.described_by {
+            Some(v) => drop(b.set_attribute("aria-describedby", v)),
+            None => drop(b.remove_attribute("aria-describedby")),
+        }
+    }
+
+    /// Begins a submit of the current request; on success writes the id to
+    /// the form's hidden field, if there is one.
+    fn begin(&mut self) -> Result<WidgetEvent, SubmitError> {
+        let id = new_request_id();
+        let hold = self.quota.begin_submit(id, now())?;
+        if let Some(form) = &self.form {
+            if let Ok(Some(field)) = form.query_selector(&format!("input[name=\"{}\"]", self.request_field)) {
+                if let Some(input) = field.dyn_ref::<HtmlInputElement>() {
+                    input.set_value(&hold.id);
+                }
+            }
+        }
+        self.last_request_id = Some(hold.id.clone());
+        Ok(WidgetEvent::Hold { request_id: hold.id, slots: hold.slots, cost: hold.cost })
+    }
+}
+
+/// Renders the current view and tells subscribers, outside the borrow so a
+/// subscriber may call back into the widget.
+fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
+    let subscribers: Vec<Function> = {
+        let mut inner = rc.borrow_mut();
+        let t = now();
+        inner.quota.tick(t);
+        let vm = inner.quota.view(t, &inner.fmt);
+        inner.dom.render(&vm);
+        inner.apply_button(vm.enabled);
+        for message in inner.quota.take_announcements() {
+            inner.dom.announce(&message);
+            events.push(WidgetEvent::Announce { message });
+        }
+        if inner.last_view.as_ref() != Some(&vm) {
+            inner.last_view = Some(vm.clone());
+            events.push(WidgetEvent::Change { view: vm });
+        }
+        if events.is_empty() {
+            return;
+        }
+        inner.subscribers.iter().map(|(_, f)| f.clone()).collect()
+    };
+    for event in events {
+        let Ok(value) = serde_wasm_bindgen::to_value(&event) else { continue };
+        for f in &subscribers {
+            // A throwing subscriber must not stop the others or the widget.
+            let _ = f.call1(&JsValue::NULL, &value);
+        }
+    }
+}
+
+fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
+    let Some(rc) = weak.upgrade() else { return };
+    let mut events = vec![];
+    {
+        let mut inner = rc.borrow_mut();
+        match event {
+            SyncEvent::State(body) => {
+                let result = parse_state(&JsValue::from_str(&body))
+                    .and_then(|s| inner.quota.apply_state(s, now()).map_err(|e| e.to_string()));
+                if let Err(message) = result {
+                    inner.quota.report_error(message.clone());
+                    events.push(WidgetEvent::Error { message });
+                }
+            }
+            SyncEvent::Current => inner.quota.confirm_current(now()),
+            SyncEvent::Link(link) => inner.quota.set_link(link),
+            SyncEvent::Error(message) => {
+                inner.quota.report_error(message.clone());
+                events.push(WidgetEvent::Error { message });
+            }
+        }
+    }
+    flush(&rc, events);
+}
+
+#[wasm_bindgen]
+impl QuotaWidget {
+    /// Mounts the widget into `options.host` and takes over the gating of
+    /// `options.button`. Throws when an element cannot be found.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: Ts<WidgetOptions>) -> Result<QuotaWidget, JsError> {
+        let options = options
+            .to_rust()
+            .map_err(|e| JsError::new(&format!("quota-widget: bad options: {e}")))?;
+        let doc = document()?;
+        let host = resolve(&doc, "host", &options.host)?;
+        let button = resolve(&doc, "button", &options.button)?;
+        let form = if options.form.is_undefined() || options.form.is_null() {
+            button.closest("form").ok().flatten()
+        } else {
+            Some(resolve(&doc, "form", &options.form)?)
+        }
+        .and_then(|f| f.dyn_into::<HtmlFormElement>().ok());
+
+        let defaults = Config::default();
+        let config = Config {
+            stale_after_ms: options.stale_after_ms.map_or(defaults.stale_after_ms, i64::from),
+            hold_timeout_ms: options.hold_timeout_ms.map_or(defaults.hold_timeout_ms, i64::from),
+            expiring_soon_days: options.expiring_soon_days.unwrap_or(defaults.expiring_soon_days),
+            low_units: options.low_units.map_or(defaults.low_units, u64::from),
+            max_attempts: defaults.max_attempts,
+        };
+        let mut quota = Quota::new(config);
+        quota.set_request(options.kind.as_deref().unwrap_or("image"), options.count.unwrap_or(1));
+
+        let uid = format!("qw{}", NEXT_UID.fetch_add(1, Ordering::Relaxed));
+        let dom = Dom::new(doc.clone(), &host, &uid);
+        let saved = Saved {
+            disabled: button.has_attribute("disabled"),
+            aria_disabled: button.get_attribute("aria-disabled"),
+            described_by: button.get_attribute("aria-describedby"),
+        };
+        let inner = Rc::new(RefCell::new(Inner {
+            quota,
+            dom,
+            fmt: IntlFmt::new(options.locale.as_deref()),
+            button: button.clone(),
+            saved,
+            form: form.clone(),
+            request_field: options.request_id_field.unwrap_or_else(|| "client_request_id".to_owned()),
+            listeners: Vec::new(),
+            ticker: None,
+            sync: None,
+            subscribers: Vec::new(),
+            next_subscriber: 1,
+            last_view: None,
+            last_request_id: None,
+        }));
+
+        // The gate: a blocked submit is stopped before the dashboard's own
+        // handlers see it; an allowed one takes its hold first (R7).
+        let weak = Rc::downgrade(&inner);
+        let capture = EventListenerOptions { phase: EventListenerPhase::Capture, passive: false };
+        let (target, event): (&Element, &str) = match &form {
+            Some(f) => (f.as_ref(), "submit"),
+            None => (&button, "click"),
+        };
+        let gate = EventListener::new_with_options(target, event, capture, move |e| {
+            let Some(rc) = weak.upgrade() else { return };
+            let result = rc.borrow_mut().begin();
+            match result {
+                Ok(hold) => flush(&rc, vec![hold]),
+                Err(_) => {
+                    e.prevent_default();
+                    e.stop_immediate_propagation();
+                    flush(&rc, vec![]);
+                }
+            }
+        });
+        let weak = Rc::downgrade(&inner);
+        // Once a second: freshness text, staleness (R5) and hold timeouts.
+        let ticker = Interval::new(1000, move || {
+            if let Some(rc) = weak.upgrade() {
+                flush(&rc, vec![]);
+            }
+        });
+        {
+            let mut i = inner.borrow_mut();
+            i.listeners.push(gate);
+            i.ticker = Some(ticker);
+            if let Some(endpoint) = options.endpoint {
+                let weak = Rc::downgrade(&inner);
+                let opts = SyncOptions {
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                    poll_ms: options.poll_ms.unwrap_or(5000).max(250),
+                    use_events: options.events.unwrap_or(true),
+                };
+                i.quota.set_link(crate::core::Link::Connecting);
+                i.sync = Some(Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e))));
+            }
+        }
+        flush(&inner, vec![]);
+        Ok(QuotaWidget { inner: Some(inner) })
+    }
+
+    fn rc(&self) -> Result<&Rc<RefCell<Inner>>, JsError> {
+        self.inner.as_ref().ok_or_else(|| JsError::new("quota-widget: this widget was destroyed"))
+    }
+
+    /// Gives the widget a state from the server, as an object or JSON text.
+    /// A bad state throws, emits an `error` event, and leaves the last good
+    /// state on screen. An older revision than the one shown is ignored.
+    #[wasm_bindgen(js_name = pushState)]
+    pub fn push_state(&self, state: StateInput) -> Result<(), JsError> {
+        let rc = self.rc()?;
+        let result = parse_state(&state).and_then(|s| {
+            rc.borrow_mut().quota.apply_state(s, now()).map(|_| ()).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => {
+                flush(rc, vec![]);
+                Ok(())
+            }
+            Err(message) => {
+                rc.borrow_mut().quota.report_error(message.clone());
+                flush(rc, vec![WidgetEvent::Error { message: message.clone() }]);
+                Err(JsError::new(&message))
+            }
+        }
+    }
+
+    /// Sets the request being prepared: its kind of work and item count.
+    #[wasm_bindgen(js_name = setRequest)]
+    pub fn set_request(&self, kind: &str, count: u32) -> Result<(), JsError> {
+        let rc = self.rc()?;
+        rc.borrow_mut().quota.set_request(kind, count);
+        flush(rc, vec![]);
+        Ok(())
+    }
+
+    /// Begins a submit without a form: takes the hold and returns the
+    /// client request id. Throws, with the reason, when submit is blocked.
+    #[wasm_bindgen(js_name = beginSubmit)]
+    pub fn begin_submit(&self) -> Result<String, JsError> {
+        let rc = self.rc()?;
+        let result = rc.borrow_mut().begin();
+        match result {
+            Ok(event) => {
+                let id = match &event {
+                    WidgetEvent::Hold { request_id, .. } => request_id.clone(),
+                    _ => unreachable!("begin returns a hold event"),
+                };
+                flush(rc, vec![event]);
+                Ok(id)
+            }
+            Err(e) => {
+                flush(rc, vec![]);
+                Err(JsError::new(&e.to_string()))
+            }
+        }
+    }
+
+    /// The server refused the request: its hold ends, nothing is charged.
+    #[wasm_bindgen(js_name = submitRefused)]
+    pub fn submit_refused(&self, request_id: &str, reason: Option<String>) -> Result<bool, JsError> {
+        self.end(request_id, HoldEnd::Refused, reason)
+    }
+
+    /// The request failed on the way (network, server error): its hold
+    /// ends, nothing is charged.
+    #[wasm_bindgen(js_name = submitFailed)]
+    pub fn submit_failed(&self, request_id: &str, reason: Option<String>) -> Result<bool, JsError> {
+        self.end(request_id, HoldEnd::Failed, reason)
+    }
+
+    fn end(&self, id: &str, end: HoldEnd, reason: Option<String>) -> Result<bool, JsError> {
+        let rc = self.rc()?;
+        let found = rc.borrow_mut().quota.end_hold(id, end, reason, now());
+        flush(rc, vec![]);
+        Ok(found)
+    }
+
+    /// Calls `listener` with every widget event; returns an id for
+    /// `unsubscribe`.
+    pub fn subscribe(&self, listener: WidgetListener) -> Result<u32, JsError> {
+        let rc = self.rc()?;
+        let f: Function = listener.dyn_into().map_err(|_| JsError::new("quota-widget: subscribe needs a function"))?;
+        let mut inner = rc.borrow_mut();
+        let id = inner.next_subscriber;
+        inner.next_subscriber += 1;
+        inner.subscribers.push((id, f));
+        Ok(id)
+    }
+
+    pub fn unsubscribe(&self, id: u32) -> bool {
+        let Ok(rc) = self.rc() else { return false };
+        let mut inner = rc.borrow_mut();
+        let before = inner.subscribers.len();
+        inner.subscribers.retain(|(i, _)| *i != id);
+        inner.subscribers.len() != before
+    }
+
+    /// What the widget shows now, as a plain object.
+    pub fn view(&self) -> Result<Ts<ViewModel>, JsError> {
+        let rc = self.rc()?;
+        let inner = rc.borrow();
+        Ts::from_rust(&inner.quota.view(now(), &inner.fmt)).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The client request id of the most recent submit.
+    #[wasm_bindgen(getter, js_name = lastRequestId)]
+    pub fn last_request_id(&self) -> Option<String> {
+        self.inner.as_ref()?.borrow().last_request_id.clone()
+    }
+
+    /// DOM writes made so far (for tests of minimal updates).
+    #[wasm_bindgen(getter, js_name = domWrites)]
+    pub fn dom_writes(&self) -> u32 {
+        self.inner.as_ref().map_or(0, |rc| rc.borrow().dom.writes)
+    }
+
+    /// Removes the widget: its DOM, every listener and timer, the stream,
+    /// and restores the button's own attributes. Safe to call twice.
+    pub fn destroy(&mut self) {
+        if let Some(rc) = self.inner.take() {
+            let mut inner = rc.borrow_mut();
+            inner.sync = None;
+            inner.ticker = None;
+            inner.listeners.clear();
+            inner.subscribers.clear();
+            inner.restore_button();
+            inner.dom.remove();
+        }
+    }
+}
+
+impl Drop for QuotaWidget {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}

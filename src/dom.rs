@@ -1,0 +1,329 @@
+//! Writes a [`ViewModel`] to the page. The structure is built once; each
+//! render compares against the previous view model and touches only the
+//! nodes whose values changed. Server text goes in through `textContent`
+//! only. No inline styles: the meter's fill width is set through CSSOM,
+//! which a strict `style-src 'self'` allows.
+
+use std::collections::HashMap;
+
+use wasm_bindgen::JsCast;
+use web_sys::{Document, Element, HtmlElement};
+
+use crate::core::{AttemptStatus, AttemptView, MeterView, PackageView, ViewModel};
+
+pub struct Dom {
+    doc: Document,
+    root: Element,
+    remaining: Element,
+    detail: Element,
+    meters: Element,
+    cost: Element,
+    reason: Element,
+    error: Element,
+    packages: Element,
+    attempts: Element,
+    freshness: Element,
+    live: Element,
+    meter_rows: Keyed<MeterRow>,
+    package_rows: Keyed<PackageRow>,
+    attempt_rows: Keyed<AttemptRow>,
+    last: Option<ViewModel>,
+    /// Counts DOM writes, so tests can check that a repeat render writes nothing.
+    pub writes: u32,
+}
+
+struct Keyed<R> {
+    rows: HashMap<String, R>,
+    order: Vec<String>,
+}
+
+impl<R> Keyed<R> {
+    fn new() -> Self {
+        Keyed { rows: HashMap::new(), order: Vec::new() }
+    }
+}
+
+struct MeterRow {
+    el: Element,
+    label: Element,
+    bar: Element,
+    fill: HtmlElement,
+    text: Element,
+    last: Option<MeterView>,
+}
+
+struct PackageRow {
+    el: Element,
+    name: Element,
+    units: Element,
+    status: Element,
+    last: Option<PackageView>,
+}
+
+struct AttemptRow {
+    el: Element,
+    last: Option<AttemptView>,
+}
+
+fn el(doc: &Document, tag: &str, class: &str) -> Element {
+    // Creating standard elements cannot fail in a live document.
+    let e = doc.create_element(tag).expect("create_element");
+    e.set_class_name(class);
+    e
+}
+
+fn set_attr(e: &Element, name: &str, value: &str) {
+    let _ = e.set_attribute(name, value);
+}
+
+impl Dom {
+    /// Builds the widget's structure inside `host`. `uid` makes ids unique
+    /// when a page mounts several widgets.
+    pub fn new(doc: Document, host: &Element, uid: &str) -> Dom {
+        let root = el(&doc, "section", "qw");
+        set_attr(&root, "aria-label", "Generation quota");
+
+        let units = el(&doc, "div", "qw-units");
+        let remaining = el(&doc, "p", "qw-remaining");
+        let detail = el(&doc, "p", "qw-units-detail");
+        let _ = units.append_child(&remaining);
+        let _ = units.append_child(&detail);
+
+        let meters = el(&doc, "div", "qw-meters");
+        let cost = el(&doc, "p", "qw-cost");
+        let reason = el(&doc, "p", "qw-reason");
+        reason.set_id(&format!("{uid}-reason"));
+        let error = el(&doc, "p", "qw-error");
+        set_attr(&error, "role", "alert");
+        set_attr(&error, "hidden", "");
+
+        let packages_box = el(&doc, "div", "qw-packages-box");
+        let ph = el(&doc, "h3", "qw-heading");
+        ph.set_text_content(Some("Packages"));
+        let packages = el(&doc, "ul", "qw-packages");
+        set_attr(&packages, "aria-label", "Packages");
+        let _ = packages_box.append_child(&ph);
+        let _ = packages_box.append_child(&packages);
+
+        let attempts_box = el(&doc, "div", "qw-attempts-box");
+        let ah = el(&doc, "h3", "qw-heading");
+        ah.set_text_content(Some("Recent attempts"));
+        let attempts = el(&doc, "ul", "qw-attempts");
+        set_attr(&attempts, "aria-label", "Recent attempts");
+        let _ = attempts_box.append_child(&ah);
+        let _ = attempts_box.append_child(&attempts);
+
+        let freshness = el(&doc, "p", "qw-freshness");
+        let live = el(&doc, "div", "qw-sr-only qw-live");
+        set_attr(&live, "aria-live", "polite");
+        set_attr(&live, "role", "status");
+
+        for child in [&units, &meters, &cost, &reason, &error, &packages_box, &attempts_box, &freshness, &live] {
+            let _ = root.append_child(child);
+        }
+        let _ = host.append_child(&root);
+        Dom {
+            doc,
+            root,
+            remaining,
+            detail,
+            meters,
+            cost,
+            reason,
+            error,
+            packages,
+            attempts,
+            freshness,
+            live,
+            meter_rows: Keyed::new(),
+            package_rows: Keyed::new(),
+            attempt_rows: Keyed::new(),
+            last: None,
+            writes: 0,
+        }
+    }
+
+    pub fn reason_id(&self) -> String {
+        self.reason.id()
+    }
+
+    pub fn remove(&self) {
+        self.root.remove();
+    }
+
+    fn text(writes: &mut u32, e: &Element, s: &str) {
+        *writes += 1;
+        e.set_text_content(Some(s));
+    }
+
+    /// Announces a message to screen readers through the polite live region.
+    pub fn announce(&mut self, message: &str) {
+        // Replacing the text makes assistive technology read it once.
+        Self::text(&mut self.writes, &self.live, message);
+    }
+
+    pub fn render(&mut self, vm: &ViewModel) {
+        let last = self.last.take();
+        let w = &mut self.writes;
+        let changed = |f: &dyn Fn(&ViewModel) -> bool| last.as_ref().map_or(true, f);
+
+        if changed(&|l| l.units != vm.units) {
+            let (rem, detail) = match &vm.units {
+                Some(u) => (u.remaining_text.as_str(), u.detail_text.as_str()),
+                None => ("—", ""),
+            };
+            Self::text(w, &self.remaining, rem);
+            Self::text(w, &self.detail, detail);
+            let low = vm.units.as_ref().is_some_and(|u| u.low);
+            toggle(&self.root, "qw-low", low);
+        }
+        if changed(&|l| l.cost != vm.cost) {
+            Self::text(w, &self.cost, vm.cost.as_ref().map_or("", |c| c.text.as_str()));
+        }
+        if changed(&|l| l.reason != vm.reason) {
+            Self::text(w, &self.reason, &vm.reason);
+            toggle(&self.root, "qw-blocked", !vm.enabled);
+        }
+        if changed(&|l| l.error != vm.error) {
+            *w += 1;
+            match &vm.error {
+                Some(msg) => {
+                    self.error.set_text_content(Some(&format!("Could not use the latest quota update: {msg}. Showing the last good figures.")));
+                    let _ = self.error.remove_attribute("hidden");
+                }
+                None => {
+                    self.error.set_text_content(None);
+                    set_attr(&self.error, "hidden", "");
+                }
+            }
+        }
+        if changed(&|l| l.freshness != vm.freshness || l.stale != vm.stale) {
+            Self::text(w, &self.freshness, &vm.freshness);
+            toggle(&self.root, "qw-stale", vm.stale);
+        }
+        if changed(&|l| l.meters != vm.meters) {
+            let doc = &self.doc;
+            reconcile(&mut self.meter_rows, &self.meters, &vm.meters, |m| m.kind.clone(), |m| {
+                let e = el(doc, "div", "qw-meter");
+                let label = el(doc, "span", "qw-meter-label");
+                label.set_id(&format!("{}-meter-{}", self.reason.id(), m.kind));
+                let bar = el(doc, "div", "qw-meter-bar");
+                set_attr(&bar, "role", "meter");
+                set_attr(&bar, "aria-valuemin", "0");
+                set_attr(&bar, "aria-labelledby", &label.id());
+                let fill: HtmlElement = el(doc, "div", "qw-meter-fill").unchecked_into();
+                let _ = bar.append_child(&fill);
+                let text = el(doc, "span", "qw-meter-text");
+                for c in [&label, &bar, &text] {
+                    let _ = e.append_child(c);
+                }
+                MeterRow { el: e, label, bar, fill, text, last: None }
+            }, |r| &r.el, |row, m, w| {
+                let old = row.last.take();
+                if old.as_ref().map(|o| &o.label) != Some(&m.label) {
+                    Self::text(w, &row.label, &m.label);
+                }
+                if old.as_ref().map(|o| (o.value, o.limit, &o.text)) != Some((m.value, m.limit, &m.text)) {
+                    *w += 1;
+                    set_attr(&row.bar, "aria-valuemax", &m.limit.to_string());
+                    set_attr(&row.bar, "aria-valuenow", &m.value.to_string());
+                    set_attr(&row.bar, "aria-valuetext", &m.text);
+                    let pct = if m.limit == 0 { 100.0 } else { f64::from(m.value) * 100.0 / f64::from(m.limit) };
+                    let _ = row.fill.style().set_property("width", &format!("{pct}%"));
+                    toggle(&row.el, "qw-full", m.value >= m.limit);
+                    Self::text(w, &row.text, &m.text);
+                }
+                row.last = Some(m.clone());
+            }, w);
+        }
+        if changed(&|l| l.packages != vm.packages) {
+            let doc = &self.doc;
+            reconcile(&mut self.package_rows, &self.packages, &vm.packages, |p| p.id.clone(), |_| {
+                let e = el(doc, "li", "qw-package");
+                let name = el(doc, "span", "qw-package-name");
+                let units = el(doc, "span", "qw-package-units");
+                let status = el(doc, "span", "qw-package-status");
+                for c in [&name, &units, &status] {
+                    let _ = e.append_child(c);
+                }
+                PackageRow { el: e, name, units, status, last: None }
+            }, |r| &r.el, |row, p, w| {
+                let old = row.last.take();
+                if old.as_ref().map(|o| &o.name) != Some(&p.name) {
+                    Self::text(w, &row.name, &p.name);
+                }
+                if old.as_ref().map(|o| &o.units_text) != Some(&p.units_text) {
+                    Self::text(w, &row.units, &p.units_text);
+                }
+                if old.as_ref().map(|o| (&o.status_text, o.expiring_soon, o.counts)) != Some((&p.status_text, p.expiring_soon, p.counts)) {
+                    Self::text(w, &row.status, &p.status_text);
+                    toggle(&row.el, "qw-expiring", p.expiring_soon);
+                    toggle(&row.el, "qw-inactive", !p.counts);
+                }
+                row.last = Some(p.clone());
+            }, w);
+        }
+        if changed(&|l| l.attempts != vm.attempts) {
+            let doc = &self.doc;
+            reconcile(&mut self.attempt_rows, &self.attempts, &vm.attempts, |a| a.key.clone(), |_| {
+                AttemptRow { el: el(doc, "li", "qw-attempt"), last: None }
+            }, |r| &r.el, |row, a, w| {
+                if row.last.as_ref() != Some(a) {
+                    Self::text(w, &row.el, &a.text);
+                    set_attr(&row.el, "data-status", status_name(a.status));
+                    row.last = Some(a.clone());
+                }
+            }, w);
+        }
+        self.last = Some(vm.clone());
+    }
+}
+
+fn status_name(s: AttemptStatus) -> &'static str {
+    match s {
+        AttemptStatus::Sending => "sending",
+        AttemptStatus::Running => "running",
+        AttemptStatus::Succeeded => "succeeded",
+        AttemptStatus::Failed => "failed",
+        AttemptStatus::Refused => "refused",
+        AttemptStatus::TimedOut => "timed_out",
+    }
+}
+
+fn toggle(e: &Element, class: &str, on: bool) {
+    let _ = e.class_list().toggle_with_force(class, on);
+}
+
+/// Keyed list update: rows are created for new keys, updated in place,
+/// moved only when the order changed, and removed when their key is gone.
+#[allow(clippy::too_many_arguments)]
+fn reconcile<T, R>(
+    keyed: &mut Keyed<R>,
+    parent: &Element,
+    items: &[T],
+    key: impl Fn(&T) -> String,
+    create: impl Fn(&T) -> R,
+    elem: impl Fn(&R) -> &Element,
+    update: impl Fn(&mut R, &T, &mut u32),
+    writes: &mut u32,
+) {
+    let keys: Vec<String> = items.iter().map(&key).collect();
+    for gone in keyed.order.iter().filter(|k| !keys.contains(k)) {
+        if let Some(r) = keyed.rows.remove(gone) {
+            elem(&r).remove();
+            *writes += 1;
+        }
+    }
+    for (item, k) in items.iter().zip(&keys) {
+        let row = keyed.rows.entry(k.clone()).or_insert_with(|| create(item));
+        update(row, item, writes);
+    }
+    if keyed.order != keys {
+        // appendChild moves an existing node: this puts every row in order.
+        for k in &keys {
+            let _ = parent.append_child(elem(&keyed.rows[k]));
+        }
+        *writes += 1;
+        keyed.order = keys;
+    }
+}

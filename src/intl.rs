@@ -1,0 +1,41 @@
+//! [`Fmt`] for the browser: numbers and dates in the page's locale, through
+//! `Intl` (js-sys), so "12,500" reads "12 500" or "12.500" where it should.
+
+use js_sys::{Array, Date, Function, Intl, Object, Reflect};
+use wasm_bindgen::JsValue;
+
+use crate::core::wire::Millis;
+use crate::core::Fmt;
+
+pub struct IntlFmt {
+    number: Function,
+    date: Function,
+}
+
+impl IntlFmt {
+    /// `locale` is a BCP 47 tag; `None` uses the browser's.
+    pub fn new(locale: Option<&str>) -> IntlFmt {
+        let locales = Array::new();
+        if let Some(l) = locale {
+            locales.push(&JsValue::from_str(l));
+        }
+        let date_opts = Object::new();
+        let _ = Reflect::set(&date_opts, &"dateStyle".into(), &"medium".into());
+        IntlFmt {
+            number: Intl::NumberFormat::new(&locales, &Object::new()).format(),
+            date: Intl::DateTimeFormat::new(&locales, &date_opts).format(),
+        }
+    }
+}
+
+impl Fmt for IntlFmt {
+    fn number(&self, n: u64) -> String {
+        // Units stay far below 2^53, where f64 is exact.
+        self.number.call1(&JsValue::NULL, &JsValue::from_f64(n as f64)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| n.to_string())
+    }
+
+    fn date(&self, at: Millis) -> String {
+        let d = Date::new(&JsValue::from_f64(at as f64));
+        self.date.call1(&JsValue::NULL, &d).ok().and_then(|v| v.as_string()).unwrap_or_default()
+    }
+}
