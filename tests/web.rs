@@ -1,0 +1,280 @@
+//! The widget in a real page, in headless Chromium: what a user sees and
+//! what assistive technology reads. Run by `./scripts/test`.
+#![cfg(target_arch = "wasm32")]
+
+use quota_widget::QuotaWidget;
+use tsify::Ts;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+use web_sys::{Document, Element};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(inline_js = r##"
+let live = 0, timers = 0, patched = false;
+export function track() {
+  if (patched) return;
+  patched = true;
+  const add = EventTarget.prototype.addEventListener;
+  const remove = EventTarget.prototype.removeEventListener;
+  const keys = new WeakMap();
+  EventTarget.prototype.addEventListener = function (type, fn, opts) {
+    let set = keys.get(this); if (!set) { set = new Set(); keys.set(this, set); }
+    const capture = typeof opts === "boolean" ? opts : !!(opts && opts.capture);
+    const k = type + "|" + capture;
+    let fns = set[k] || (set[k] = new Set());
+    if (!fns.has(fn)) { fns.add(fn); live++; }
+    return add.call(this, type, fn, opts);
+  };
+  EventTarget.prototype.removeEventListener = function (type, fn, opts) {
+    const set = keys.get(this);
+    const capture = typeof opts === "boolean" ? opts : !!(opts && opts.capture);
+    const fns = set && set[type + "|" + capture];
+    if (fns && fns.delete(fn)) live--;
+    return remove.call(this, type, fn, opts);
+  };
+  const si = globalThis.setInterval, ci = globalThis.clearInterval;
+  const ids = new Set();
+  globalThis.setInterval = function (...a) { const id = si(...a); ids.add(id); timers = ids.size; return id; };
+  globalThis.clearInterval = function (id) { ids.delete(id); timers = ids.size; return ci(id); };
+}
+export function liveListeners() { return live; }
+export function liveIntervals() { return timers; }
+export function page(html) {
+  const root = document.getElementById("qw-test") || document.body.appendChild(Object.assign(document.createElement("div"), { id: "qw-test" }));
+  root.innerHTML = html;
+  return root;
+}
+export function submit(form) {
+  const e = new Event("submit", { cancelable: true, bubbles: true });
+  form.dispatchEvent(e);
+  return !e.defaultPrevented;
+}
+export function options(extra) {
+  return Object.assign({ host: "#host", button: "#go", locale: "en-US" }, extra || {});
+}
+"##)]
+extern "C" {
+    fn track();
+    #[wasm_bindgen(js_name = liveListeners)]
+    fn live_listeners() -> u32;
+    #[wasm_bindgen(js_name = liveIntervals)]
+    fn live_intervals() -> u32;
+    fn page(html: &str) -> Element;
+    fn submit(form: &Element) -> bool;
+    fn options(extra: JsValue) -> JsValue;
+}
+
+const PAGE: &str = r#"<form id="f"><input type="hidden" name="client_request_id"><button id="go" type="submit" aria-describedby="hint">Generate</button><span id="hint">Press to generate</span></form><div id="host"></div>"#;
+
+fn doc() -> Document {
+    web_sys::window().unwrap().document().unwrap()
+}
+
+fn q(sel: &str) -> Element {
+    doc().query_selector(sel).unwrap().unwrap_or_else(|| panic!("no element {sel}"))
+}
+
+fn text(sel: &str) -> String {
+    q(sel).text_content().unwrap_or_default()
+}
+
+fn widget(extra: &str) -> QuotaWidget {
+    page(PAGE);
+    let extra = if extra.is_empty() { JsValue::UNDEFINED } else { js_sys::JSON::parse(extra).unwrap() };
+    QuotaWidget::new(Ts::new_unchecked(options(extra))).unwrap()
+}
+
+/// A state as the server sends it: 4 image slots with `in_use` taken,
+/// one package of 100 units with `remaining` left.
+fn state(revision: u64, in_use: u32, remaining: u64, running: &str, finished: &str) -> String {
+    let now = js_sys::Date::now() as i64;
+    format!(
+        r#"{{"revision":{revision},"server_time_ms":{now},
+        "pools":[{{"kind":"image","limit":4,"in_use":{in_use},"unit_cost":2,"slot_rule":"per_item"}},
+                 {{"kind":"video","limit":1,"in_use":0,"unit_cost":10,"slot_rule":"per_task"}}],
+        "packages":[{{"id":"p1","name":"Starter","total":100,"remaining":{remaining},
+                     "effective_at_ms":{eff},"expires_at_ms":{exp},"status":"active"}},
+                    {{"id":"p2","name":"Pro","total":500,"remaining":0,
+                     "effective_at_ms":{eff},"expires_at_ms":{exp2},"status":"exhausted"}}],
+        "running":[{running}],"finished":[{finished}]}}"#,
+        eff = now - 86_400_000,
+        exp = now + 3 * 86_400_000,
+        exp2 = now + 60 * 86_400_000,
+    )
+}
+
+fn push(w: &QuotaWidget, json: &str) {
+    w.push_state(JsValue::from_str(json).unchecked_into()).unwrap();
+}
+
+#[wasm_bindgen_test]
+fn shows_units_meter_and_open_button() {
+    let w = widget("");
+    let button = q("#go");
+    assert!(button.has_attribute("disabled"), "no state yet: fail closed");
+    assert_eq!(text(".qw-reason"), "Waiting for the quota state from the server.");
+    push(&w, &state(1, 1, 100, r#"{"id":"t0","kind":"image","slots":1,"reserved_units":2,"started_at_ms":1}"#, ""));
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    assert_eq!(text(".qw-units-detail"), "2 reserved by running tasks · 98 available");
+    let meter = q(".qw-meter-bar");
+    assert_eq!(meter.get_attribute("role").as_deref(), Some("meter"));
+    assert_eq!(meter.get_attribute("aria-valuenow").as_deref(), Some("1"));
+    assert_eq!(meter.get_attribute("aria-valuemin").as_deref(), Some("0"));
+    assert_eq!(meter.get_attribute("aria-valuemax").as_deref(), Some("4"));
+    let label_id = meter.get_attribute("aria-labelledby").unwrap();
+    assert_eq!(q(&format!("#{label_id}")).text_content().unwrap(), "Image generation slots");
+    assert!(!button.has_attribute("disabled"));
+    assert_eq!(button.get_attribute("aria-disabled"), None);
+    assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"), "the page's own description stays");
+    assert_eq!(text(".qw-cost"), "Uses 2 units, 96 left after");
+    assert!(text(".qw-freshness").starts_with("Updated 0 s ago · revision 1"));
+    // The package expiring in 3 days is highlighted, with its date.
+    let first = q(".qw-package");
+    assert!(first.class_list().contains("qw-expiring"));
+    assert!(first.text_content().unwrap().contains("expires soon"));
+    assert!(q(".qw-live").get_attribute("aria-live").as_deref() == Some("polite"));
+}
+
+#[wasm_bindgen_test]
+fn full_slots_disable_the_button_with_the_reason() {
+    let w = widget(r#"{"count":2}"#);
+    push(&w, &state(1, 3, 100, "", ""));
+    let button = q("#go");
+    assert!(button.has_attribute("disabled"));
+    assert_eq!(button.get_attribute("aria-disabled").as_deref(), Some("true"));
+    let described = button.get_attribute("aria-describedby").unwrap();
+    let ids: Vec<&str> = described.split(' ').collect();
+    assert_eq!(ids[0], "hint");
+    let reason = q(&format!("#{}", ids[1])).text_content().unwrap();
+    assert_eq!(reason, "All image slots are busy: 1 of 4 free, this request needs 2.");
+    assert!(q(".qw-meter").class_list().contains("qw-meter") && q(".qw").class_list().contains("qw-blocked"));
+    w.set_request("image", 1).unwrap();
+    assert!(!button.has_attribute("disabled"));
+    assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"));
+}
+
+#[wasm_bindgen_test]
+fn a_failed_generation_leaves_the_units_text_unchanged() {
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let before = text(".qw-remaining");
+    let form = q("#f");
+    assert!(submit(&form), "an open gate lets the submit through");
+    let id = w.last_request_id().unwrap();
+    let field: web_sys::HtmlInputElement = q("input[name=client_request_id]").unchecked_into();
+    assert_eq!(field.value(), id, "the request id reaches the form");
+    assert_eq!(text(".qw-remaining"), before, "a hold never moves remaining");
+    assert_eq!(text(".qw-units-detail"), "2 held by submits in flight · 98 available");
+    let running = format!(r#"{{"id":"t1","kind":"image","slots":1,"reserved_units":2,"client_request_id":"{id}","started_at_ms":1}}"#);
+    push(&w, &state(2, 1, 100, &running, ""));
+    assert_eq!(text(".qw-remaining"), before);
+    let failed = format!(r#"{{"id":"t1","kind":"image","slots":1,"outcome":"failed","units_charged":0,"reason":"content moderation","client_request_id":"{id}","finished_at_ms":2}}"#);
+    push(&w, &state(3, 0, 100, "", &failed));
+    assert_eq!(text(".qw-remaining"), before);
+    assert_eq!(text(".qw-attempt"), "Image ×1 · failed, not charged: content moderation");
+    assert_eq!(q(".qw-attempt").get_attribute("data-status").as_deref(), Some("failed"));
+    assert_eq!(text(".qw-live"), "Generation failed. No units were charged.");
+}
+
+#[wasm_bindgen_test]
+fn a_double_submit_cannot_pass_the_gate() {
+    let w = widget(r#"{"count":3}"#);
+    push(&w, &state(1, 0, 100, "", ""));
+    let form = q("#f");
+    assert!(submit(&form));
+    assert!(!submit(&form), "the second submit is stopped: only 1 slot is free");
+    assert!(q("#go").has_attribute("disabled"));
+    let id = w.last_request_id().unwrap();
+    assert!(w.submit_refused(&id, Some("parallel task over resource pack limit".into())).unwrap());
+    assert!(!q("#go").has_attribute("disabled"), "a refusal releases the hold");
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    assert_eq!(text(".qw-attempt"), "Image ×3 · refused, not charged: parallel task over resource pack limit");
+}
+
+#[wasm_bindgen_test]
+fn a_bad_state_is_an_error_and_the_last_good_state_stays() {
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let err = w.push_state(JsValue::from_str("{not json").unchecked_into());
+    assert!(err.is_err());
+    let alert = q(".qw-error");
+    assert_eq!(alert.get_attribute("role").as_deref(), Some("alert"));
+    assert!(!alert.has_attribute("hidden"));
+    assert_eq!(
+        alert.text_content().unwrap(),
+        "Could not use the latest quota update: malformed quota state: not valid JSON. Showing the last good figures."
+    );
+    let bad = state(2, 0, 100, "", "").replace(r#""remaining":100"#, r#""remaining":101"#);
+    assert!(w.push_state(JsValue::from_str(&bad).unchecked_into()).is_err());
+    assert!(alert.text_content().unwrap().contains("has 101 units remaining of a total of 100"));
+    let wrong_type = state(2, 0, 100, "", "").replace(r#""revision":2"#, r#""revision":"two""#);
+    assert!(w.push_state(JsValue::from_str(&wrong_type).unchecked_into()).is_err());
+    assert!(alert.text_content().unwrap().contains("malformed quota state"));
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    assert!(text(".qw-freshness").contains("revision 1"));
+    push(&w, &state(2, 0, 90, "", ""));
+    assert!(alert.has_attribute("hidden"), "a good state clears the error");
+    assert_eq!(text(".qw-remaining"), "90 units remaining");
+}
+
+#[wasm_bindgen_test]
+fn server_text_is_never_markup() {
+    let w = widget("");
+    let evil = state(1, 0, 100, "", "").replace("\"Starter\"", r#""<img src=x onerror=alert(1)>""#);
+    push(&w, &evil);
+    assert_eq!(text(".qw-package-name"), "<img src=x onerror=alert(1)>");
+    assert!(doc().query_selector("#host img").unwrap().is_none());
+}
+
+#[wasm_bindgen_test]
+fn a_repeated_state_writes_nothing_to_the_dom() {
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let writes = w.dom_writes();
+    push(&w, &state(1, 0, 100, "", ""));
+    assert_eq!(w.dom_writes(), writes, "a duplicate revision is a no-op on the page");
+    push(&w, &state(2, 1, 100, "", ""));
+    let delta = w.dom_writes() - writes;
+    assert!(delta > 0 && delta <= 6, "one slot taken rewrote {delta} nodes");
+}
+
+#[wasm_bindgen_test]
+fn numbers_follow_the_locale() {
+    page(PAGE);
+    let opts = options(js_sys::JSON::parse(r#"{"locale":"de-DE"}"#).unwrap());
+    let w = QuotaWidget::new(Ts::new_unchecked(opts)).unwrap();
+    push(&w, &state(1, 0, 100, "", "").replace(r#""total":500,"remaining":0"#, r#""total":5000,"remaining":0"#));
+    assert_eq!(text(".qw-package:nth-child(2) .qw-package-units"), "0 of 5.000 units");
+}
+
+#[wasm_bindgen_test]
+fn destroy_removes_every_listener_timer_and_node() {
+    track();
+    let listeners = live_listeners();
+    let intervals = live_intervals();
+    let mut w = widget("");
+    push(&w, &state(1, 4, 100, "", ""));
+    assert!(live_listeners() > listeners);
+    assert!(live_intervals() > intervals);
+    assert!(q("#go").has_attribute("disabled"));
+    w.destroy();
+    assert_eq!(live_listeners(), listeners, "listeners left behind");
+    assert_eq!(live_intervals(), intervals, "timers left behind");
+    assert!(doc().query_selector("#host .qw").unwrap().is_none());
+    let button = q("#go");
+    assert!(!button.has_attribute("disabled"), "the button is handed back as it was");
+    assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"));
+    assert!(w.push_state(JsValue::from_str("{}").unchecked_into()).is_err());
+    assert!(submit(&q("#f")), "no gate after destroy");
+}
+
+#[wasm_bindgen_test]
+fn bad_selectors_are_clear_errors() {
+    page(PAGE);
+    let opts = options(js_sys::JSON::parse(r##"{"button":"#nope"}"##).unwrap());
+    let err = QuotaWidget::new(Ts::new_unchecked(opts)).err().expect("should fail");
+    let msg: js_sys::Error = JsValue::from(err).unchecked_into();
+    assert_eq!(String::from(msg.message()), "quota-widget: no element matches \"#nope\" for the button");
+}
