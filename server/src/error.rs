@@ -1,0 +1,83 @@
+//! Typed errors. The store and the rules speak in these; only the HTTP layer
+//! (`http.rs`) turns them into status codes and `ApiError` bodies.
+
+use quota_widget::core::wire::codes;
+
+/// Failures of the storage layer itself (not of a request).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this server supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("the store lock is poisoned: a previous request panicked while holding it")]
+    Poisoned,
+}
+
+/// Why a submit was refused. A refusal is a recorded outcome, not a failure of
+/// the server: it bumps the revision and shows in the finished list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not enough free slots of that kind (code 1303).
+    OverConcurrency,
+    /// Not enough available units (code 1102).
+    UnitsExhausted,
+}
+
+impl Refusal {
+    pub fn code(self) -> u32 {
+        match self {
+            Refusal::OverConcurrency => codes::OVER_CONCURRENCY,
+            Refusal::UnitsExhausted => codes::UNITS_EXHAUSTED,
+        }
+    }
+
+    /// The service's wording, shown to the user and stored as the task's reason.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::OverConcurrency => "parallel task over resource pack limit",
+            Refusal::UnitsExhausted => "resource pack exhausted",
+        }
+    }
+}
+
+/// Errors of a request against the quota model.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error("missing or unknown credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("task {0} not found")]
+    TaskNotFound(String),
+    #[error("task {0} has already ended")]
+    TaskEnded(String),
+    #[error("an account with this token already exists")]
+    AccountExists,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for QuotaError {
+    fn from(e: rusqlite::Error) -> Self {
+        QuotaError::Store(StoreError::Db(e))
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("cannot prepare the store: {0}")]
+    Setup(#[from] QuotaError),
+    #[error("static directory {0} is not a directory")]
+    StaticDir(std::path::PathBuf),
+}

@@ -1,0 +1,409 @@
+//! The HTTP boundary: routes, authentication, JSON bodies, and the mapping of
+//! typed errors to status codes and `ApiError` bodies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use quota_widget::core::wire::{codes, ApiError, SubmitRequest};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tower_http::services::ServeDir;
+
+use crate::error::{QuotaError, Refusal, StoreError};
+use crate::store::{AccountId, Store, SubmitOutcome};
+use crate::worker::Worker;
+use crate::{dev, now_ms, sse};
+
+/// Code for a fault of the server itself; the wire's `codes` has none, and
+/// clients treat any unknown code as "try again later".
+pub const INTERNAL_ERROR: u32 = 1500;
+
+/// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
+/// keeps other sites from riding it (no CSRF token needed).
+pub const SESSION_COOKIE: &str = "qw_session";
+
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
+frame-ancestors 'none'";
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    /// `None` with `--no-worker`.
+    pub worker: Option<Worker>,
+    pub ping_every: Duration,
+    /// Turns true on shutdown; open event streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// An error answer: status, `ApiError` body, and `Retry-After` for 1303.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub body: ApiError,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            body: ApiError {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            codes::UNAUTHORIZED,
+            "missing or unknown credentials",
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "not found")
+    }
+
+    pub fn refused(refusal: Refusal) -> Self {
+        let status = match refusal {
+            Refusal::OverConcurrency => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UnitsExhausted => StatusCode::PAYMENT_REQUIRED,
+        };
+        Self::new(status, refusal.code(), refusal.message())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // The service tells clients to wait at least 1 s before a retry.
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}
+
+impl From<QuotaError> for HttpError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Unauthorized => Self::unauthorized(),
+            QuotaError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, m),
+            e @ QuotaError::TaskNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string())
+            }
+            e @ QuotaError::TaskEnded(_) => {
+                Self::new(StatusCode::CONFLICT, codes::BAD_REQUEST, e.to_string())
+            }
+            e @ QuotaError::AccountExists => {
+                Self::new(StatusCode::CONFLICT, codes::BAD_REQUEST, e.to_string())
+            }
+            QuotaError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        // The detail goes to the log, not to the client.
+        eprintln!("quota-server: {e}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            INTERNAL_ERROR,
+            "internal error",
+        )
+    }
+}
+
+/// A JSON body whose every rejection (bad JSON, wrong shape, too large) is an
+/// `ApiError` 1200 rather than axum's plain-text answer. The content type is
+/// not checked: a body that parses is accepted.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Like `JsonBody` but an empty body means `T::default()` (optional bodies of
+/// the dev endpoints).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+/// The token of a request: `Authorization: Bearer` first, else the session cookie.
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = auth.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| value.to_string())
+        })
+}
+
+/// The authenticated account of a request.
+pub struct Account(pub AccountId);
+
+impl FromRequestParts<AppState> for Account {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = request_token(&parts.headers).ok_or_else(HttpError::unauthorized)?;
+        state
+            .store
+            .account_by_token(&token)?
+            .map(Account)
+            .ok_or_else(HttpError::unauthorized)
+    }
+}
+
+/// Builds the application. `static_dir` is served at `/` when given.
+pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path::Path>) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/session", post(login).delete(logout))
+        .route("/api/state", get(get_state))
+        .route("/api/events", get(events))
+        .route("/api/generations", post(submit));
+    if dev_enabled {
+        app = app.merge(dev::routes());
+    }
+    // Unknown API paths (and /api/dev/* without --dev) answer in JSON and are
+    // never handed to the static files.
+    app = app
+        .route("/api", any(api_not_found))
+        .route("/api/{*rest}", any(api_not_found));
+    app = match static_dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        None => app.fallback(api_not_found),
+    };
+    app.layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn api_not_found() -> HttpError {
+    HttpError::not_found()
+}
+
+/// On every response, errors and static files included: the widget must work
+/// under this policy, so the reference server enforces it.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    token: String,
+}
+
+async fn login(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response, HttpError> {
+    if st.store.account_by_token(&body.token)?.is_none() {
+        return Err(HttpError::unauthorized());
+    }
+    // Stored tokens passed `valid_token`, so the value needs no quoting.
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        body.token
+    );
+    let value = HeaderValue::from_str(&cookie).map_err(|_| HttpError::unauthorized())?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
+        Err(_) => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+/// True if an `If-None-Match` list names `tag` (weak or strong) or is `*`.
+fn none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
+async fn get_state(
+    State(st): State<AppState>,
+    Account(account): Account,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let state = st.store.state(account, now_ms())?;
+    let tag = etag(state.revision);
+    let tag_value = HeaderValue::from_str(&tag).map_err(|_| HttpError::not_found())?;
+    let caching = [
+        (header::ETAG, tag_value),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    if none_match(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    }
+    Ok((caching, Json(state)).into_response())
+}
+
+async fn events(
+    State(st): State<AppState>,
+    Account(account): Account,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let last_event_id = headers
+        .get(HeaderName::from_static("last-event-id"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let sse = sse::open(
+        Arc::clone(&st.store),
+        account,
+        last_event_id,
+        st.ping_every,
+        st.shutdown.clone(),
+    )?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Tells nginx-style proxies not to buffer the stream.
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        sse,
+    )
+        .into_response())
+}
+
+async fn submit(
+    State(st): State<AppState>,
+    Account(account): Account,
+    JsonBody(req): JsonBody<SubmitRequest>,
+) -> Result<Response, HttpError> {
+    match st.store.submit(account, &req, now_ms())? {
+        SubmitOutcome::Accepted {
+            accepted,
+            repeat: true,
+        } => Ok((StatusCode::OK, Json(accepted)).into_response()),
+        SubmitOutcome::Accepted {
+            accepted,
+            repeat: false,
+        } => {
+            if let (Some(worker), Some(id)) =
+                (&st.worker, crate::store::parse_task_id(&accepted.task_id))
+            {
+                worker.schedule(account, id);
+            }
+            Ok((StatusCode::CREATED, Json(accepted)).into_response())
+        }
+        SubmitOutcome::Refused { refusal, .. } => Err(HttpError::refused(refusal)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; qw_session=tok-1; c=d"),
+        );
+        assert_eq!(request_token(&h).as_deref(), Some("tok-1"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok-2"),
+        );
+        assert_eq!(request_token(&h).as_deref(), Some("tok-2"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(request_token(&h), None);
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"3\", W/\"7\""),
+        );
+        assert!(none_match(&h, "\"7\""));
+        assert!(none_match(&h, "\"3\""));
+        assert!(!none_match(&h, "\"8\""));
+    }
+}

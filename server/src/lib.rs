@@ -1,0 +1,151 @@
+//! The reference quota server for quota-widget.
+//!
+//! `build` assembles the application (store, worker, routes) so that tests can
+//! drive it in-process; `run` binds it to a socket and serves until Ctrl-C or
+//! SIGTERM. See `docs/api.md` for the HTTP contract.
+
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod rules;
+pub mod sse;
+pub mod store;
+pub mod worker;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use quota_widget::core::wire::Millis;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use error::StartError;
+pub use http::AppState;
+
+use crate::hub::Hub;
+use crate::store::{AccountSpec, Store};
+use crate::worker::Worker;
+
+/// The server's clock, in milliseconds since the Unix epoch: the one clock
+/// that expiry and every timestamp are judged by.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
+        .unwrap_or(0)
+}
+
+/// The assembled application.
+pub struct App {
+    pub router: Router,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+}
+
+impl App {
+    /// Ends open event streams and background loops.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Opens the store, seeds the demo account if asked, starts the worker and
+/// the boundary clock, and builds the routes. Must run inside a tokio runtime.
+pub fn build(config: &Config) -> Result<App, StartError> {
+    if let Some(dir) = &config.static_dir {
+        if !dir.is_dir() {
+            return Err(StartError::StaticDir(dir.clone()));
+        }
+    }
+    let store = Arc::new(Store::open(&config.db, Hub::default())?);
+    if config.seed_demo {
+        store.ensure_account("demo", &AccountSpec::demo(), now_ms())?;
+    }
+    let worker = if config.no_worker {
+        None
+    } else {
+        let seed = config
+            .seed
+            .unwrap_or_else(|| u64::try_from(now_ms()).unwrap_or(0));
+        let worker = Worker::new(
+            Arc::clone(&store),
+            seed,
+            config.task_ms.clone(),
+            config.fail_rate,
+        );
+        worker.resume()?;
+        Some(worker)
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    worker::spawn_boundary_clock(Arc::clone(&store), shutdown_rx.clone());
+    let state = AppState {
+        store,
+        worker,
+        ping_every: Duration::from_millis(config.ping_ms),
+        shutdown: shutdown_rx,
+    };
+    let router = http::router(state.clone(), config.dev, config.static_dir.as_deref());
+    Ok(App {
+        router,
+        state,
+        shutdown,
+    })
+}
+
+/// Binds, prints the listening line, and serves until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let app = build(&config)?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    // Tests and scripts parse this exact line for the real port.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "quota-server listening on http://{local}")?;
+    out.flush()?;
+    drop(out);
+
+    let App {
+        router, shutdown, ..
+    } = app;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Event streams never end by themselves: end them so that the
+            // graceful shutdown does not wait forever.
+            let _ = shutdown.send(true);
+        })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,125 @@
+//! `GET /api/events`: the account's state pushed as server-sent events.
+//!
+//! Events:
+//! - `event: state`, `id: <revision>`, `data: <ServerState JSON on one line>`
+//! - `event: ping`, `data: <current revision>` every `--ping-ms`; a named
+//!   event rather than an SSE comment because `EventSource` hides comments and
+//!   the widget uses pings to know that the link is alive.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event, Sse};
+use futures_util::stream::{self, Stream};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+
+use crate::error::StoreError;
+use crate::hub::Message;
+use crate::now_ms;
+use crate::store::{AccountId, Store};
+
+/// Everything one open stream needs between two events.
+struct Conn {
+    store: Arc<Store>,
+    account: AccountId,
+    rx: broadcast::Receiver<Message>,
+    ping: Interval,
+    shutdown: watch::Receiver<bool>,
+    /// Highest revision this stream has sent (or the client said it has):
+    /// broadcast states at or below it are skipped, so a state is never sent
+    /// twice and never goes backwards.
+    sent: u64,
+    queue: VecDeque<Event>,
+}
+
+fn state_event(revision: u64, json: &str) -> Event {
+    Event::default()
+        .event("state")
+        .id(revision.to_string())
+        .data(json)
+}
+
+impl Conn {
+    /// Queues the current state unless the stream has already sent it.
+    fn queue_current_state(&mut self) -> Result<(), StoreError> {
+        let state = self.store.state(self.account, now_ms())?;
+        if state.revision > self.sent {
+            // ServerState holds only strings and integers: serializing cannot fail.
+            if let Ok(json) = serde_json::to_string(&state) {
+                self.sent = state.revision;
+                self.queue.push_back(state_event(state.revision, &json));
+            }
+        }
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            tokio::select! {
+                _ = self.shutdown.changed() => return None,
+                _ = self.ping.tick() => {
+                    let rev = self.store.revision(self.account).ok()?;
+                    return Some(Event::default().event("ping").data(rev.to_string()));
+                }
+                msg = self.rx.recv() => match msg {
+                    Ok(Message::State { revision, json }) => {
+                        if revision > self.sent {
+                            self.sent = revision;
+                            return Some(state_event(revision, &json));
+                        }
+                    }
+                    Ok(Message::Raw(data)) => {
+                        return Some(Event::default().event("state").data(&*data));
+                    }
+                    // Missed messages are superseded by the current state.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.queue_current_state().ok()?,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Opens the stream. `last_event_id` is the `Last-Event-ID` the client sent
+/// on reconnect: if it equals the current revision, no initial state is sent.
+pub fn open(
+    store: Arc<Store>,
+    account: AccountId,
+    last_event_id: Option<u64>,
+    ping_every: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StoreError> {
+    // Subscribe before reading the state, so a change landing in between is
+    // not lost (the revision filter drops it if the snapshot already has it).
+    let rx = store.hub().subscribe(account);
+    let mut ping = interval_at(Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let state = store.state(account, now_ms())?;
+    let mut conn = Conn {
+        store,
+        account,
+        rx,
+        ping,
+        shutdown,
+        sent: state.revision,
+        queue: VecDeque::new(),
+    };
+    // A client at the current revision needs nothing. One that is behind, or
+    // ahead (the store was reset, e.g. `:memory:` restarted), gets the state.
+    if last_event_id != Some(state.revision) {
+        if let Ok(json) = serde_json::to_string(&state) {
+            conn.queue.push_back(state_event(state.revision, &json));
+        }
+    }
+    let stream = stream::unfold(conn, |mut conn| async move {
+        let ev = conn.next().await?;
+        Some((Ok(ev), conn))
+    });
+    Ok(Sse::new(stream))
+}

@@ -1,0 +1,959 @@
+//! The SQLite store: schema, migrations, and every change as one transaction.
+//!
+//! One connection behind a `std::sync::Mutex`: a change reads the figures,
+//! applies the rules and writes the result while holding it, inside one
+//! `BEGIN IMMEDIATE` transaction, so two concurrent submits can never both
+//! pass a check that only one of them fits (no check-then-act overshoot).
+//! The lock is never held across an `.await`; every critical section is a few
+//! small queries.
+//!
+//! Each change bumps the account's revision in the same transaction, then,
+//! still under the lock, the new state is published to the account's streams,
+//! so streams receive states in revision order.
+
+use std::sync::{Mutex, MutexGuard};
+
+use quota_widget::core::wire::{
+    FinishedTask, Millis, Outcome, Package, PackageStatus, RunningTask, ServerState, SlotPool,
+    SlotRule, SubmitAccepted, SubmitRequest,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{QuotaError, Refusal, StoreError};
+use crate::hub::{Hub, Message};
+use crate::rules::{self, Capacity, MAX_COUNT};
+
+pub type AccountId = i64;
+
+/// How many ended tasks a state shows.
+pub const FINISHED_WINDOW: u32 = 20;
+
+/// Longest accepted `client_request_id`, to bound what a client can store.
+const MAX_REQUEST_ID_LEN: usize = 200;
+
+/// The kinds of work every account has, with their fixed cost and slot rule.
+pub const KINDS: [(&str, u64, SlotRule); 2] = [
+    ("image", 4, SlotRule::PerItem),
+    ("video", 20, SlotRule::PerTask),
+];
+
+/// Schema migrations; `PRAGMA user_version` holds how many have been applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id            INTEGER PRIMARY KEY,
+    token         TEXT    NOT NULL UNIQUE,
+    revision      INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE pools (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    kind       TEXT    NOT NULL,
+    slot_limit INTEGER NOT NULL CHECK (slot_limit >= 0),
+    unit_cost  INTEGER NOT NULL CHECK (unit_cost >= 0),
+    slot_rule  TEXT    NOT NULL CHECK (slot_rule IN ('per_item', 'per_task')),
+    PRIMARY KEY (account_id, kind)
+);
+CREATE TABLE packages (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL REFERENCES accounts(id),
+    name            TEXT    NOT NULL,
+    total           INTEGER NOT NULL CHECK (total >= 0),
+    remaining       INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= total),
+    effective_at_ms INTEGER NOT NULL,
+    expires_at_ms   INTEGER NOT NULL
+);
+CREATE INDEX packages_by_account ON packages (account_id, expires_at_ms);
+CREATE TABLE tasks (
+    id                INTEGER PRIMARY KEY,
+    account_id        INTEGER NOT NULL REFERENCES accounts(id),
+    kind              TEXT    NOT NULL,
+    count             INTEGER NOT NULL,
+    slots             INTEGER NOT NULL,
+    cost              INTEGER NOT NULL,
+    status            TEXT    NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'refused')),
+    client_request_id TEXT,
+    units_charged     INTEGER NOT NULL DEFAULT 0,
+    reason            TEXT,
+    accepted_revision INTEGER,
+    started_at_ms     INTEGER NOT NULL,
+    finished_at_ms    INTEGER
+);
+-- Idempotency: one accepted task per request id; refusals may repeat.
+CREATE UNIQUE INDEX tasks_request_id ON tasks (account_id, client_request_id) WHERE status <> 'refused';
+CREATE INDEX tasks_by_status ON tasks (account_id, status, finished_at_ms);
+-- Which package paid how much for which task (R6), for audit.
+CREATE TABLE charges (
+    task_id    INTEGER NOT NULL REFERENCES tasks(id),
+    package_id INTEGER NOT NULL REFERENCES packages(id),
+    units      INTEGER NOT NULL CHECK (units > 0)
+);
+"#];
+
+/// A package to create, relative to now.
+#[derive(Clone, Debug)]
+pub struct PackageSpec {
+    pub name: String,
+    pub total: u64,
+    /// May be negative (already effective) ...
+    pub effective_in_ms: i64,
+    /// ... and negative here makes an already expired package (tests).
+    pub expires_in_ms: i64,
+}
+
+/// A new account's plan and packages.
+#[derive(Clone, Debug)]
+pub struct AccountSpec {
+    pub image_limit: u32,
+    pub video_limit: u32,
+    pub packages: Vec<PackageSpec>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl AccountSpec {
+    /// The demo account: a pack expiring soon, a big one, a pending one.
+    pub fn demo() -> Self {
+        AccountSpec {
+            image_limit: 4,
+            video_limit: 1,
+            packages: vec![
+                PackageSpec {
+                    name: "Starter pack".into(),
+                    total: 200,
+                    effective_in_ms: 0,
+                    expires_in_ms: 3 * DAY_MS,
+                },
+                PackageSpec {
+                    name: "Pro pack".into(),
+                    total: 2000,
+                    effective_in_ms: 0,
+                    expires_in_ms: 60 * DAY_MS,
+                },
+                PackageSpec {
+                    name: "Next month".into(),
+                    total: 500,
+                    effective_in_ms: 10 * DAY_MS,
+                    expires_in_ms: 40 * DAY_MS,
+                },
+            ],
+        }
+    }
+}
+
+/// The answer of the store to a submit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// `repeat` is true when the request id had already been accepted: the
+    /// first answer is returned and nothing more is reserved.
+    Accepted {
+        accepted: SubmitAccepted,
+        repeat: bool,
+    },
+    Refused {
+        refusal: Refusal,
+        revision: u64,
+    },
+}
+
+/// How a running task ends.
+#[derive(Clone, Debug)]
+pub enum TaskEnd {
+    /// Deduct `units` (default: the reserved cost).
+    Succeed {
+        units: Option<u64>,
+    },
+    Fail {
+        reason: String,
+    },
+}
+
+/// What ending a task did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub units_charged: u64,
+    pub revision: u64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    hub: Hub,
+}
+
+/// Wire form of ids: distinct prefixes so a package id is never taken for a task id.
+pub fn task_wire_id(id: i64) -> String {
+    format!("task-{id}")
+}
+
+pub fn parse_task_id(s: &str) -> Option<i64> {
+    s.strip_prefix("task-")?.parse().ok()
+}
+
+fn package_wire_id(id: i64) -> String {
+    format!("pkg-{id}")
+}
+
+/// SQLite integers are i64; the wire's are u64. Negative never gets stored
+/// (CHECK constraints), so clamping only guards against a hand-edited file.
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, QuotaError> {
+    i64::try_from(v).map_err(|_| QuotaError::BadRequest(format!("{what} is too large")))
+}
+
+fn slot_rule_str(rule: SlotRule) -> &'static str {
+    match rule {
+        SlotRule::PerItem => "per_item",
+        SlotRule::PerTask => "per_task",
+    }
+}
+
+fn slot_rule_parse(s: &str) -> SlotRule {
+    if s == "per_task" {
+        SlotRule::PerTask
+    } else {
+        SlotRule::PerItem
+    }
+}
+
+/// Tokens travel in a cookie and a header: keep them to characters that need
+/// no quoting in either, so a token can never inject a header attribute.
+pub fn valid_token(token: &str) -> bool {
+    (1..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` (`:memory:` for none) and
+    /// brings its schema up to date.
+    pub fn open(path: &str, hub: Hub) -> Result<Self, StoreError> {
+        let mut conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            Connection::open(path)?
+        };
+        conn.pragma_update(None, "foreign_keys", true)?;
+        if path != ":memory:" {
+            // WAL keeps readers of the file (sqlite3 CLI, backups) from
+            // blocking the server; NORMAL is durable enough for WAL mode.
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            hub,
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Runs `f` in one immediate transaction; if it reports a change for
+    /// `account`, commits and publishes the new state before unlocking.
+    fn change<T>(
+        &self,
+        account: AccountId,
+        now: Millis,
+        f: impl FnOnce(&Transaction<'_>) -> Result<(T, bool), QuotaError>,
+    ) -> Result<T, QuotaError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (out, changed) = f(&tx)?;
+        tx.commit()?;
+        if changed {
+            self.publish_state(&conn, account, now);
+        }
+        Ok(out)
+    }
+
+    fn publish_state(&self, conn: &Connection, account: AccountId, now: Millis) {
+        if !self.hub.has_subscribers(account) {
+            return;
+        }
+        // The change is committed; a failure to build the snapshot must not
+        // turn it into an error. Streams get the state with the next change
+        // or ping-triggered resync.
+        if let Ok(state) = read_state(conn, account, now) {
+            if let Ok(json) = serde_json::to_string(&state) {
+                self.hub.send(
+                    account,
+                    Message::State {
+                        revision: state.revision,
+                        json: json.into(),
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row("SELECT id FROM accounts WHERE token = ?1", [token], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Creates an account; `AccountExists` if the token is taken.
+    pub fn create_account(
+        &self,
+        token: &str,
+        spec: &AccountSpec,
+        now: Millis,
+    ) -> Result<AccountId, QuotaError> {
+        if !valid_token(token) {
+            return Err(QuotaError::BadRequest(
+                "token must be 1-128 characters of A-Z a-z 0-9 - _ . ~".into(),
+            ));
+        }
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM accounts WHERE token = ?1", [token], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_some() {
+            return Err(QuotaError::AccountExists);
+        }
+        tx.execute(
+            "INSERT INTO accounts (token, revision, created_at_ms) VALUES (?1, 1, ?2)",
+            params![token, now],
+        )?;
+        let account = tx.last_insert_rowid();
+        for (kind, unit_cost, rule) in KINDS {
+            let limit = if kind == "image" {
+                spec.image_limit
+            } else {
+                spec.video_limit
+            };
+            tx.execute(
+                "INSERT INTO pools (account_id, kind, slot_limit, unit_cost, slot_rule) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![account, kind, limit, to_i64(unit_cost, "unit_cost")?, slot_rule_str(rule)],
+            )?;
+        }
+        for p in &spec.packages {
+            insert_package(&tx, account, p, now)?;
+        }
+        tx.commit()?;
+        Ok(account)
+    }
+
+    /// Creates the account unless its token exists; returns its id either way.
+    pub fn ensure_account(
+        &self,
+        token: &str,
+        spec: &AccountSpec,
+        now: Millis,
+    ) -> Result<AccountId, QuotaError> {
+        match self.create_account(token, spec, now) {
+            Err(QuotaError::AccountExists) => self
+                .account_by_token(token)?
+                .ok_or_else(|| QuotaError::BadRequest("account vanished".into())),
+            other => other,
+        }
+    }
+
+    pub fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
+        let conn = self.lock()?;
+        read_state(&conn, account, now)
+    }
+
+    pub fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
+        let conn = self.lock()?;
+        read_revision(&conn, account)
+    }
+
+    /// R1-R3: checks slots and units and inserts the task, in one transaction.
+    pub fn submit(
+        &self,
+        account: AccountId,
+        req: &SubmitRequest,
+        now: Millis,
+    ) -> Result<SubmitOutcome, QuotaError> {
+        if req.count == 0 || req.count > MAX_COUNT {
+            return Err(QuotaError::BadRequest(format!(
+                "count must be between 1 and {MAX_COUNT}"
+            )));
+        }
+        if req.client_request_id.is_empty() || req.client_request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(QuotaError::BadRequest(format!(
+                "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} bytes"
+            )));
+        }
+        self.change(account, now, |tx| {
+            let pool: Option<(i64, i64, String)> = tx
+                .query_row(
+                    "SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = ?1 AND kind = ?2",
+                    params![account, req.kind],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((limit, unit_cost, rule)) = pool else {
+                return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
+            };
+
+            // A repeat of an accepted request id gets the first answer.
+            let prior: Option<(i64, i64, i64, i64)> = tx
+                .query_row(
+                    "SELECT id, slots, cost, accepted_revision FROM tasks
+                     WHERE account_id = ?1 AND client_request_id = ?2 AND status <> 'refused'",
+                    params![account, req.client_request_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            if let Some((id, slots, cost, rev)) = prior {
+                let accepted = SubmitAccepted {
+                    task_id: task_wire_id(id),
+                    client_request_id: req.client_request_id.clone(),
+                    slots: u32::try_from(slots).unwrap_or(0),
+                    reserved_units: to_u64(cost),
+                    revision: to_u64(rev),
+                };
+                return Ok((SubmitOutcome::Accepted { accepted, repeat: true }, false));
+            }
+
+            let slots = slot_rule_parse(&rule).slots_for(req.count);
+            let cost = to_u64(unit_cost).saturating_mul(u64::from(req.count));
+            let in_use: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(slots), 0) FROM tasks WHERE account_id = ?1 AND kind = ?2 AND status = 'running'",
+                params![account, req.kind],
+                |r| r.get(0),
+            )?;
+            let reserved: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(cost), 0) FROM tasks WHERE account_id = ?1 AND status = 'running'",
+                [account],
+                |r| r.get(0),
+            )?;
+            let spendable: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(remaining), 0) FROM packages
+                 WHERE account_id = ?1 AND effective_at_ms <= ?2 AND expires_at_ms > ?2",
+                params![account, now],
+                |r| r.get(0),
+            )?;
+            let cap = Capacity {
+                limit: u32::try_from(limit).unwrap_or(0),
+                in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
+                spendable: to_u64(spendable),
+                reserved: to_u64(reserved),
+            };
+
+            let cost_db = to_i64(cost, "cost")?;
+            match rules::admit(cap, slots, cost) {
+                Ok(()) => {
+                    let revision = bump_revision(tx, account)?;
+                    let revision_db = to_i64(revision, "revision")?;
+                    tx.execute(
+                        "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
+                                            accepted_revision, started_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8)",
+                        params![account, req.kind, req.count, slots, cost_db, req.client_request_id, revision_db, now],
+                    )?;
+                    let accepted = SubmitAccepted {
+                        task_id: task_wire_id(tx.last_insert_rowid()),
+                        client_request_id: req.client_request_id.clone(),
+                        slots,
+                        reserved_units: cost,
+                        revision,
+                    };
+                    Ok((SubmitOutcome::Accepted { accepted, repeat: false }, true))
+                }
+                Err(refusal) => {
+                    // A refusal is recorded, so the activity list can say
+                    // "refused, not charged", and it is a change (R4).
+                    let revision = bump_revision(tx, account)?;
+                    tx.execute(
+                        "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
+                                            units_charged, reason, started_at_ms, finished_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, 0, ?7, ?8, ?8)",
+                        params![
+                            account,
+                            req.kind,
+                            req.count,
+                            slots,
+                            cost_db,
+                            req.client_request_id,
+                            refusal.message(),
+                            now
+                        ],
+                    )?;
+                    Ok((SubmitOutcome::Refused { refusal, revision }, true))
+                }
+            }
+        })
+    }
+
+    /// Ends a running task of `account`: success turns its hold into a
+    /// deduction, failure releases it (R3).
+    pub fn finish(
+        &self,
+        account: AccountId,
+        task_id: i64,
+        end: &TaskEnd,
+        now: Millis,
+    ) -> Result<Ended, QuotaError> {
+        self.change(account, now, |tx| {
+            let row: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT status, cost FROM tasks WHERE id = ?1 AND account_id = ?2",
+                    params![task_id, account],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            // Another account's task is "not found", not "forbidden": its
+            // existence is none of this account's business.
+            let Some((status, cost)) = row else {
+                return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
+            };
+            if status != "running" {
+                return Err(QuotaError::TaskEnded(task_wire_id(task_id)));
+            }
+            let ended = match end {
+                TaskEnd::Succeed { units } => {
+                    let amount = units.unwrap_or_else(|| to_u64(cost));
+                    let charged = deduct(tx, account, task_id, amount, now)?;
+                    tx.execute(
+                        "UPDATE tasks SET status = 'succeeded', units_charged = ?1, finished_at_ms = ?2 WHERE id = ?3",
+                        params![to_i64(charged, "units")?, now, task_id],
+                    )?;
+                    (Outcome::Succeeded, charged)
+                }
+                TaskEnd::Fail { reason } => {
+                    tx.execute(
+                        "UPDATE tasks SET status = 'failed', units_charged = 0, reason = ?1, finished_at_ms = ?2
+                         WHERE id = ?3",
+                        params![reason, now, task_id],
+                    )?;
+                    (Outcome::Failed, 0)
+                }
+            };
+            let revision = bump_revision(tx, account)?;
+            Ok((Ended { outcome: ended.0, units_charged: ended.1, revision }, true))
+        })
+    }
+
+    /// Adds a package (dev grant). Returns its wire id and the new revision.
+    pub fn grant_package(
+        &self,
+        account: AccountId,
+        spec: &PackageSpec,
+        now: Millis,
+    ) -> Result<(String, u64), QuotaError> {
+        self.change(account, now, |tx| {
+            let id = insert_package(tx, account, spec, now)?;
+            let revision = bump_revision(tx, account)?;
+            Ok(((package_wire_id(id), revision), true))
+        })
+    }
+
+    /// Sets a pool's limit (dev). Running tasks keep their slots even if the
+    /// new limit is below what they hold; new submits see no free slot.
+    pub fn set_limit(
+        &self,
+        account: AccountId,
+        kind: &str,
+        limit: u32,
+        now: Millis,
+    ) -> Result<u64, QuotaError> {
+        self.change(account, now, |tx| {
+            let n = tx.execute(
+                "UPDATE pools SET slot_limit = ?1 WHERE account_id = ?2 AND kind = ?3",
+                params![limit, account, kind],
+            )?;
+            if n == 0 {
+                return Err(QuotaError::BadRequest(format!("unknown kind {kind:?}")));
+            }
+            Ok((bump_revision(tx, account)?, true))
+        })
+    }
+
+    /// Every running task of every account, for the worker to resume after a
+    /// restart with a file database.
+    pub fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt =
+            conn.prepare("SELECT account_id, id FROM tasks WHERE status = 'running' ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A package that becomes effective or expires changes the state without
+    /// any request: bump the revision of every account with a package boundary
+    /// in `(after, upto]`, so ETags and streams see it. Returns those accounts.
+    pub fn pass_boundaries(
+        &self,
+        after: Millis,
+        upto: Millis,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let accounts: Vec<AccountId> = {
+            let mut stmt = tx.prepare(
+                "SELECT DISTINCT account_id FROM packages
+                 WHERE (effective_at_ms > ?1 AND effective_at_ms <= ?2) OR (expires_at_ms > ?1 AND expires_at_ms <= ?2)",
+            )?;
+            let rows = stmt.query_map(params![after, upto], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for &a in &accounts {
+            bump_revision(&tx, a)?;
+        }
+        tx.commit()?;
+        for &a in &accounts {
+            self.publish_state(&conn, a, upto);
+        }
+        Ok(accounts)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn bump_revision(tx: &Transaction<'_>, account: AccountId) -> Result<u64, rusqlite::Error> {
+    let rev: i64 = tx.query_row(
+        "UPDATE accounts SET revision = revision + 1 WHERE id = ?1 RETURNING revision",
+        [account],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(rev))
+}
+
+fn insert_package(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    p: &PackageSpec,
+    now: Millis,
+) -> Result<i64, QuotaError> {
+    if p.name.chars().count() > 200 {
+        return Err(QuotaError::BadRequest(
+            "package name is longer than 200 characters".into(),
+        ));
+    }
+    let total = to_i64(p.total, "total")?;
+    let effective = now.saturating_add(p.effective_in_ms);
+    let expires = now.saturating_add(p.expires_in_ms);
+    tx.execute(
+        "INSERT INTO packages (account_id, name, total, remaining, effective_at_ms, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+        params![account, p.name, total, effective, expires],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// R6: deducts `amount` from the active packages, earliest expiry first, and
+/// records who paid. Returns the units actually deducted.
+fn deduct(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    task_id: i64,
+    amount: u64,
+    now: Millis,
+) -> Result<u64, QuotaError> {
+    let active: Vec<(i64, u64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, remaining FROM packages
+             WHERE account_id = ?1 AND effective_at_ms <= ?2 AND expires_at_ms > ?2 AND remaining > 0
+             ORDER BY expires_at_ms, id",
+        )?;
+        let rows = stmt.query_map(params![account, now], |r| {
+            Ok((r.get::<_, i64>(0)?, to_u64(r.get(1)?)))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut charged = 0u64;
+    for (package, units) in rules::plan_deduction(&active, amount) {
+        let units_db = to_i64(units, "units")?;
+        tx.execute(
+            "UPDATE packages SET remaining = remaining - ?1 WHERE id = ?2",
+            params![units_db, package],
+        )?;
+        tx.execute(
+            "INSERT INTO charges (task_id, package_id, units) VALUES (?1, ?2, ?3)",
+            params![task_id, package, units_db],
+        )?;
+        charged += units;
+    }
+    Ok(charged)
+}
+
+fn read_revision(conn: &Connection, account: AccountId) -> Result<u64, StoreError> {
+    let rev: i64 = conn.query_row(
+        "SELECT revision FROM accounts WHERE id = ?1",
+        [account],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(rev))
+}
+
+fn outcome_parse(s: &str) -> Outcome {
+    match s {
+        "succeeded" => Outcome::Succeeded,
+        "failed" => Outcome::Failed,
+        _ => Outcome::Refused,
+    }
+}
+
+/// The account's state at `now`. Read without a transaction of its own: the
+/// caller holds the only connection, so nothing changes while it reads.
+fn read_state(
+    conn: &Connection,
+    account: AccountId,
+    now: Millis,
+) -> Result<ServerState, StoreError> {
+    let revision = read_revision(conn, account)?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.kind, p.slot_limit, p.unit_cost, p.slot_rule,
+                (SELECT COALESCE(SUM(t.slots), 0) FROM tasks t
+                 WHERE t.account_id = p.account_id AND t.kind = p.kind AND t.status = 'running')
+         FROM pools p WHERE p.account_id = ?1 ORDER BY p.kind",
+    )?;
+    let pools = stmt
+        .query_map([account], |r| {
+            Ok(SlotPool {
+                kind: r.get(0)?,
+                limit: r.get(1)?,
+                unit_cost: to_u64(r.get(2)?),
+                slot_rule: slot_rule_parse(&r.get::<_, String>(3)?),
+                in_use: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms FROM packages
+         WHERE account_id = ?1 ORDER BY expires_at_ms, id",
+    )?;
+    let packages = stmt
+        .query_map([account], |r| {
+            let remaining = to_u64(r.get(3)?);
+            let effective_at_ms: i64 = r.get(4)?;
+            let expires_at_ms: i64 = r.get(5)?;
+            Ok(Package {
+                id: package_wire_id(r.get(0)?),
+                name: r.get(1)?,
+                total: to_u64(r.get(2)?),
+                remaining,
+                effective_at_ms,
+                expires_at_ms,
+                status: rules::package_status(remaining, effective_at_ms, expires_at_ms, now),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, slots, cost, client_request_id, started_at_ms FROM tasks
+         WHERE account_id = ?1 AND status = 'running' ORDER BY started_at_ms, id",
+    )?;
+    let running = stmt
+        .query_map([account], |r| {
+            Ok(RunningTask {
+                id: task_wire_id(r.get(0)?),
+                kind: r.get(1)?,
+                slots: r.get(2)?,
+                reserved_units: to_u64(r.get(3)?),
+                client_request_id: r.get(4)?,
+                started_at_ms: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, slots, status, units_charged, reason, client_request_id, finished_at_ms FROM tasks
+         WHERE account_id = ?1 AND status <> 'running' ORDER BY finished_at_ms DESC, id DESC LIMIT ?2",
+    )?;
+    let finished = stmt
+        .query_map(params![account, FINISHED_WINDOW], |r| {
+            Ok(FinishedTask {
+                id: task_wire_id(r.get(0)?),
+                kind: r.get(1)?,
+                slots: r.get(2)?,
+                outcome: outcome_parse(&r.get::<_, String>(3)?),
+                units_charged: to_u64(r.get(4)?),
+                reason: r.get(5)?,
+                client_request_id: r.get(6)?,
+                finished_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(ServerState {
+        revision,
+        server_time_ms: now,
+        pools,
+        packages,
+        running,
+        finished,
+    })
+}
+
+/// Units a state shows as spendable right now: a helper for tests and docs.
+pub fn spendable_units(state: &ServerState) -> u64 {
+    state
+        .packages
+        .iter()
+        .filter(|p| p.status == PackageStatus::Active)
+        .map(|p| p.remaining)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(spec: &AccountSpec) -> (Store, AccountId) {
+        let store = Store::open(":memory:", Hub::default()).expect("open");
+        let a = store.create_account("t1", spec, 1_000).expect("account");
+        (store, a)
+    }
+
+    fn req(id: &str, kind: &str, count: u32) -> SubmitRequest {
+        SubmitRequest {
+            kind: kind.into(),
+            count,
+            client_request_id: id.into(),
+            prompt: None,
+        }
+    }
+
+    #[test]
+    fn schema_version_is_set() {
+        let store = Store::open(":memory:", Hub::default()).expect("open");
+        let conn = store.lock().expect("lock");
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn refusal_and_accept_bump_revision() {
+        let (store, a) = store_with(&AccountSpec::demo());
+        let r0 = store.revision(a).expect("rev");
+        let out = store
+            .submit(a, &req("x", "video", 1), 2_000)
+            .expect("submit");
+        let SubmitOutcome::Accepted {
+            accepted,
+            repeat: false,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(accepted.revision, r0 + 1);
+        let out = store
+            .submit(a, &req("y", "video", 1), 2_000)
+            .expect("submit");
+        assert_eq!(
+            out,
+            SubmitOutcome::Refused {
+                refusal: Refusal::OverConcurrency,
+                revision: r0 + 2
+            }
+        );
+    }
+
+    #[test]
+    fn bad_requests_change_nothing() {
+        let (store, a) = store_with(&AccountSpec::demo());
+        let r0 = store.revision(a).expect("rev");
+        assert!(matches!(
+            store.submit(a, &req("x", "audio", 1), 2_000),
+            Err(QuotaError::BadRequest(_))
+        ));
+        assert!(matches!(
+            store.submit(a, &req("x", "image", 0), 2_000),
+            Err(QuotaError::BadRequest(_))
+        ));
+        assert!(matches!(
+            store.submit(a, &req("x", "image", 17), 2_000),
+            Err(QuotaError::BadRequest(_))
+        ));
+        assert!(matches!(
+            store.submit(a, &req("", "image", 1), 2_000),
+            Err(QuotaError::BadRequest(_))
+        ));
+        assert_eq!(store.revision(a).expect("rev"), r0);
+    }
+
+    #[test]
+    fn short_units_deduct_what_exists() {
+        let spec = AccountSpec {
+            image_limit: 4,
+            video_limit: 1,
+            packages: vec![PackageSpec {
+                name: "p".into(),
+                total: 10,
+                effective_in_ms: 0,
+                expires_in_ms: DAY_MS,
+            }],
+        };
+        let (store, a) = store_with(&spec);
+        let SubmitOutcome::Accepted { accepted, .. } = store
+            .submit(a, &req("x", "image", 1), 2_000)
+            .expect("submit")
+        else {
+            panic!("refused")
+        };
+        let id = parse_task_id(&accepted.task_id).expect("id");
+        let ended = store
+            .finish(a, id, &TaskEnd::Succeed { units: Some(50) }, 3_000)
+            .expect("finish");
+        assert_eq!(ended.units_charged, 10);
+        let s = store.state(a, 3_000).expect("state");
+        assert_eq!(s.packages[0].remaining, 0);
+        assert_eq!(s.packages[0].status, PackageStatus::Exhausted);
+    }
+
+    #[test]
+    fn boundaries_bump_revision() {
+        let (store, a) = store_with(&AccountSpec::demo());
+        let r0 = store.revision(a).expect("rev");
+        // The demo's starter pack expires 3 days after creation at t=1000.
+        assert!(store
+            .pass_boundaries(1_000, 2_000)
+            .expect("pass")
+            .is_empty());
+        assert_eq!(
+            store
+                .pass_boundaries(1_000, 1_000 + 3 * DAY_MS)
+                .expect("pass"),
+            vec![a]
+        );
+        assert_eq!(store.revision(a).expect("rev"), r0 + 1);
+    }
+}

@@ -1,0 +1,1022 @@
+//! End-to-end tests of the HTTP API, in-process (tower `oneshot`), on an
+//! in-memory store with the worker off: tasks end only through the dev
+//! endpoints, so every step is deterministic.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use quota_server::{build, App, Config};
+use quota_widget::core::wire::{
+    codes, ApiError, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const DAY: i64 = 86_400_000;
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn error(&self) -> ApiError {
+        self.json()
+    }
+}
+
+fn app_with(config: Config) -> App {
+    build(&config).expect("build app")
+}
+
+fn app() -> App {
+    app_with(Config::for_tests())
+}
+
+fn request(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .expect("request"),
+        None => b.body(Body::empty()).expect("request"),
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Reply {
+    let res = router.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn call(
+    router: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    send(router, request(method, path, token, body)).await
+}
+
+/// Creates an account through the dev endpoint.
+async fn account(router: &Router, token: &str, image_limit: u32, packages: Value) -> ServerState {
+    let r = call(
+        router,
+        Method::POST,
+        "/api/dev/accounts",
+        None,
+        Some(json!({ "token": token, "image_limit": image_limit, "video_limit": 1, "packages": packages })),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+async fn state(router: &Router, token: &str) -> ServerState {
+    let r = call(router, Method::GET, "/api/state", Some(token), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json()
+}
+
+async fn submit(router: &Router, token: &str, kind: &str, count: u32, id: &str) -> Reply {
+    let body = serde_json::to_value(SubmitRequest {
+        kind: kind.into(),
+        count,
+        client_request_id: id.into(),
+        prompt: Some("a cat".into()),
+    })
+    .expect("json");
+    call(
+        router,
+        Method::POST,
+        "/api/generations",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+async fn end(router: &Router, token: &str, task: &str, how: &str, body: Option<Value>) -> Reply {
+    call(
+        router,
+        Method::POST,
+        &format!("/api/dev/tasks/{task}/{how}"),
+        Some(token),
+        body,
+    )
+    .await
+}
+
+fn one_pack(total: u64) -> Value {
+    json!([{ "name": "pack", "total": total, "expires_in_ms": 30 * DAY }])
+}
+
+fn remaining(s: &ServerState) -> Vec<(String, u64)> {
+    s.packages
+        .iter()
+        .map(|p| (p.name.clone(), p.remaining))
+        .collect()
+}
+
+#[tokio::test]
+async fn accepts_within_limits() {
+    let app = app();
+    let r = &app.router;
+    let s0 = account(r, "a", 4, one_pack(100)).await;
+    let res = submit(r, "a", "image", 3, "req-1").await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let acc: SubmitAccepted = res.json();
+    assert_eq!(
+        (
+            acc.slots,
+            acc.reserved_units,
+            acc.client_request_id.as_str()
+        ),
+        (3, 12, "req-1")
+    );
+    assert!(acc.revision > s0.revision);
+
+    let s = state(r, "a").await;
+    assert_eq!(s.revision, acc.revision);
+    let image = s
+        .pools
+        .iter()
+        .find(|p| p.kind == "image")
+        .expect("image pool");
+    assert_eq!((image.limit, image.in_use), (4, 3));
+    assert_eq!(s.running.len(), 1);
+    assert_eq!(s.running[0].id, acc.task_id);
+    assert_eq!(s.running[0].reserved_units, 12);
+    assert_eq!(s.running[0].client_request_id.as_deref(), Some("req-1"));
+    // R3: a hold never deducts.
+    assert_eq!(s.packages[0].remaining, 100);
+
+    // Video holds one slot whatever its count.
+    let res = submit(r, "a", "video", 2, "req-2").await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let acc: SubmitAccepted = res.json();
+    assert_eq!((acc.slots, acc.reserved_units), (1, 40));
+}
+
+#[tokio::test]
+async fn over_concurrency_is_1303_and_recorded_as_refused() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(1000)).await;
+    assert_eq!(
+        submit(r, "a", "image", 3, "one").await.status,
+        StatusCode::CREATED
+    );
+    let before = state(r, "a").await;
+
+    let res = submit(r, "a", "image", 2, "two").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        res.headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let err = res.error();
+    assert_eq!(err.code, codes::OVER_CONCURRENCY);
+    assert_eq!(err.message, "parallel task over resource pack limit");
+
+    let s = state(r, "a").await;
+    assert!(s.revision > before.revision, "a refusal is a change");
+    assert_eq!(s.running.len(), 1);
+    assert_eq!(s.finished.len(), 1);
+    let f = &s.finished[0];
+    assert_eq!(f.outcome, Outcome::Refused);
+    assert_eq!(f.units_charged, 0);
+    assert_eq!(f.slots, 2);
+    assert_eq!(f.client_request_id.as_deref(), Some("two"));
+    assert_eq!(
+        f.reason.as_deref(),
+        Some("parallel task over resource pack limit")
+    );
+    assert_eq!(remaining(&s), remaining(&before));
+}
+
+#[tokio::test]
+async fn short_units_is_1102() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(10)).await;
+    // 2 images cost 8 of 10: accepted; the 8 are now reserved.
+    assert_eq!(
+        submit(r, "a", "image", 2, "one").await.status,
+        StatusCode::CREATED
+    );
+    // 1 more costs 4 but only 2 are available.
+    let res = submit(r, "a", "image", 1, "two").await;
+    assert_eq!(res.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(res.error().code, codes::UNITS_EXHAUSTED);
+    assert_eq!(res.error().message, "resource pack exhausted");
+    let s = state(r, "a").await;
+    assert_eq!(s.finished[0].outcome, Outcome::Refused);
+    assert_eq!(
+        s.finished[0].reason.as_deref(),
+        Some("resource pack exhausted")
+    );
+    assert_eq!(s.packages[0].remaining, 10);
+}
+
+#[tokio::test]
+async fn success_deducts_exact_cost_earliest_expiry_first() {
+    let app = app();
+    let r = &app.router;
+    // Created later-expiring first, so that the order cannot come from ids.
+    account(
+        r,
+        "a",
+        4,
+        json!([
+            { "name": "late", "total": 100, "expires_in_ms": 20 * DAY },
+            { "name": "early", "total": 10, "expires_in_ms": 2 * DAY },
+        ]),
+    )
+    .await;
+    let s = state(r, "a").await;
+    assert_eq!(
+        s.packages[0].name, "early",
+        "packages are listed earliest expiry first"
+    );
+
+    let acc: SubmitAccepted = submit(r, "a", "image", 4, "x").await.json();
+    assert_eq!(acc.reserved_units, 16);
+    let res = end(r, "a", &acc.task_id, "succeed", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let body: Value = res.json();
+    assert_eq!(body["units_charged"], 16);
+    assert_eq!(body["outcome"], "succeeded");
+
+    let s = state(r, "a").await;
+    assert_eq!(
+        remaining(&s),
+        vec![("early".into(), 0), ("late".into(), 94)]
+    );
+    assert_eq!(s.packages[0].status, PackageStatus::Exhausted);
+    assert!(s.running.is_empty());
+    assert_eq!(s.finished[0].outcome, Outcome::Succeeded);
+    assert_eq!(s.finished[0].units_charged, 16);
+    assert_eq!(
+        s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
+        Some(0)
+    );
+
+    // A final cost other than the reservation (dev body `units`).
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "y").await.json();
+    let body: Value = end(r, "a", &acc.task_id, "succeed", Some(json!({ "units": 3 })))
+        .await
+        .json();
+    assert_eq!(body["units_charged"], 3);
+    assert_eq!(
+        remaining(&state(r, "a").await),
+        vec![("early".into(), 0), ("late".into(), 91)]
+    );
+
+    // Ending it twice is a conflict and changes nothing.
+    let again = end(r, "a", &acc.task_id, "fail", None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn failure_charges_nothing_at_any_instant() {
+    let app = app();
+    let r = &app.router;
+    account(
+        r,
+        "a",
+        4,
+        json!([
+            { "name": "one", "total": 50, "expires_in_ms": DAY },
+            { "name": "two", "total": 50, "expires_in_ms": 2 * DAY },
+        ]),
+    )
+    .await;
+    let before = remaining(&state(r, "a").await);
+    let acc: SubmitAccepted = submit(r, "a", "image", 4, "x").await.json();
+    assert_eq!(
+        remaining(&state(r, "a").await),
+        before,
+        "running: held, not deducted"
+    );
+
+    let res = end(
+        r,
+        "a",
+        &acc.task_id,
+        "fail",
+        Some(json!({ "reason": "content moderation" })),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json::<Value>()["units_charged"], 0);
+
+    let s = state(r, "a").await;
+    assert_eq!(remaining(&s), before);
+    assert!(s.running.is_empty());
+    let f = &s.finished[0];
+    assert_eq!((f.outcome, f.units_charged), (Outcome::Failed, 0));
+    assert_eq!(f.reason.as_deref(), Some("content moderation"));
+    assert_eq!(
+        s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn revision_increases_on_every_change_and_survives_reopen() {
+    let path = std::env::temp_dir().join(format!(
+        "quota-server-test-{}-{}.sqlite3",
+        std::process::id(),
+        quota_server::now_ms()
+    ));
+    let mut config = Config::for_tests();
+    config.db = path.to_string_lossy().into_owned();
+
+    let last = {
+        let app = app_with(config.clone());
+        let r = &app.router;
+        let mut revs = vec![account(r, "a", 1, one_pack(100)).await.revision];
+        let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
+        revs.push(acc.revision);
+        assert_eq!(
+            submit(r, "a", "image", 1, "y").await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        revs.push(state(r, "a").await.revision);
+        end(r, "a", &acc.task_id, "succeed", None).await;
+        revs.push(state(r, "a").await.revision);
+        let limit = call(
+            r,
+            Method::PUT,
+            "/api/dev/limits/image",
+            Some("a"),
+            Some(json!({ "limit": 2 })),
+        )
+        .await;
+        assert_eq!(limit.status, StatusCode::OK);
+        revs.push(state(r, "a").await.revision);
+        let grant = call(
+            r,
+            Method::POST,
+            "/api/dev/packages",
+            Some("a"),
+            Some(json!({ "name": "g", "total": 5 })),
+        )
+        .await;
+        assert_eq!(grant.status, StatusCode::CREATED);
+        revs.push(state(r, "a").await.revision);
+        // A bad request is not a change.
+        assert_eq!(
+            submit(r, "a", "image", 0, "z").await.status,
+            StatusCode::BAD_REQUEST
+        );
+        revs.push(state(r, "a").await.revision);
+        let strictly: Vec<bool> = revs.windows(2).map(|w| w[1] > w[0]).collect();
+        assert_eq!(
+            strictly,
+            vec![true, true, true, true, true, false],
+            "{revs:?}"
+        );
+        app.shutdown();
+        *revs.last().expect("revs")
+    };
+
+    let app = app_with(config);
+    let r = &app.router;
+    let s = state(r, "a").await;
+    assert_eq!(s.revision, last, "the revision is stored");
+    assert_eq!(
+        s.pools.iter().find(|p| p.kind == "image").map(|p| p.limit),
+        Some(2)
+    );
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "after").await.json();
+    assert!(acc.revision > last);
+    app.shutdown();
+    drop(app);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn submit_is_idempotent_on_accepted_ids_only() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 2, one_pack(100)).await;
+    let first = submit(r, "a", "image", 2, "same").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let rev = state(r, "a").await.revision;
+    let again = submit(r, "a", "image", 2, "same").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        again.json::<SubmitAccepted>(),
+        first.json::<SubmitAccepted>()
+    );
+    let s = state(r, "a").await;
+    assert_eq!(s.revision, rev, "a repeat changes nothing");
+    assert_eq!(s.running.len(), 1);
+    assert_eq!(
+        s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
+        Some(2)
+    );
+
+    // A refused id is judged again once there is room.
+    assert_eq!(
+        submit(r, "a", "image", 1, "retry").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let task = first.json::<SubmitAccepted>().task_id;
+    end(r, "a", &task, "fail", None).await;
+    assert_eq!(
+        submit(r, "a", "image", 1, "retry").await.status,
+        StatusCode::CREATED
+    );
+    // The first id still answers with its first answer after its task ended.
+    assert_eq!(
+        submit(r, "a", "image", 2, "same").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn state_etag_and_304() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let first = call(r, Method::GET, "/api/state", Some("a"), None).await;
+    let s: ServerState = first.json();
+    let tag = first
+        .headers
+        .get(header::ETAG)
+        .expect("etag")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(tag, format!("\"{}\"", s.revision));
+    assert_eq!(
+        first
+            .headers
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.as_bytes()),
+        Some(&b"no-cache"[..])
+    );
+
+    let cond = |tag: &str| {
+        Request::get("/api/state")
+            .header(header::AUTHORIZATION, "Bearer a")
+            .header(header::IF_NONE_MATCH, tag)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let not_modified = send(r, cond(&tag)).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert!(not_modified.body.is_empty());
+    assert_eq!(
+        not_modified.headers.get(header::ETAG).map(|v| v.as_bytes()),
+        Some(tag.as_bytes())
+    );
+
+    submit(r, "a", "image", 1, "x").await;
+    let changed = send(r, cond(&tag)).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert!(changed.json::<ServerState>().revision > s.revision);
+}
+
+/// Reads server-sent events from a response body.
+struct Events {
+    body: Body,
+    buf: String,
+}
+
+impl Events {
+    async fn open(
+        router: &Router,
+        token: &str,
+        last_event_id: Option<u64>,
+    ) -> (StatusCode, HeaderMap, Events) {
+        let mut b =
+            Request::get("/api/events").header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(id) = last_event_id {
+            b = b.header("last-event-id", id.to_string());
+        }
+        let res = router
+            .clone()
+            .oneshot(b.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let (status, headers) = (res.status(), res.headers().clone());
+        (
+            status,
+            headers,
+            Events {
+                body: res.into_body(),
+                buf: String::new(),
+            },
+        )
+    }
+
+    /// The next event as (event, id, data).
+    async fn next(&mut self) -> (String, Option<String>, String) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::from("message"), None, Vec::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.into();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push(v.to_string());
+                    }
+                }
+                return (event, id, data.join("\n"));
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.body.frame())
+                .await
+                .expect("an event within 5 s")
+                .expect("stream open")
+                .expect("frame");
+            if let Ok(bytes) = frame.into_data() {
+                self.buf
+                    .push_str(std::str::from_utf8(&bytes).expect("utf-8"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_sends_state_first_with_revision_id() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let rev = state(r, "a").await.revision;
+    let (status, headers, mut events) = Events::open(r, "a", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    assert_eq!(
+        headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+        Some(&b"no-cache"[..])
+    );
+    assert_eq!(
+        headers.get("x-accel-buffering").map(|v| v.as_bytes()),
+        Some(&b"no"[..])
+    );
+
+    let (event, id, data) = events.next().await;
+    assert_eq!(event, "state");
+    assert_eq!(id, Some(rev.to_string()));
+    assert!(!data.contains('\n'), "state JSON is one line");
+    let s: ServerState = serde_json::from_str(&data).expect("state json");
+    assert_eq!(s.revision, rev);
+
+    // A change is pushed with the next revision.
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
+    let (event, id, data) = events.next().await;
+    assert_eq!(event, "state");
+    assert_eq!(id, Some(acc.revision.to_string()));
+    let s: ServerState = serde_json::from_str(&data).expect("state json");
+    assert_eq!(s.running.len(), 1);
+
+    // The raw dev event reaches the stream unchanged, without an id.
+    let raw = Request::post("/api/dev/raw-event")
+        .header(header::AUTHORIZATION, "Bearer a")
+        .body(Body::from("{not json"))
+        .expect("request");
+    let delivered = send(r, raw).await;
+    assert_eq!(delivered.json::<Value>()["receivers"], 1);
+    assert_eq!(
+        events.next().await,
+        ("state".into(), None, "{not json".into())
+    );
+    assert_eq!(
+        state(r, "a").await.revision,
+        acc.revision,
+        "a raw event changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn sse_resumes_without_initial_state_and_pings() {
+    let mut config = Config::for_tests();
+    config.ping_ms = 50;
+    let app = app_with(config);
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let rev = state(r, "a").await.revision;
+
+    let (_, _, mut events) = Events::open(r, "a", Some(rev)).await;
+    assert_eq!(events.next().await, ("ping".into(), None, rev.to_string()));
+
+    // Behind: the state comes first.
+    let (_, _, mut behind) = Events::open(r, "a", Some(rev - 1)).await;
+    assert_eq!(behind.next().await.1, Some(rev.to_string()));
+
+    // Then a change arrives as a state event.
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
+    loop {
+        let (event, id, _) = events.next().await;
+        if event == "state" {
+            assert_eq!(id, Some(acc.revision.to_string()));
+            break;
+        }
+        assert_eq!(event, "ping");
+    }
+}
+
+#[tokio::test]
+async fn sse_requires_auth() {
+    let app = app();
+    let (status, _, _) = Events::open(&app.router, "nobody", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn accounts_are_isolated() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    account(r, "b", 4, one_pack(100)).await;
+    let b_task: SubmitAccepted = submit(r, "b", "image", 2, "b-1").await.json();
+
+    let a = state(r, "a").await;
+    assert!(a.running.is_empty());
+    assert_eq!(
+        a.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
+        Some(0)
+    );
+
+    for how in ["succeed", "fail"] {
+        let res = end(r, "a", &b_task.task_id, how, None).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND);
+        assert_eq!(res.error().code, codes::NOT_FOUND);
+    }
+    let b = state(r, "b").await;
+    assert_eq!(b.running.len(), 1);
+    assert_eq!(b.packages[0].remaining, 100);
+
+    // The same request id in two accounts is two requests.
+    assert_eq!(
+        submit(r, "a", "image", 1, "b-1").await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn auth_by_bearer_or_session_cookie() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+
+    let res = call(r, Method::GET, "/api/state", None, None).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.error().code, codes::UNAUTHORIZED);
+    assert_eq!(
+        call(r, Method::GET, "/api/state", Some("zzz"), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let bad = call(
+        r,
+        Method::POST,
+        "/api/session",
+        None,
+        Some(json!({ "token": "zzz" })),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let login = call(
+        r,
+        Method::POST,
+        "/api/session",
+        None,
+        Some(json!({ "token": "a" })),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::NO_CONTENT);
+    let cookie = login
+        .headers
+        .get(header::SET_COOKIE)
+        .expect("cookie")
+        .to_str()
+        .expect("ascii");
+    assert_eq!(cookie, "qw_session=a; HttpOnly; SameSite=Strict; Path=/");
+
+    let with_cookie = Request::get("/api/state")
+        .header(header::COOKIE, "other=1; qw_session=a")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(r, with_cookie).await.status, StatusCode::OK);
+
+    let logout = call(r, Method::DELETE, "/api/session", None, None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let cleared = logout
+        .headers
+        .get(header::SET_COOKIE)
+        .expect("cookie")
+        .to_str()
+        .expect("ascii");
+    assert!(
+        cleared.starts_with("qw_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+
+    assert_eq!(
+        call(r, Method::GET, "/healthz", None, None).await.body,
+        b"ok"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_1200_and_not_recorded() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let rev = state(r, "a").await.revision;
+    for (kind, count) in [("audio", 1), ("image", 0), ("image", 17)] {
+        let res = submit(r, "a", kind, count, "x").await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{kind} {count}");
+        assert_eq!(res.error().code, codes::BAD_REQUEST);
+    }
+    let garbage = call(
+        r,
+        Method::POST,
+        "/api/generations",
+        Some("a"),
+        Some(json!({ "kind": "image" })),
+    )
+    .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert_eq!(garbage.error().code, codes::BAD_REQUEST);
+    let s = state(r, "a").await;
+    assert_eq!(s.revision, rev);
+    assert!(s.finished.is_empty());
+    // 16 is the largest count.
+    assert_eq!(
+        submit(r, "a", "image", 16, "x").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn dev_endpoints_404_without_dev() {
+    let mut config = Config::for_tests();
+    config.dev = false;
+    let app = app_with(config);
+    let r = &app.router;
+    let create = call(
+        r,
+        Method::POST,
+        "/api/dev/accounts",
+        None,
+        Some(json!({ "token": "a" })),
+    )
+    .await;
+    assert_eq!(create.status, StatusCode::NOT_FOUND);
+    assert_eq!(create.error().code, codes::NOT_FOUND);
+    for (method, path) in [
+        (Method::POST, "/api/dev/packages"),
+        (Method::PUT, "/api/dev/limits/image"),
+        (Method::POST, "/api/dev/tasks/task-1/succeed"),
+        (Method::POST, "/api/dev/tasks/task-1/fail"),
+        (Method::POST, "/api/dev/raw-event"),
+    ] {
+        let res = call(r, method, path, Some("demo"), Some(json!({}))).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn dev_account_defaults_and_conflict() {
+    let app = app();
+    let r = &app.router;
+    let s: ServerState = {
+        let res = call(
+            r,
+            Method::POST,
+            "/api/dev/accounts",
+            None,
+            Some(json!({ "token": "d" })),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::CREATED);
+        res.json()
+    };
+    let names: Vec<_> = s
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.status))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("Starter pack", PackageStatus::Active),
+            ("Next month", PackageStatus::Pending),
+            ("Pro pack", PackageStatus::Active)
+        ]
+    );
+    let image = s.pools.iter().find(|p| p.kind == "image").expect("image");
+    assert_eq!((image.limit, image.unit_cost), (4, 4));
+    let video = s.pools.iter().find(|p| p.kind == "video").expect("video");
+    assert_eq!((video.limit, video.unit_cost), (1, 20));
+
+    let again = call(
+        r,
+        Method::POST,
+        "/api/dev/accounts",
+        None,
+        Some(json!({ "token": "d" })),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let bad = call(
+        r,
+        Method::POST,
+        "/api/dev/accounts",
+        None,
+        Some(json!({ "token": "a b;c" })),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_submits_never_overshoot() {
+    let app = app();
+    let r = app.router.clone();
+    account(&r, "a", 4, one_pack(10_000)).await;
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let r = r.clone();
+        handles.push(tokio::spawn(async move {
+            submit(&r, "a", "image", 1, &format!("c-{i}")).await
+        }));
+    }
+    let mut created = 0;
+    let mut refused = 0;
+    for h in handles {
+        let res = h.await.expect("task");
+        match res.status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(res.error().code, codes::OVER_CONCURRENCY);
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, refused), (4, 46));
+    let s = state(&r, "a").await;
+    assert_eq!(s.running.len(), 4);
+    assert_eq!(
+        s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
+        Some(4)
+    );
+    assert_eq!(s.finished.len(), 20, "the window shows the 20 latest");
+    assert!(s
+        .finished
+        .iter()
+        .all(|f| f.outcome == Outcome::Refused && f.units_charged == 0));
+}
+
+#[tokio::test]
+async fn expired_and_pending_packages_do_not_count() {
+    let app = app();
+    let r = &app.router;
+    account(
+        r,
+        "a",
+        4,
+        json!([
+            { "name": "expired", "total": 1000, "effective_in_ms": -2 * DAY, "expires_in_ms": -1 },
+            { "name": "pending", "total": 1000, "effective_in_ms": DAY, "expires_in_ms": 30 * DAY },
+            { "name": "active", "total": 6, "expires_in_ms": 2 * DAY },
+        ]),
+    )
+    .await;
+    let s = state(r, "a").await;
+    let statuses: Vec<_> = s
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("expired", PackageStatus::Expired),
+            ("active", PackageStatus::Active),
+            ("pending", PackageStatus::Pending)
+        ]
+    );
+    // 1 image costs 4 of the 6 active units; the second is short.
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "one").await.json();
+    assert_eq!(
+        submit(r, "a", "image", 1, "two").await.error().code,
+        codes::UNITS_EXHAUSTED
+    );
+    // Success takes only from the active package.
+    end(r, "a", &acc.task_id, "succeed", None).await;
+    let s = state(r, "a").await;
+    assert_eq!(
+        remaining(&s),
+        vec![
+            ("expired".into(), 1000),
+            ("active".into(), 2),
+            ("pending".into(), 1000)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn security_headers_everywhere_and_static_files() {
+    let dir = std::env::temp_dir().join(format!(
+        "quota-server-static-{}-{}",
+        std::process::id(),
+        quota_server::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("index.html"), "<p>hi</p>").expect("write");
+    std::fs::write(dir.join("w.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    let mut config = Config::for_tests();
+    config.static_dir = Some(dir.clone());
+    let app = app_with(config);
+    let r = &app.router;
+
+    let index = call(r, Method::GET, "/", None, None).await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert_eq!(index.body, b"<p>hi</p>");
+    let wasm = call(r, Method::GET, "/w.wasm", None, None).await;
+    assert_eq!(
+        wasm.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"application/wasm"[..])
+    );
+    let api_missing = call(r, Method::GET, "/api/nothing", None, None).await;
+    assert_eq!(api_missing.error().code, codes::NOT_FOUND);
+
+    for res in [
+        index,
+        wasm,
+        api_missing,
+        call(r, Method::GET, "/missing.js", None, None).await,
+    ] {
+        let csp = res
+            .headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .expect("csp")
+            .to_str()
+            .expect("ascii");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'")
+                && csp.contains("frame-ancestors 'none'")
+        );
+        assert_eq!(
+            res.headers
+                .get(header::X_CONTENT_TYPE_OPTIONS)
+                .map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

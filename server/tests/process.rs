@@ -1,0 +1,152 @@
+//! Tests of the real binary and of the simulated worker.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use quota_server::{build, Config};
+use quota_widget::core::wire::{Outcome, ServerState};
+use tower::ServiceExt;
+
+/// One HTTP/1.1 request over a plain socket; returns the raw response head.
+fn raw_get(addr: &str, path: &str, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n").expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("read head");
+        head.push(byte[0]);
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+#[cfg(unix)]
+#[test]
+fn binary_prints_its_port_serves_and_stops_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quota-server"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--seed-demo",
+            "--no-worker",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let addr = line
+        .trim()
+        .strip_prefix("quota-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(!addr.ends_with(":0"), "the real port is printed");
+
+    let (_, head) = raw_get(&addr, "/healthz", "Connection: close\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("x-content-type-options: nosniff"));
+
+    // An open event stream must not hold the shutdown up.
+    let (_stream, head) = raw_get(&addr, "/api/events", "Authorization: Bearer demo\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no graceful exit within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn worker_ends_tasks_and_never_charges_failures() {
+    let mut config = Config::for_tests();
+    config.no_worker = false;
+    config.task_ms = "10..40".parse().expect("range");
+    config.fail_rate = 0.5;
+    config.seed = Some(7);
+    let app = build(&config).expect("build");
+    let r = &app.router;
+    let create = Request::post("/api/dev/accounts")
+        .body(Body::from(r#"{"token":"w","image_limit":8,"packages":[{"name":"p","total":1000,"expires_in_ms":86400000}]}"#))
+        .expect("request");
+    assert_eq!(
+        r.clone().oneshot(create).await.expect("res").status(),
+        StatusCode::CREATED
+    );
+    for i in 0..8 {
+        let req = Request::post("/api/generations")
+            .header(header::AUTHORIZATION, "Bearer w")
+            .body(Body::from(format!(
+                r#"{{"kind":"image","count":1,"client_request_id":"r{i}"}}"#
+            )))
+            .expect("request");
+        assert_eq!(
+            r.clone().oneshot(req).await.expect("res").status(),
+            StatusCode::CREATED
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let req = Request::get("/api/state")
+            .header(header::AUTHORIZATION, "Bearer w")
+            .body(Body::empty())
+            .expect("req");
+        let body = r
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("res")
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let s: ServerState = serde_json::from_slice(&body).expect("state");
+        if s.running.is_empty() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "worker did not end the tasks");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(state.finished.len(), 8);
+    let succeeded = state
+        .finished
+        .iter()
+        .filter(|f| f.outcome == Outcome::Succeeded)
+        .count() as u64;
+    for f in &state.finished {
+        match f.outcome {
+            Outcome::Succeeded => assert_eq!(f.units_charged, 4),
+            Outcome::Failed => assert!(f.units_charged == 0 && f.reason.is_some()),
+            Outcome::Refused => panic!("nothing was refused"),
+        }
+    }
+    assert_eq!(state.packages[0].remaining, 1000 - 4 * succeeded);
+    app.shutdown();
+}
