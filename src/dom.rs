@@ -4,8 +4,6 @@
 //! only. No inline styles: the meter's fill width is set through CSSOM,
 //! which a strict `style-src 'self'` allows.
 
-use std::collections::HashMap;
-
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement};
 
@@ -32,14 +30,15 @@ pub struct Dom {
     pub writes: u32,
 }
 
+/// Rows by key, in page order. A Vec: lists are short, and a hash map
+/// would add kilobytes to the wasm.
 struct Keyed<R> {
-    rows: HashMap<String, R>,
-    order: Vec<String>,
+    rows: Vec<(String, R)>,
 }
 
 impl<R> Keyed<R> {
     fn new() -> Self {
-        Keyed { rows: HashMap::new(), order: Vec::new() }
+        Keyed { rows: Vec::new() }
     }
 }
 
@@ -228,7 +227,8 @@ impl Dom {
                     set_attr(&row.bar, "aria-valuemax", &m.limit.to_string());
                     set_attr(&row.bar, "aria-valuenow", &m.value.to_string());
                     set_attr(&row.bar, "aria-valuetext", &m.text);
-                    let pct = if m.limit == 0 { 100.0 } else { f64::from(m.value) * 100.0 / f64::from(m.limit) };
+                    // Integer percent: float formatting would add kilobytes.
+                    let pct = if m.limit == 0 { 100 } else { m.value * 100 / m.limit };
                     let _ = row.fill.style().set_property("width", &format!("{pct}%"));
                     toggle(&row.el, "qw-full", m.value >= m.limit);
                     Self::text(w, &row.text, &m.text);
@@ -308,22 +308,27 @@ fn reconcile<T, R>(
     writes: &mut u32,
 ) {
     let keys: Vec<String> = items.iter().map(&key).collect();
-    for gone in keyed.order.iter().filter(|k| !keys.contains(k)) {
-        if let Some(r) = keyed.rows.remove(gone) {
-            elem(&r).remove();
+    let old_order: Vec<String> = keyed.rows.iter().map(|(k, _)| k.clone()).collect();
+    let mut old = std::mem::take(&mut keyed.rows);
+    for (k, r) in &old {
+        if !keys.contains(k) {
+            elem(r).remove();
             *writes += 1;
         }
     }
     for (item, k) in items.iter().zip(&keys) {
-        let row = keyed.rows.entry(k.clone()).or_insert_with(|| create(item));
-        update(row, item, writes);
+        let mut row = match old.iter().position(|(ok, _)| ok == k) {
+            Some(i) => old.swap_remove(i).1,
+            None => create(item),
+        };
+        update(&mut row, item, writes);
+        keyed.rows.push((k.clone(), row));
     }
-    if keyed.order != keys {
+    if old_order != keys {
         // appendChild moves an existing node: this puts every row in order.
-        for k in &keys {
-            let _ = parent.append_child(elem(&keyed.rows[k]));
+        for (_, r) in &keyed.rows {
+            let _ = parent.append_child(elem(r));
         }
         *writes += 1;
-        keyed.order = keys;
     }
 }

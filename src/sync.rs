@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::future::{abortable, AbortHandle};
-use futures::{select, FutureExt, StreamExt};
+use futures::{select_biased as select, FutureExt, StreamExt};
 use gloo_events::EventListener;
 use gloo_net::http::Request;
 use gloo_timers::future::TimeoutFuture;

@@ -1,7 +1,7 @@
 //! The state machine. Every method takes the clock as a value (`now`, local
 //! milliseconds since the epoch) and does no I/O.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
 use super::validate::{validate, StateError};
@@ -239,14 +239,14 @@ impl Quota {
         let before = self.state.as_ref().map(|s| Snapshot::of(self, s));
         // The server's figures now count every task it shows, so the holds
         // for those tasks end: counting both would block twice (R1, R3).
-        let shown: HashSet<&str> = next
+        let shown: Vec<&str> = next
             .running
             .iter()
             .filter_map(|t| t.client_request_id.as_deref())
             .chain(next.finished.iter().filter_map(|t| t.client_request_id.as_deref()))
             .collect();
-        self.holds.retain(|h| !shown.contains(h.id.as_str()));
-        self.local.retain(|a| !shown.contains(a.hold.id.as_str()));
+        self.holds.retain(|h| !shown.contains(&h.id.as_str()));
+        self.local.retain(|a| !shown.contains(&a.hold.id.as_str()));
         if let Some(before) = before {
             self.announce_changes(&before, &next);
         }
@@ -408,7 +408,7 @@ impl Quota {
             self.announcements.push(format!("Units are low: {available} available."));
         }
         for t in &next.finished {
-            if before.finished.contains(t.id.as_str()) {
+            if before.finished.contains(&t.id) {
                 continue;
             }
             self.announcements.push(match t.outcome {
@@ -424,7 +424,7 @@ impl Quota {
 struct Snapshot {
     free: Vec<(String, u32)>,
     available: u64,
-    finished: HashSet<String>,
+    finished: Vec<String>,
 }
 
 impl Snapshot {

@@ -1,7 +1,6 @@
 //! Checks a server state before the core believes it. A state that fails is
 //! reported and dropped; the last good state stays.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use super::wire::{Outcome, ServerState};
@@ -63,25 +62,31 @@ fn count(field: &'static str, n: usize) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The first value that occurs twice. Sorting beats a hash set here: the
+/// lists are short, and a hash set would add kilobytes to the wasm.
+fn first_duplicate<'a>(mut items: Vec<&'a str>) -> Option<&'a str> {
+    items.sort_unstable();
+    items.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
 pub fn validate(s: &ServerState) -> Result<(), StateError> {
     count("pools", s.pools.len())?;
     count("packages", s.packages.len())?;
     count("running tasks", s.running.len())?;
     count("finished tasks", s.finished.len())?;
-    let mut kinds = HashSet::new();
-    for p in &s.pools {
-        text("kind", &p.kind)?;
-        if !kinds.insert(p.kind.as_str()) {
-            return Err(StateError::DuplicatePool(p.kind.clone()));
-        }
+    let kinds: Vec<&str> = s.pools.iter().map(|p| p.kind.as_str()).collect();
+    for k in &kinds {
+        text("kind", k)?;
     }
-    let mut ids = HashSet::new();
+    if let Some(k) = first_duplicate(kinds.clone()) {
+        return Err(StateError::DuplicatePool(k.to_owned()));
+    }
+    if let Some(id) = first_duplicate(s.packages.iter().map(|p| p.id.as_str()).collect()) {
+        return Err(StateError::DuplicatePackage(id.to_owned()));
+    }
     for p in &s.packages {
         text("package id", &p.id)?;
         text("package name", &p.name)?;
-        if !ids.insert(p.id.as_str()) {
-            return Err(StateError::DuplicatePackage(p.id.clone()));
-        }
         if p.remaining > p.total {
             return Err(StateError::RemainingOverTotal {
                 package: p.id.clone(),
@@ -95,7 +100,7 @@ pub fn validate(s: &ServerState) -> Result<(), StateError> {
         if let Some(c) = &t.client_request_id {
             text("client request id", c)?;
         }
-        if !kinds.contains(t.kind.as_str()) {
+        if !kinds.contains(&t.kind.as_str()) {
             return Err(StateError::UnknownKind { task: t.id.clone(), kind: t.kind.clone() });
         }
     }

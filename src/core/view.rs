@@ -363,12 +363,13 @@ impl Quota {
                 },
             ));
         }
-        out.sort_by(|a, b| b.0.cmp(&a.0));
-        let mut seen = std::collections::HashSet::new();
-        out.into_iter()
-            .map(|(_, a)| a)
-            .filter(|a| seen.insert(a.key.clone()))
-            .take(self.config.max_attempts)
-            .collect()
+        out.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let mut shown: Vec<AttemptView> = Vec::new();
+        for (_, a) in out {
+            if shown.len() < self.config.max_attempts && !shown.iter().any(|s| s.key == a.key) {
+                shown.push(a);
+            }
+        }
+        shown
     }
 }
