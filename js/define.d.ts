@@ -1,0 +1,2 @@
+// Side effect only: registers <quota-widget>.
+export {};

@@ -1,0 +1,5 @@
+// Types of the main entry: the wasm-bindgen API (generated from the Rust
+// types) plus the custom element helper.
+export * from "./quota_widget.js";
+export { default, default as init } from "./quota_widget.js";
+export { defineQuotaWidget, QuotaWidgetElement } from "./element.js";

@@ -1,0 +1,6 @@
+// The package's main entry. Importing it touches no browser global, so it is
+// safe under server-side rendering: the custom element class is only created
+// when defineQuotaWidget() is called.
+export * from "./quota_widget.js";
+export { default, default as init } from "./quota_widget.js";
+export { defineQuotaWidget } from "./element.js";
