@@ -154,11 +154,65 @@ fn now() -> i64 {
 
 /// Parses a state given as a JS object or as JSON text.
 fn parse_state(v: &JsValue) -> Result<ServerState, String> {
-    let obj = match v.as_string() {
-        Some(text) => JSON::parse(&text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?,
-        None => v.clone(),
+    let text = match v.as_string() {
+        Some(text) => text,
+        None => JSON::stringify(v)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| "malformed quota state: not a JSON object".to_owned())?,
     };
-    serde_wasm_bindgen::from_value(obj).map_err(|e| format!("malformed quota state: {e}"))
+    crate::core::parse::parse_state(&text).map_err(|e| e.to_string())
+}
+
+/// Reads `new QuotaWidget(options)` by hand: serde's visitors would cost
+/// the package kilobytes for a dozen fields. The `WidgetOptions` type above
+/// stays the TypeScript declaration of the same object.
+fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
+    if !o.is_object() {
+        return Err(JsError::new("quota-widget: options must be an object"));
+    }
+    let get = |key: &str| js_sys::Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    let absent = |v: &JsValue| v.is_undefined() || v.is_null();
+    let string = |key: &str| -> Result<Option<String>, JsError> {
+        let v = get(key);
+        if absent(&v) {
+            return Ok(None);
+        }
+        v.as_string().map(Some).ok_or_else(|| JsError::new(&format!("quota-widget: option \"{key}\" must be a string")))
+    };
+    let whole = |key: &str| -> Result<Option<u32>, JsError> {
+        let v = get(key);
+        if absent(&v) {
+            return Ok(None);
+        }
+        match v.as_f64() {
+            Some(f) if f >= 0.0 && f <= f64::from(u32::MAX) && f == (f as u32) as f64 => Ok(Some(f as u32)),
+            _ => Err(JsError::new(&format!("quota-widget: option \"{key}\" must be a whole number of 0 or more"))),
+        }
+    };
+    let flag = |key: &str| -> Result<Option<bool>, JsError> {
+        let v = get(key);
+        if absent(&v) {
+            return Ok(None);
+        }
+        v.as_bool().map(Some).ok_or_else(|| JsError::new(&format!("quota-widget: option \"{key}\" must be true or false")))
+    };
+    Ok(WidgetOptions {
+        host: get("host"),
+        button: get("button"),
+        form: get("form"),
+        endpoint: string("endpoint")?,
+        kind: string("kind")?,
+        count: whole("count")?,
+        locale: string("locale")?,
+        stale_after_ms: whole("staleAfterMs")?,
+        hold_timeout_ms: whole("holdTimeoutMs")?,
+        expiring_soon_days: whole("expiringSoonDays")?,
+        low_units: whole("lowUnits")?,
+        poll_ms: whole("pollMs")?,
+        events: flag("events")?,
+        request_id_field: string("requestIdField")?,
+    })
 }
 
 fn new_request_id() -> String {
@@ -292,9 +346,7 @@ impl QuotaWidget {
     /// `options.button`. Throws when an element cannot be found.
     #[wasm_bindgen(constructor)]
     pub fn new(options: Ts<WidgetOptions>) -> Result<QuotaWidget, JsError> {
-        let options = options
-            .to_rust()
-            .map_err(|e| JsError::new(&format!("quota-widget: bad options: {e}")))?;
+        let options = read_options(&options.js_value())?;
         let doc = document()?;
         let host = resolve(&doc, "host", &options.host)?;
         let button = resolve(&doc, "button", &options.button)?;
@@ -371,16 +423,17 @@ impl QuotaWidget {
             let mut i = inner.borrow_mut();
             i.listeners.push(gate);
             i.ticker = Some(ticker);
-            if let Some(endpoint) = options.endpoint {
-                let weak = Rc::downgrade(&inner);
-                let opts = SyncOptions {
-                    endpoint: endpoint.trim_end_matches('/').to_owned(),
-                    poll_ms: options.poll_ms.unwrap_or(5000).max(250),
-                    use_events: options.events.unwrap_or(true),
-                };
-                i.quota.set_link(crate::core::Link::Connecting);
-                i.sync = Some(Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e))));
-            }
+        }
+        if let Some(endpoint) = options.endpoint {
+            let weak = Rc::downgrade(&inner);
+            let opts = SyncOptions {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                poll_ms: options.poll_ms.unwrap_or(5000).max(250),
+                use_events: options.events.unwrap_or(true),
+            };
+            // Not under a borrow: the first link state reaches on_sync at once.
+            let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
+            inner.borrow_mut().sync = Some(sync);
         }
         flush(&inner, vec![]);
         Ok(QuotaWidget { inner: Some(inner) })

@@ -28,6 +28,8 @@ pub struct Dom {
     last: Option<ViewModel>,
     /// Counts DOM writes, so tests can check that a repeat render writes nothing.
     pub writes: u32,
+    uid: String,
+    next_id: std::cell::Cell<u32>,
 }
 
 /// Rows by key, in page order. A Vec: lists are short, and a hash map
@@ -139,6 +141,8 @@ impl Dom {
             attempt_rows: Keyed::new(),
             last: None,
             writes: 0,
+            uid: uid.to_owned(),
+            next_id: std::cell::Cell::new(0),
         }
     }
 
@@ -164,7 +168,7 @@ impl Dom {
     pub fn render(&mut self, vm: &ViewModel) {
         let last = self.last.take();
         let w = &mut self.writes;
-        let changed = |f: &dyn Fn(&ViewModel) -> bool| last.as_ref().map_or(true, f);
+        let changed = |f: &dyn Fn(&ViewModel) -> bool| last.as_ref().is_none_or(f);
 
         if changed(&|l| l.units != vm.units) {
             let (rem, detail) = match &vm.units {
@@ -202,10 +206,13 @@ impl Dom {
         }
         if changed(&|l| l.meters != vm.meters) {
             let doc = &self.doc;
-            reconcile(&mut self.meter_rows, &self.meters, &vm.meters, |m| m.kind.clone(), |m| {
+            reconcile(&mut self.meter_rows, &self.meters, &vm.meters, |m| m.kind.clone(), |_| {
                 let e = el(doc, "div", "qw-meter");
                 let label = el(doc, "span", "qw-meter-label");
-                label.set_id(&format!("{}-meter-{}", self.reason.id(), m.kind));
+                // A counter, not the kind: ids must not carry server text.
+                let n = self.next_id.get() + 1;
+                self.next_id.set(n);
+                label.set_id(&format!("{}-meter-{n}", self.uid));
                 let bar = el(doc, "div", "qw-meter-bar");
                 set_attr(&bar, "role", "meter");
                 set_attr(&bar, "aria-valuemin", "0");

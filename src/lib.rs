@@ -20,3 +20,7 @@ mod sync;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{QuotaWidget, WidgetEvent, WidgetOptions};
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

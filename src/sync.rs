@@ -1,29 +1,26 @@
-//! The sync layer: turns the network into core inputs.
+//! The sync shell: carries out the commands of the pure
+//! [`SyncMachine`](crate::core::link::SyncMachine) with the browser's
+//! EventSource, fetch and timers, and feeds back what happened.
 //!
-//! Server-sent events (`{endpoint}/events`) carry states and pings; a fetch
-//! of `{endpoint}/state` with `If-None-Match` resyncs after every (re)connect
-//! and is the polling fallback where the stream is unavailable. Reconnects
-//! back off exponentially with jitter. While the tab is hidden the link is
-//! paused; it resyncs when the tab shows again. Authentication rides on the
-//! session cookie: nothing secret goes into a URL.
+//! Server-sent events come from `web_sys::EventSource` with gloo-events
+//! listeners rather than gloo-net's EventSource stream: gloo-net 0.7 drops
+//! the `error` events fired while the browser reconnects on its own
+//! (readyState CONNECTING), so a dead server would show only as staleness.
+//! Here every error closes the stream and the machine reconnects with its
+//! own backoff, showing "Reconnecting" at once (R5).
 //!
-//! gloo-net's EventSource stream ignores the `error` events fired while the
-//! browser reconnects on its own, so a dead server would only show as
-//! staleness. This layer listens to `web_sys::EventSource` through
-//! gloo-events instead, and reconnects itself.
+//! Authentication rides on the session cookie: nothing secret in a URL.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
-use futures::future::{abortable, AbortHandle};
-use futures::{select_biased as select, FutureExt, StreamExt};
 use gloo_events::EventListener;
 use gloo_net::http::Request;
-use gloo_timers::future::TimeoutFuture;
+use gloo_timers::callback::Timeout;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, EventSource, MessageEvent, VisibilityState};
 
-use crate::core::backoff::backoff_ms;
+use crate::core::link::{FetchResult, SyncCmd, SyncInput, SyncMachine};
 use crate::core::Link;
 
 /// What the sync layer tells the widget.
@@ -37,7 +34,6 @@ pub enum SyncEvent {
     Error(String),
 }
 
-#[derive(Clone)]
 pub struct SyncOptions {
     /// Base URL of the API, for example `/api`.
     pub endpoint: String,
@@ -47,198 +43,171 @@ pub struct SyncOptions {
     pub use_events: bool,
 }
 
-/// A running sync loop. Dropping it stops the loop, closes the stream and
-/// removes its listeners.
-pub struct Sync {
-    abort: AbortHandle,
-    _visibility: EventListener,
+type Sink = Rc<dyn Fn(SyncEvent)>;
+
+struct Stream {
+    es: EventSource,
+    _listeners: [EventListener; 4],
 }
 
-impl Drop for Sync {
+impl Drop for Stream {
     fn drop(&mut self) {
-        self.abort.abort();
+        // Closing stops the browser's own reconnects; the machine does its own.
+        self.es.close();
     }
 }
 
-type Sink = Rc<dyn Fn(SyncEvent)>;
+struct Shell {
+    machine: SyncMachine,
+    endpoint: String,
+    sink: Sink,
+    stream: Option<Stream>,
+    timer: Option<Timeout>,
+    visibility: Option<EventListener>,
+    stopped: bool,
+}
+
+/// A running sync. Dropping it closes the stream, cancels the timer and
+/// removes every listener; answers to fetches still in flight are ignored.
+pub struct Sync(Rc<RefCell<Shell>>);
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            s.stopped = true;
+            s.stream = None;
+            s.timer = None;
+            s.visibility = None;
+        }
+    }
+}
 
 fn hidden(doc: &Document) -> bool {
     doc.visibility_state() == VisibilityState::Hidden
 }
 
 impl Sync {
+    /// Starts syncing. Must not be called while the sink's target is
+    /// borrowed: the first commands (the link state) reach it at once.
     pub fn start(doc: Document, opts: SyncOptions, sink: Sink) -> Sync {
-        let (tx, rx) = unbounded::<bool>();
+        let rc = Rc::new(RefCell::new(Shell {
+            machine: SyncMachine::new(opts.use_events, opts.poll_ms),
+            endpoint: opts.endpoint,
+            sink,
+            stream: None,
+            timer: None,
+            visibility: None,
+            stopped: false,
+        }));
+        let weak = Rc::downgrade(&rc);
         let d = doc.clone();
-        let visibility = EventListener::new(&doc, "visibilitychange", move |_| {
-            let _ = tx.unbounded_send(!hidden(&d));
-        });
-        let (task, abort) = abortable(run(doc, opts, sink, rx));
-        wasm_bindgen_futures::spawn_local(async move {
-            let _ = task.await;
-        });
-        Sync { abort, _visibility: visibility }
+        let listener = EventListener::new(&doc, "visibilitychange", move |_| feed(&weak, SyncInput::Visible(!hidden(&d))));
+        rc.borrow_mut().visibility = Some(listener);
+        let cmds = rc.borrow_mut().machine.start(hidden(&doc));
+        run(&rc, cmds);
+        Sync(rc)
     }
 }
 
-enum End {
-    /// The tab was hidden: pause, then resync.
-    Hidden,
-    /// The connection failed; `delivered` says whether it ever carried data.
-    Lost { delivered: bool },
-    Stopped,
+fn feed(weak: &Weak<RefCell<Shell>>, input: SyncInput) {
+    let Some(rc) = weak.upgrade() else { return };
+    let cmds = {
+        let mut s = rc.borrow_mut();
+        if s.stopped {
+            return;
+        }
+        s.machine.handle(input, js_sys::Math::random())
+    };
+    run(&rc, cmds);
 }
 
-async fn run(doc: Document, opts: SyncOptions, sink: Sink, mut visible: UnboundedReceiver<bool>) {
-    let mut attempt: u32 = 0;
-    let mut etag: Option<String> = None;
-    // Streams that fail before delivering anything, in a row: after three,
-    // the stream is taken as unavailable here and polling takes over.
-    let mut dead_streams = 0;
-    loop {
-        if hidden(&doc) {
-            sink(SyncEvent::Link(Link::Paused));
-            while hidden(&doc) {
-                if visible.next().await.is_none() {
-                    return;
+/// Carries out commands one by one, never holding the borrow while the
+/// sink runs (a subscriber may destroy the widget, and with it this shell).
+fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd>) {
+    let mut then = Vec::new();
+    for cmd in cmds {
+        if rc.borrow().stopped {
+            return;
+        }
+        let weak = Rc::downgrade(rc);
+        match cmd {
+            SyncCmd::Fetch { seq, etag } => {
+                let url = format!("{}/state", rc.borrow().endpoint);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let result = fetch_state(&url, etag).await;
+                    feed(&weak, SyncInput::Fetched { seq, result });
+                });
+            }
+            SyncCmd::OpenStream => {
+                let url = format!("{}/events", rc.borrow().endpoint);
+                match open_stream(&url, weak) {
+                    Some(stream) => rc.borrow_mut().stream = Some(stream),
+                    None => then.push(SyncInput::StreamFailed),
                 }
             }
-            attempt = 0;
-        }
-        sink(SyncEvent::Link(if attempt == 0 { Link::Connecting } else { Link::Reconnecting { attempt } }));
-        match fetch_state(&opts.endpoint, &mut etag).await {
-            Ok(body) => sink(body.map_or(SyncEvent::Current, SyncEvent::State)),
-            Err(Fetch::Refused(msg)) => sink(SyncEvent::Error(msg)),
-            Err(Fetch::Network) => {}
-        }
-        let end = if opts.use_events && dead_streams < 3 {
-            stream(&opts, &sink, &mut visible).await
-        } else {
-            poll(&opts, &sink, &mut visible, &mut etag).await
-        };
-        match end {
-            End::Stopped => return,
-            End::Hidden => attempt = 0,
-            End::Lost { delivered } => {
-                dead_streams = if delivered { 0 } else { dead_streams + 1 };
-                attempt = attempt.saturating_add(1);
-                sink(SyncEvent::Link(Link::Reconnecting { attempt }));
-                let wait = backoff_ms(attempt, js_sys::Math::random());
-                // Becoming visible again cuts the wait short: resync now.
-                select! {
-                    _ = TimeoutFuture::new(wait).fuse() => {}
-                    v = visible.next() => if v.is_none() { return },
-                }
+            SyncCmd::CloseStream => drop(rc.borrow_mut().stream.take()),
+            SyncCmd::SetTimer(ms) => {
+                let timer = Timeout::new(ms, move || feed(&weak, SyncInput::Timer));
+                rc.borrow_mut().timer = Some(timer);
             }
+            SyncCmd::ClearTimer => drop(rc.borrow_mut().timer.take()),
+            SyncCmd::State(body) => tell(rc, SyncEvent::State(body)),
+            SyncCmd::Current => tell(rc, SyncEvent::Current),
+            SyncCmd::Link(link) => tell(rc, SyncEvent::Link(link)),
+            SyncCmd::Error(message) => tell(rc, SyncEvent::Error(message)),
         }
+    }
+    for input in then {
+        feed(&Rc::downgrade(rc), input);
     }
 }
 
-enum Fetch {
-    Network,
-    Refused(String),
-}
-
-/// `Ok(None)`: not modified. `Ok(Some(body))`: a new state.
-async fn fetch_state(endpoint: &str, etag: &mut Option<String>) -> Result<Option<String>, Fetch> {
-    let mut req = Request::get(&format!("{endpoint}/state")).header("Accept", "application/json");
-    if let Some(tag) = etag.as_deref() {
-        req = req.header("If-None-Match", tag);
-    }
-    let resp = req.send().await.map_err(|_| Fetch::Network)?;
-    match resp.status() {
-        304 => Ok(None),
-        200 => {
-            *etag = resp.headers().get("etag");
-            resp.text().await.map(Some).map_err(|_| Fetch::Network)
-        }
-        401 | 403 => Err(Fetch::Refused(format!(
-            "the quota server did not accept this session (HTTP {}); sign in again",
-            resp.status()
-        ))),
-        s if s >= 500 => Err(Fetch::Network),
-        s => Err(Fetch::Refused(format!("the quota server answered HTTP {s} for the state"))),
-    }
+fn tell(rc: &Rc<RefCell<Shell>>, event: SyncEvent) {
+    let sink = rc.borrow().sink.clone();
+    sink(event);
 }
 
 fn data(e: &web_sys::Event) -> String {
     e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default()
 }
 
-enum Msg {
-    Open,
-    State(String),
-    Ping,
-    Error,
-}
-
-async fn stream(opts: &SyncOptions, sink: &Sink, visible: &mut UnboundedReceiver<bool>) -> End {
-    let Ok(es) = EventSource::new(&format!("{}/events", opts.endpoint)) else {
-        return End::Lost { delivered: false };
+fn open_stream(url: &str, weak: Weak<RefCell<Shell>>) -> Option<Stream> {
+    let es = EventSource::new(url).ok()?;
+    let on = |name: &'static str, input: fn(&web_sys::Event) -> SyncInput| {
+        let weak = weak.clone();
+        EventListener::new(&es, name, move |e| feed(&weak, input(e)))
     };
-    let (tx, mut rx) = unbounded::<Msg>();
-    let on = |name: &'static str, f: fn(&web_sys::Event) -> Msg, tx: UnboundedSender<Msg>| {
-        EventListener::new(&es, name, move |e| {
-            let _ = tx.unbounded_send(f(e));
-        })
-    };
-    let _listeners = [
-        on("open", |_| Msg::Open, tx.clone()),
-        on("state", |e| Msg::State(data(e)), tx.clone()),
-        on("ping", |_| Msg::Ping, tx.clone()),
-        on("error", |_| Msg::Error, tx),
+    let listeners = [
+        on("open", |_| SyncInput::StreamOpened),
+        on("state", |e| SyncInput::StreamState(data(e))),
+        on("ping", |_| SyncInput::StreamPing),
+        on("error", |_| SyncInput::StreamFailed),
     ];
-    let mut delivered = false;
-    let end = loop {
-        select! {
-            m = rx.next() => match m {
-                Some(Msg::Open) => sink(SyncEvent::Link(Link::Live)),
-                Some(Msg::State(body)) => {
-                    delivered = true;
-                    sink(SyncEvent::Link(Link::Live));
-                    sink(SyncEvent::State(body));
-                }
-                Some(Msg::Ping) => {
-                    delivered = true;
-                    sink(SyncEvent::Link(Link::Live));
-                    sink(SyncEvent::Current);
-                }
-                Some(Msg::Error) | None => break End::Lost { delivered },
-            },
-            v = visible.next() => match v {
-                Some(false) => break End::Hidden,
-                Some(true) => {}
-                None => break End::Stopped,
-            },
-        }
-    };
-    // Closing stops the browser's own reconnects; this loop does its own.
-    es.close();
-    end
+    Some(Stream { es, _listeners: listeners })
 }
 
-async fn poll(
-    opts: &SyncOptions,
-    sink: &Sink,
-    visible: &mut UnboundedReceiver<bool>,
-    etag: &mut Option<String>,
-) -> End {
-    loop {
-        select! {
-            _ = TimeoutFuture::new(opts.poll_ms).fuse() => {}
-            v = visible.next() => match v {
-                Some(false) => return End::Hidden,
-                Some(true) => continue,
-                None => return End::Stopped,
-            },
-        }
-        match fetch_state(&opts.endpoint, etag).await {
-            Ok(body) => {
-                sink(SyncEvent::Link(Link::Live));
-                sink(body.map_or(SyncEvent::Current, SyncEvent::State));
+async fn fetch_state(url: &str, etag: Option<String>) -> FetchResult {
+    let mut req = Request::get(url).header("Accept", "application/json");
+    if let Some(tag) = etag.as_deref() {
+        req = req.header("If-None-Match", tag);
+    }
+    let Ok(resp) = req.send().await else {
+        return FetchResult::Unreachable;
+    };
+    match resp.status() {
+        304 => FetchResult::NotModified,
+        200 => {
+            let etag = resp.headers().get("etag");
+            match resp.text().await {
+                Ok(body) => FetchResult::State { body, etag },
+                Err(_) => FetchResult::Unreachable,
             }
-            Err(Fetch::Refused(msg)) => sink(SyncEvent::Error(msg)),
-            Err(Fetch::Network) => return End::Lost { delivered: true },
         }
+        401 | 403 => FetchResult::Refused(format!(
+            "the quota server did not accept this session (HTTP {}); sign in again",
+            resp.status()
+        )),
+        s if s >= 500 => FetchResult::Unreachable,
+        s => FetchResult::Refused(format!("the quota server answered HTTP {s} for the state")),
     }
 }

@@ -59,13 +59,14 @@ pub fn age(ms: Millis) -> String {
     }
 }
 
-/// "image" -> "Image".
+/// "image" -> "Image". ASCII only: kinds are identifiers, and full Unicode
+/// case mapping would bring its tables (about 10 kB) into the wasm.
 pub fn title(kind: &str) -> String {
-    let mut c = kind.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
+    let mut s = kind.to_owned();
+    if let Some(first) = s.get_mut(0..1) {
+        first.make_ascii_uppercase();
     }
+    s
 }
 
 #[cfg(test)]
@@ -85,6 +86,13 @@ mod tests {
         assert_eq!(PlainFmt.date(0), "1970-01-01");
         assert_eq!(PlainFmt.date(1_795_478_400_000), "2026-11-24");
         assert_eq!(PlainFmt.date(951_782_400_000), "2000-02-29");
+    }
+
+    #[test]
+    fn titles_capitalize_ascii_kinds() {
+        assert_eq!(title("image"), "Image");
+        assert_eq!(title(""), "");
+        assert_eq!(title("élan"), "élan");
     }
 
     #[test]

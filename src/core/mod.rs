@@ -5,7 +5,9 @@
 
 pub mod backoff;
 pub mod fmt;
+pub mod link;
 pub mod machine;
+pub mod parse;
 pub mod validate;
 pub mod view;
 pub mod wire;

@@ -14,11 +14,16 @@ use serde::{Deserialize, Serialize};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
+// Each type derives both serde (the server, TypeScript via tsify) and
+// miniserde (the widget's parser: far smaller wasm than serde's visitors,
+// and no float formatting). miniserde reads only `#[serde(rename)]`, so the
+// enums spell each variant's name out.
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
 /// A snapshot of one account's quota, as the server holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ServerState {
     /// Grows by at least one with every change the server makes to this
@@ -35,12 +40,11 @@ pub struct ServerState {
     /// Tasks that hold slots and reserve units right now.
     pub running: Vec<RunningTask>,
     /// Recently ended tasks, newest first. The server keeps a short window.
-    #[serde(default)]
     pub finished: Vec<FinishedTask>,
 }
 
 /// Concurrent generation slots of one kind of work.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SlotPool {
     /// The kind of work: "image", "video", ...; unique within a state.
@@ -57,13 +61,14 @@ pub struct SlotPool {
 }
 
 /// How many slots a request holds while it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "snake_case")]
 pub enum SlotRule {
     /// One slot per item: a request for 4 images holds 4 slots.
+    #[serde(rename = "per_item")]
     PerItem,
     /// One slot per task, whatever its count (video).
+    #[serde(rename = "per_task")]
     PerTask,
 }
 
@@ -77,7 +82,7 @@ impl SlotRule {
 }
 
 /// A resource package: a block of units with a validity window.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct Package {
     /// Unique within a state.
@@ -95,22 +100,25 @@ pub struct Package {
     pub status: PackageStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "snake_case")]
 pub enum PackageStatus {
     /// Bought, not yet effective.
+    #[serde(rename = "pending")]
     Pending,
     /// Its remaining units can be spent.
+    #[serde(rename = "active")]
     Active,
     /// Past its expiry time; its remaining units are gone.
+    #[serde(rename = "expired")]
     Expired,
     /// No units left.
+    #[serde(rename = "exhausted")]
     Exhausted,
 }
 
 /// A task holding slots and reserving units.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct RunningTask {
     pub id: String,
@@ -120,13 +128,12 @@ pub struct RunningTask {
     /// Units set aside for it; deducted only if it succeeds.
     pub reserved_units: u64,
     /// The id the client sent with its submit, if any.
-    #[serde(default)]
     pub client_request_id: Option<String>,
     pub started_at_ms: Millis,
 }
 
 /// A task that ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct FinishedTask {
     pub id: String,
@@ -136,24 +143,24 @@ pub struct FinishedTask {
     /// Units deducted. Always 0 unless `outcome` is `succeeded`.
     pub units_charged: u64,
     /// Why it failed or was refused, as text for the user.
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
     pub client_request_id: Option<String>,
     pub finished_at_ms: Millis,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    #[serde(rename = "succeeded")]
     Succeeded,
+    #[serde(rename = "failed")]
     Failed,
+    #[serde(rename = "refused")]
     Refused,
 }
 
 /// The body of `POST /api/generations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SubmitRequest {
     pub kind: String,
@@ -162,12 +169,11 @@ pub struct SubmitRequest {
     /// Chosen by the client; a repeat with the same id returns the first
     /// answer and reserves nothing more.
     pub client_request_id: String,
-    #[serde(default)]
     pub prompt: Option<String>,
 }
 
 /// The answer to an accepted submit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SubmitAccepted {
     pub task_id: String,
@@ -179,7 +185,7 @@ pub struct SubmitAccepted {
 }
 
 /// Every error body the server sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ApiError {
     /// One of the `codes` below.

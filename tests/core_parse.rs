@@ -1,0 +1,116 @@
+//! Parsing server states from JSON, and the messages for bad ones.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::*;
+use quota_widget::core::parse::parse_state;
+use quota_widget::core::wire::*;
+
+fn full_state() -> ServerState {
+    let mut s = state(9);
+    s.running.push(running("t1", "image", 2, 8, Some("c1")));
+    s.finished.push(finished("t0", "video", Outcome::Failed, 0, Some("c0")));
+    s
+}
+
+#[test]
+fn parses_what_the_server_serializes() {
+    let s = full_state();
+    let text = serde_json::to_string(&s).unwrap();
+    assert_eq!(parse_state(&text).unwrap(), s);
+}
+
+#[test]
+fn optional_fields_may_be_absent_or_null() {
+    let mut v = serde_json::to_value(full_state()).unwrap();
+    v["running"][0].as_object_mut().unwrap().remove("client_request_id");
+    v["finished"][0]["reason"] = serde_json::Value::Null;
+    let s = parse_state(&v.to_string()).unwrap();
+    assert_eq!(s.running[0].client_request_id, None);
+    assert_eq!(s.finished[0].reason, None);
+}
+
+fn message(v: serde_json::Value) -> String {
+    parse_state(&v.to_string()).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_states_name_the_field_at_fault() {
+    assert_eq!(parse_state("{\"revision\": ").unwrap_err().to_string(), "malformed quota state: not valid JSON");
+    assert_eq!(parse_state("[]").unwrap_err().to_string(), "malformed quota state: the state must be an object");
+    let base = serde_json::to_value(full_state()).unwrap();
+
+    let mut v = base.clone();
+    v.as_object_mut().unwrap().remove("revision");
+    assert_eq!(message(v), "malformed quota state: revision is missing");
+
+    let mut v = base.clone();
+    v["revision"] = "two".into();
+    assert_eq!(message(v), "malformed quota state: revision must be a whole number of 0 or more");
+
+    let mut v = base.clone();
+    v["packages"][0]["remaining"] = (-3).into();
+    assert_eq!(message(v), "malformed quota state: packages[0].remaining must be a whole number of 0 or more");
+
+    let mut v = base.clone();
+    v["pools"][1]["slot_rule"] = "per_image".into();
+    assert_eq!(message(v), "malformed quota state: pools[1].slot_rule must be one of: per_item, per_task");
+
+    let mut v = base.clone();
+    v["pools"][0]["limit"] = 5_000_000_000u64.into();
+    assert_eq!(message(v), "malformed quota state: pools[0].limit must be a whole number from 0 to 4294967295");
+
+    let mut v = base.clone();
+    v["running"][0]["reserved_units"] = 1.5.into();
+    assert_eq!(message(v), "malformed quota state: running[0].reserved_units must be a whole number of 0 or more");
+
+    let mut v = base;
+    v["finished"] = serde_json::json!({});
+    assert_eq!(message(v), "malformed quota state: finished must be a list");
+}
+
+/// The diagnostic shapes in `parse.rs` list every field the wire types
+/// serialize, and no other: a field added to `wire.rs` fails here until the
+/// shapes learn it.
+#[test]
+fn diagnostic_shapes_match_the_wire_types() {
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+    let v = serde_json::to_value(full_state()).unwrap();
+    // Each shape table is checked through a state missing one field at a
+    // time: the message must name exactly that field.
+    for (path, obj) in [
+        ("", &v),
+        ("pools[0].", &v["pools"][0]),
+        ("packages[0].", &v["packages"][0]),
+        ("running[0].", &v["running"][0]),
+        ("finished[0].", &v["finished"][0]),
+    ] {
+        for key in keys(obj) {
+            let mut broken = v.clone();
+            let target = match path {
+                "" => &mut broken,
+                "pools[0]." => &mut broken["pools"][0],
+                "packages[0]." => &mut broken["packages"][0],
+                "running[0]." => &mut broken["running"][0],
+                _ => &mut broken["finished"][0],
+            };
+            target.as_object_mut().unwrap().remove(&key);
+            let optional = key == "client_request_id" || key == "reason";
+            let result = parse_state(&broken.to_string());
+            if optional {
+                assert!(result.is_ok(), "{path}{key} is optional");
+            } else {
+                assert_eq!(
+                    result.unwrap_err().to_string(),
+                    format!("malformed quota state: {path}{key} is missing"),
+                    "the shapes in parse.rs do not know {path}{key}"
+                );
+            }
+        }
+    }
+}
