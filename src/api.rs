@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use gloo_events::{EventListener, EventListenerOptions, EventListenerPhase};
 use gloo_timers::callback::Interval;
 use js_sys::{Date, Function, JSON};
-use serde::{Deserialize, Serialize};
 use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -21,21 +20,19 @@ use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
 
-/// Options for `new QuotaWidget(options)`.
-#[derive(Deserialize, Tsify)]
+/// Options for `new QuotaWidget(options)`: the TypeScript declaration, and
+/// what `read_options` fills in.
+#[derive(Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct WidgetOptions {
     /// The element, or a CSS selector for it, that the widget renders into.
     #[tsify(type = "HTMLElement | string")]
-    #[serde(with = "serde_wasm_bindgen::preserve")]
     pub host: JsValue,
     /// The dashboard's submit button, or a CSS selector for it.
     #[tsify(type = "HTMLElement | string")]
-    #[serde(with = "serde_wasm_bindgen::preserve")]
     pub button: JsValue,
     /// The form whose submit takes a hold; by default the button's form.
     #[tsify(optional, type = "HTMLFormElement | string")]
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub form: JsValue,
     /// Base URL of the quota API (for example "/api"). When set, the widget
     /// keeps itself in sync with the server; otherwise call `pushState`.
@@ -70,8 +67,9 @@ pub struct WidgetOptions {
     pub request_id_field: Option<String>,
 }
 
-/// What subscribers receive.
-#[derive(Serialize, Tsify)]
+/// What subscribers receive. Declared for TypeScript by tsify; built as
+/// objects by `event_to_js`, which a browser test checks against this shape.
+#[derive(Tsify)]
 #[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum WidgetEvent {
     /// The view changed (figures, gate, freshness).
@@ -88,6 +86,8 @@ pub enum WidgetEvent {
 const TS_LISTENER: &'static str = r#"
 /** Milliseconds since the Unix epoch, UTC. */
 export type Millis = number;
+/** Why submit is blocked, by name; `view().reason` says it in words. */
+export type BlockedKind = "no_state" | "connecting" | "reconnecting" | "paused" | "stale" | "empty_request" | "unknown_kind" | "slots" | "units";
 /** A subscriber: receives every widget event. */
 export type WidgetListener = (event: WidgetEvent) => void;
 "#;
@@ -215,6 +215,69 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
     })
 }
 
+/// The view model as a plain object. miniserde's derive names the fields
+/// (the same `#[serde(rename)]` attributes that tsify declares), and this
+/// walk turns its fragments into JS values directly: no JSON text, so no
+/// float formatting, and no per-type serializer code.
+fn view_to_js(vm: &ViewModel) -> JsValue {
+    to_js(vm)
+}
+
+fn to_js(v: &dyn miniserde::Serialize) -> JsValue {
+    use miniserde::ser::Fragment;
+    match v.begin() {
+        Fragment::Null => JsValue::NULL,
+        Fragment::Bool(b) => JsValue::from_bool(b),
+        Fragment::Str(s) => JsValue::from_str(&s),
+        // Units and times stay below 2^53, where f64 is exact.
+        Fragment::U64(n) => JsValue::from_f64(n as f64),
+        Fragment::I64(n) => JsValue::from_f64(n as f64),
+        Fragment::F64(n) => JsValue::from_f64(n),
+        Fragment::Seq(mut seq) => {
+            let a = js_sys::Array::new();
+            while let Some(item) = seq.next() {
+                a.push(&to_js(item));
+            }
+            a.into()
+        }
+        Fragment::Map(mut map) => {
+            let o = js_sys::Object::new();
+            while let Some((k, item)) = map.next() {
+                let _ = js_sys::Reflect::set(&o, &JsValue::from_str(&k), &to_js(item));
+            }
+            o.into()
+        }
+    }
+}
+
+fn event_to_js(event: &WidgetEvent) -> JsValue {
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &v);
+    };
+    match event {
+        WidgetEvent::Change { view } => {
+            set("type", "change".into());
+            set("view", view_to_js(view));
+        }
+        WidgetEvent::Error { message } => {
+            set("type", "error".into());
+            set("message", message.into());
+        }
+        WidgetEvent::Hold { request_id, slots, cost } => {
+            set("type", "hold".into());
+            set("requestId", request_id.into());
+            set("slots", (*slots).into());
+            set("cost", (*cost as f64).into());
+        }
+        WidgetEvent::Announce { message } => {
+            set("type", "announce".into());
+            set("message", message.into());
+        }
+    }
+    o.into()
+}
+
 fn new_request_id() -> String {
     // Unique enough to correlate: the time plus 52 random bits.
     let r = (js_sys::Math::random() * 4_503_599_627_370_496.0) as u64;
@@ -307,7 +370,7 @@ fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
         inner.subscribers.iter().map(|(_, f)| f.clone()).collect()
     };
     for event in events {
-        let Ok(value) = serde_wasm_bindgen::to_value(&event) else { continue };
+        let value = event_to_js(&event);
         for f in &subscribers {
             // A throwing subscriber must not stop the others or the widget.
             let _ = f.call1(&JsValue::NULL, &value);
@@ -540,7 +603,7 @@ impl QuotaWidget {
     pub fn view(&self) -> Result<Ts<ViewModel>, JsError> {
         let rc = self.rc()?;
         let inner = rc.borrow();
-        Ts::from_rust(&inner.quota.view(now(), &inner.fmt)).map_err(|e| JsError::new(&e.to_string()))
+        Ok(Ts::new_unchecked(view_to_js(&inner.quota.view(now(), &inner.fmt))))
     }
 
     /// The client request id of the most recent submit.

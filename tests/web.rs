@@ -278,3 +278,57 @@ fn bad_selectors_are_clear_errors() {
     let msg: js_sys::Error = JsValue::from(err).unchecked_into();
     assert_eq!(String::from(msg.message()), "quota-widget: no element matches \"#nope\" for the button");
 }
+
+#[wasm_bindgen(inline_js = r##"
+export function recorder() {
+  const events = [];
+  const f = (e) => events.push(e);
+  f.events = events;
+  return f;
+}
+export function recorded(f) { return f.events; }
+export function get(o, path) { return path.split(".").reduce((v, k) => (v == null ? v : v[k]), o); }
+"##)]
+extern "C" {
+    fn recorder() -> js_sys::Function;
+    fn recorded(f: &js_sys::Function) -> js_sys::Array;
+    fn get(o: &JsValue, path: &str) -> JsValue;
+}
+
+#[wasm_bindgen_test]
+fn view_and_events_reach_javascript_in_their_declared_shape() {
+    let w = widget(r#"{"count":2}"#);
+    let f = recorder();
+    w.subscribe(f.clone().unchecked_into()).unwrap();
+    push(&w, &state(1, 0, 100, "", ""));
+    let v: JsValue = w.view().unwrap().js_value();
+    assert_eq!(get(&v, "enabled"), JsValue::TRUE);
+    assert_eq!(get(&v, "blocked"), JsValue::NULL);
+    assert_eq!(get(&v, "units.remainingText").as_string().unwrap(), "100 units remaining");
+    assert_eq!(get(&v, "units.available").as_f64(), Some(100.0));
+    assert_eq!(get(&v, "meters.0.inUse").as_f64(), Some(0.0));
+    assert_eq!(get(&v, "packages.0.expiringSoon"), JsValue::TRUE);
+    assert_eq!(get(&v, "packages.0.status").as_string().unwrap(), "active");
+    assert_eq!(get(&v, "cost.leftAfter").as_f64(), Some(96.0));
+    assert_eq!(get(&v, "revision").as_f64(), Some(1.0));
+    assert_eq!(get(&v, "error"), JsValue::NULL);
+
+    let form = q("#f");
+    assert!(submit(&form));
+    push(&w, &state(2, 4, 100, "", ""));
+    let v: JsValue = w.view().unwrap().js_value();
+    assert_eq!(get(&v, "blocked").as_string().unwrap(), "slots");
+    let _ = w.push_state(JsValue::from_str("nope").unchecked_into());
+
+    let events = recorded(&f);
+    let types: Vec<String> = events.iter().map(|e| get(&e, "type").as_string().unwrap()).collect();
+    assert!(types.contains(&"change".to_owned()), "{types:?}");
+    let hold = events.iter().find(|e| get(e, "type").as_string().as_deref() == Some("hold")).unwrap();
+    assert_eq!(get(&hold, "requestId").as_string(), w.last_request_id());
+    assert_eq!(get(&hold, "slots").as_f64(), Some(2.0));
+    assert_eq!(get(&hold, "cost").as_f64(), Some(4.0));
+    let change = events.iter().find(|e| get(e, "type").as_string().as_deref() == Some("change")).unwrap();
+    assert!(get(&change, "view.units").is_object());
+    let error = events.iter().find(|e| get(e, "type").as_string().as_deref() == Some("error")).unwrap();
+    assert_eq!(get(&error, "message").as_string().unwrap(), "malformed quota state: not valid JSON");
+}

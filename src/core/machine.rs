@@ -76,9 +76,7 @@ pub enum HoldEnd {
 }
 
 /// Why submit is blocked. The first that applies, in this order, is shown.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Blocked {
     NoState,
     Connecting,

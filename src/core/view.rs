@@ -4,39 +4,45 @@
 use super::fmt::{age, title, Fmt};
 use super::machine::{counts, Blocked, HoldEnd, Link, Quota};
 use super::wire::{Millis, Outcome, PackageStatus};
-use serde::Serialize;
-
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
+// The view model reaches JavaScript as JSON written by miniserde (far
+// smaller wasm than serde's serializers). miniserde reads only per-field
+// `#[serde(rename)]`, which tsify reads too: the TypeScript declarations
+// and the JSON agree by construction.
+
 const DAY_MS: Millis = 86_400_000;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct ViewModel {
     /// Whether the submit button is enabled.
     pub enabled: bool,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "BlockedKind | null"))]
     pub blocked: Option<Blocked>,
     /// Why submit is blocked, for the user; empty when enabled.
     pub reason: String,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "UnitsView | null"))]
     pub units: Option<UnitsView>,
     pub meters: Vec<MeterView>,
     pub packages: Vec<PackageView>,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "CostView | null"))]
     pub cost: Option<CostView>,
     pub attempts: Vec<AttemptView>,
     /// "Live · updated 3 s ago · revision 42".
     pub freshness: String,
     /// Whether the figures are too old or the link is down.
     pub stale: bool,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "number | null"))]
     pub revision: Option<u64>,
     /// The last input error, shown until a good state arrives.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string | null"))]
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct UnitsView {
     /// Units left in active packages; moves only on a deduction (R3).
     pub remaining: u64,
@@ -48,17 +54,19 @@ pub struct UnitsView {
     pub available: u64,
     pub low: bool,
     /// "1,200 units remaining".
+    #[serde(rename = "remainingText")]
     pub remaining_text: String,
     /// "40 reserved by running tasks · 1,160 available".
+    #[serde(rename = "detailText")]
     pub detail_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct MeterView {
     pub kind: String,
     pub label: String,
+    #[serde(rename = "inUse")]
     pub in_use: u32,
     pub held: u32,
     pub limit: u32,
@@ -68,47 +76,54 @@ pub struct MeterView {
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct PackageView {
     pub id: String,
     pub name: String,
     pub status: PackageStatus,
     pub counts: bool,
+    #[serde(rename = "expiringSoon")]
     pub expiring_soon: bool,
     /// "800 of 1,000 units".
+    #[serde(rename = "unitsText")]
     pub units_text: String,
     /// "active · expires 2026-12-01".
+    #[serde(rename = "statusText")]
     pub status_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct CostView {
     pub slots: u32,
     pub cost: u64,
+    #[serde(rename = "leftAfter")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "number | null"))]
     pub left_after: Option<u64>,
     /// "Uses 4 units, 96 left after".
     pub text: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
+    #[serde(rename = "sending")]
     Sending,
+    #[serde(rename = "running")]
     Running,
+    #[serde(rename = "succeeded")]
     Succeeded,
+    #[serde(rename = "failed")]
     Failed,
+    #[serde(rename = "refused")]
     Refused,
+    #[serde(rename = "timed_out")]
     TimedOut,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     /// Stable across updates: the client request id, else the task id.
     pub key: String,
@@ -119,6 +134,21 @@ pub struct AttemptView {
 }
 
 impl Blocked {
+    /// The reason's name, as JavaScript sees it in `view().blocked`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Blocked::NoState => "no_state",
+            Blocked::Connecting => "connecting",
+            Blocked::Reconnecting => "reconnecting",
+            Blocked::Paused => "paused",
+            Blocked::Stale { .. } => "stale",
+            Blocked::EmptyRequest => "empty_request",
+            Blocked::UnknownKind { .. } => "unknown_kind",
+            Blocked::Slots { .. } => "slots",
+            Blocked::Units { .. } => "units",
+        }
+    }
+
     pub fn message(&self, f: &dyn Fmt) -> String {
         match self {
             Blocked::NoState => "Waiting for the quota state from the server.".to_owned(),
@@ -371,5 +401,13 @@ impl Quota {
             }
         }
         shown
+    }
+}
+
+/// JavaScript sees a blocking reason by its name; the details are in the
+/// reason text, the meters and the cost preview.
+impl miniserde::Serialize for Blocked {
+    fn begin(&self) -> miniserde::ser::Fragment<'_> {
+        miniserde::ser::Fragment::Str(std::borrow::Cow::Borrowed(self.kind()))
     }
 }

@@ -100,7 +100,7 @@ pub struct Package {
     pub status: PackageStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum PackageStatus {
     /// Bought, not yet effective.

@@ -1,0 +1,310 @@
+// Shared pieces of the end-to-end suite: the reference quota server as a
+// child process, Debian's Chromium through playwright-core, a fresh account
+// per test, and small helpers that read what the user sees.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const ROOT = resolve(HERE, "../..");
+export const SERVER_BIN = process.env.QW_SERVER_BIN ?? join(ROOT, "target/release/quota-server");
+export const STATIC_DIR = join(ROOT, "www/dist");
+export const SCREENSHOTS = join(HERE, "screenshots");
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+const HTTP_TIMEOUT_MS = 5_000;
+
+/** Fails early, with the command to run, when a build product is missing. */
+export function checkPrerequisites() {
+  const missing = [];
+  if (!existsSync(SERVER_BIN)) missing.push(`${SERVER_BIN} (cargo build --release -p quota-server)`);
+  if (!existsSync(join(STATIC_DIR, "index.html"))) {
+    missing.push(`${STATIC_DIR}/index.html (scripts/build-pkg, then npm ci && npm run build in www/)`);
+  }
+  if (!existsSync(CHROMIUM)) missing.push(`${CHROMIUM} (apt-get install chromium; scripts/setup does it)`);
+  if (missing.length) throw new Error(`e2e prerequisites missing:\n  ${missing.join("\n  ")}`);
+}
+
+/** A fresh temporary directory, removed by the returned function. */
+export function tempDir(prefix = "qw-e2e-") {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Starts target/release/quota-server with the dev endpoints and no worker.
+ * `addr` defaults to a free port; pass the previous server's to restart on
+ * the same port. Resolves once it has printed its listening line.
+ */
+export async function startServer({ db, addr = "127.0.0.1:0", retries = 20 } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await spawnServer({ db, addr });
+    } catch (error) {
+      // Restarting on the same port can race the old socket's release.
+      if (attempt >= retries || !/in use|AddrInUse/i.test(error.message)) throw error;
+      await sleep(250);
+    }
+  }
+}
+
+function spawnServer({ db, addr }) {
+  // QW_* variables would override nothing given on the command line, but
+  // could add flags (QW_SEED_DEMO, QW_TASK_MS...): start from a clean slate.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("QW_")));
+  const args = ["--addr", addr, "--dev", "--no-worker", "--static", STATIC_DIR, "--db", db, "--ping-ms", "1000"];
+  const child = spawn(SERVER_BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const log = [];
+  const remember = (line) => {
+    log.push(line);
+    if (log.length > 200) log.shift();
+  };
+  createInterface({ input: child.stderr }).on("line", remember);
+  const lines = createInterface({ input: child.stdout });
+
+  const exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit({ code, signal })));
+  const listening = new Promise((resolveUrl, reject) => {
+    let first = true;
+    lines.on("line", (line) => {
+      remember(line);
+      if (!first) return;
+      first = false;
+      const match = /^quota-server listening on (http:\/\/[^\s:]+:(\d+))\s*$/.exec(line);
+      if (match) resolveUrl({ url: match[1], port: Number(match[2]) });
+      else reject(new Error(`unexpected first line from quota-server: ${JSON.stringify(line)}`));
+    });
+    child.once("error", reject);
+    exited.then(({ code, signal }) =>
+      reject(new Error(`quota-server exited (${signal ?? code}) before listening:\n${log.join("\n")}`)),
+    );
+  });
+
+  const stop = async (signal = "SIGTERM") => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    try {
+      await withTimeout(exited, STOP_TIMEOUT_MS, `quota-server to exit on ${signal}`);
+    } catch {
+      child.kill("SIGKILL");
+      await withTimeout(exited, STOP_TIMEOUT_MS, "quota-server to exit on SIGKILL");
+    }
+  };
+
+  return withTimeout(listening, START_TIMEOUT_MS, "quota-server to print its listening line")
+    .then(({ url, port }) => ({ url, port, addr: `127.0.0.1:${port}`, db, log, stop, process: child }))
+    .catch(async (error) => {
+      await stop("SIGKILL");
+      throw error;
+    });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A JSON call to the server from the test (not the page), bounded in time. */
+export async function api(server, method, path, { token, body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(server.url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  return { status: response.status, json, text };
+}
+
+/** Throws unless the call answered one of the expected statuses. */
+export async function apiOk(server, method, path, options = {}, expected = [200, 201, 204]) {
+  const result = await api(server, method, path, options);
+  if (!expected.includes(result.status)) {
+    throw new Error(`${method} ${path}: HTTP ${result.status} ${result.text}`);
+  }
+  return result.json;
+}
+
+const DAY_MS = 86_400_000;
+/**
+ * The demo account's packages (docs/api.md), except that the active ones
+ * became effective a minute ago rather than "now": the server's boundary
+ * clock bumps the revision of any account with a package boundary in the
+ * last second, so a package effective at creation time would bring a second
+ * revision up to a second later, racing the tests that compare revisions.
+ */
+export const DEMO_PACKAGES = [
+  { name: "Starter pack", total: 200, effective_in_ms: -60_000, expires_in_ms: 3 * DAY_MS },
+  { name: "Pro pack", total: 2000, effective_in_ms: -60_000, expires_in_ms: 60 * DAY_MS },
+  { name: "Next month", total: 500, effective_in_ms: 10 * DAY_MS, expires_in_ms: 40 * DAY_MS },
+];
+
+let accountCounter = 0;
+/** A fresh account (demo figures unless overridden) with a unique token. */
+export async function createAccount(server, overrides = {}) {
+  accountCounter += 1;
+  const token = `e2e-${process.pid}-${Date.now().toString(36)}-${accountCounter}`;
+  const body = { token, image_limit: 4, video_limit: 1, packages: DEMO_PACKAGES, ...overrides };
+  const state = await apiOk(server, "POST", "/api/dev/accounts", { body }, [201]);
+  return { token, state };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    timeout: 20_000,
+  });
+}
+
+/**
+ * A browser context (its own cookie jar) whose pages record script errors
+ * and CSP violations, to be checked with `assertCleanConsole`.
+ */
+export async function newContext(browser) {
+  const context = await browser.newContext({
+    locale: "en-US",
+    timezoneId: "UTC",
+    viewport: { width: 1180, height: 720 },
+    deviceScaleFactor: 1,
+  });
+  context.setDefaultTimeout(10_000);
+  context.problems = [];
+  context.on("page", (page) => watchPage(context, page));
+  return context;
+}
+
+function watchPage(context, page) {
+  page.on("pageerror", (error) => context.problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    const text = message.text();
+    if (/Content Security Policy|Refused to (execute|apply|load|compile)/i.test(text)) {
+      context.problems.push(`CSP violation: ${text}`);
+    }
+  });
+}
+
+/** Opens the dashboard and signs in through the sign-in form, as a user does. */
+export async function signIn(page, server, token) {
+  await page.goto(server.url + "/");
+  await page.locator("#signin").waitFor({ state: "visible" });
+  await page.locator("#token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await waitForLive(page);
+}
+
+/** Waits until the widget shows live figures and has rendered its units. */
+export async function waitForLive(page, timeout = 10_000) {
+  await page.locator("#dashboard").waitFor({ state: "visible", timeout });
+  await page.waitForFunction(
+    () => {
+      const freshness = document.querySelector(".qw-freshness")?.textContent ?? "";
+      const remaining = document.querySelector(".qw-remaining")?.textContent ?? "";
+      return freshness.startsWith("Live") && /\d/.test(remaining);
+    },
+    null,
+    { timeout, polling: "raf" },
+  );
+}
+
+/** The number in a text like "2,200 units remaining". */
+export function unitsOf(text) {
+  const match = /([\d,]+)\s+units?/.exec(text ?? "");
+  if (!match) throw new Error(`no units figure in ${JSON.stringify(text)}`);
+  return Number(match[1].replaceAll(",", ""));
+}
+
+export async function remainingText(page) {
+  return (await page.locator(".qw-remaining").textContent()) ?? "";
+}
+
+/** The revision number that the freshness line shows. */
+export async function shownRevision(page) {
+  const text = (await page.locator(".qw-freshness").textContent()) ?? "";
+  const match = /revision\s+([\d,]+)/.exec(text);
+  return match ? Number(match[1].replaceAll(",", "")) : null;
+}
+
+/** What the button's aria-describedby points at, as text. */
+export async function buttonDescription(page, selector = "#generate") {
+  return page.evaluate((sel) => {
+    const button = document.querySelector(sel);
+    const ids = (button?.getAttribute("aria-describedby") ?? "").split(/\s+/).filter(Boolean);
+    return ids.map((id) => document.getElementById(id)?.textContent ?? "").join(" ").trim();
+  }, selector);
+}
+
+/** The text of the meter row of a kind ("2 of 4 in use"); its label starts with the kind. */
+export async function meterText(page, kind = "image") {
+  return page.evaluate((k) => {
+    for (const row of document.querySelectorAll(".qw-meter")) {
+      const label = row.querySelector(".qw-meter-label")?.textContent ?? "";
+      if (label.trim().toLowerCase().startsWith(k)) return row.querySelector(".qw-meter-text")?.textContent ?? "";
+    }
+    return null;
+  }, kind);
+}
+
+/** Waits until the button is enabled (true) or disabled (false). */
+export async function waitForButton(page, enabled, timeout = 10_000) {
+  await page.waitForFunction(
+    (want) => {
+      const button = document.querySelector("#generate");
+      return button && button.disabled === !want;
+    },
+    enabled,
+    { timeout, polling: "raf" },
+  );
+}
+
+/** Clicks Generate and waits until the server shows `running` tasks. */
+export async function submitAndWaitRunning(page, server, token, running) {
+  await waitForButton(page, true);
+  await page.locator("#generate").click();
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const state = await apiOk(server, "GET", "/api/state", { token });
+    if (state.running.length >= running) return state;
+    if (Date.now() > deadline) throw new Error(`server never showed ${running} running task(s)`);
+    await sleep(25);
+  }
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const path = join(SCREENSHOTS, `${name}.png`);
+  // No hover look on whatever was clicked last; let the meter's width
+  // transition (200 ms) settle.
+  await page.mouse.move(1, 1);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
