@@ -14,6 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
+use crate::core::parse::{read_state, Source};
 use crate::core::wire::ServerState;
 use crate::core::{Config, HoldEnd, Quota, SubmitError, ViewModel};
 use crate::dom::Dom;
@@ -152,16 +153,42 @@ fn now() -> i64 {
     Date::now() as i64
 }
 
-/// Parses a state given as a JS object or as JSON text.
+/// The browser's parsed JSON, read by the core's state reader.
+impl Source for JsValue {
+    fn get(&self, key: &str) -> Option<JsValue> {
+        if !self.is_object() {
+            return None;
+        }
+        js_sys::Reflect::get(self, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined())
+    }
+    fn is_object(&self) -> bool {
+        JsValue::is_object(self) && !js_sys::Array::is_array(self)
+    }
+    fn is_null(&self) -> bool {
+        JsValue::is_null(self)
+    }
+    fn number(&self) -> Option<f64> {
+        self.as_f64()
+    }
+    fn string(&self) -> Option<String> {
+        self.as_string()
+    }
+    fn items(&self) -> Option<Vec<JsValue>> {
+        js_sys::Array::is_array(self).then(|| js_sys::Array::from(self).iter().collect())
+    }
+}
+
+/// Reads a state given as a JS object or as JSON text.
 fn parse_state(v: &JsValue) -> Result<ServerState, String> {
-    let text = match v.as_string() {
-        Some(text) => text,
-        None => JSON::stringify(v)
-            .ok()
-            .and_then(|s| s.as_string())
-            .ok_or_else(|| "malformed quota state: not a JSON object".to_owned())?,
+    let parsed;
+    let value = match v.as_string() {
+        Some(text) => {
+            parsed = JSON::parse(&text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
+            &parsed
+        }
+        None => v,
     };
-    crate::core::parse::parse_state(&text).map_err(|e| e.to_string())
+    read_state(value).map_err(|e| e.to_string())
 }
 
 /// Reads `new QuotaWidget(options)` by hand: serde's visitors would cost
@@ -312,7 +339,7 @@ impl Inner {
         if ids.is_empty() {
             let _ = b.remove_attribute("aria-describedby");
         } else {
-            let _ = b.set_attribute("aria-describedby", &ids.join(" "));
+            let _ = b.set_attribute("aria-describedby", &crate::core::view::join(&ids, " "));
         }
     }
 

@@ -1,134 +1,171 @@
-//! Parses a server state from JSON text.
+//! Reads a server state out of an already parsed JSON value, naming the
+//! first field that breaks the wire format ("packages[1].remaining must be
+//! a whole number of 0 or more").
 //!
-//! miniserde does the parsing: its non-generic design keeps the wasm small.
-//! Its error carries no detail, so when parsing fails a second pass over the
-//! JSON value finds the first field that breaks the wire format and names
-//! it ("packages[1].remaining must be a whole number of 0 or more"). The
-//! shapes below mirror `wire.rs`; a test keeps them in step with it.
-
-use miniserde::json::{self, Number, Value};
+//! The widget parses JSON with the browser's `JSON.parse` and reads the
+//! result through [`Source`]; host tests read `serde_json` values. One pass
+//! builds the typed state and finds the fault: no JSON parser, no generic
+//! visitor code in the wasm. `tests/core_parse.rs` checks that this reader
+//! takes exactly what the server's serde serialization writes.
 
 use super::validate::StateError;
-use super::wire::ServerState;
+use super::wire::*;
 
-pub fn parse_state(text: &str) -> Result<ServerState, StateError> {
-    json::from_str::<ServerState>(text).map_err(|_| StateError::Malformed(diagnose(text)))
+/// A parsed JSON value.
+pub trait Source: Sized {
+    /// The member `key` of an object; `None` if absent (or not an object).
+    fn get(&self, key: &str) -> Option<Self>;
+    fn is_object(&self) -> bool;
+    fn is_null(&self) -> bool;
+    fn number(&self) -> Option<f64>;
+    fn string(&self) -> Option<String>;
+    fn items(&self) -> Option<Vec<Self>>;
 }
 
-#[derive(Clone, Copy)]
-pub(crate) enum Shape {
-    /// A whole number >= 0 that fits in 32 bits.
-    U32,
-    /// A whole number >= 0.
-    U64,
-    /// A whole number, maybe negative (times).
-    I64,
-    Str,
-    OptStr,
-    OneOf(&'static [&'static str]),
-    List(&'static [Field]),
-}
+/// Largest integer a JSON number carries exactly (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
 
-pub(crate) type Field = (&'static str, Shape);
+type R<T> = Result<T, String>;
 
-use Shape::*;
-
-pub(crate) const POOL: &[Field] = &[
-    ("kind", Str),
-    ("limit", U32),
-    ("in_use", U32),
-    ("unit_cost", U64),
-    ("slot_rule", OneOf(&["per_item", "per_task"])),
-];
-pub(crate) const PACKAGE: &[Field] = &[
-    ("id", Str),
-    ("name", Str),
-    ("total", U64),
-    ("remaining", U64),
-    ("effective_at_ms", I64),
-    ("expires_at_ms", I64),
-    ("status", OneOf(&["pending", "active", "expired", "exhausted"])),
-];
-pub(crate) const RUNNING: &[Field] = &[
-    ("id", Str),
-    ("kind", Str),
-    ("slots", U32),
-    ("reserved_units", U64),
-    ("client_request_id", OptStr),
-    ("started_at_ms", I64),
-];
-pub(crate) const FINISHED: &[Field] = &[
-    ("id", Str),
-    ("kind", Str),
-    ("slots", U32),
-    ("outcome", OneOf(&["succeeded", "failed", "refused"])),
-    ("units_charged", U64),
-    ("reason", OptStr),
-    ("client_request_id", OptStr),
-    ("finished_at_ms", I64),
-];
-pub(crate) const STATE: &[Field] = &[
-    ("revision", U64),
-    ("server_time_ms", I64),
-    ("pools", List(POOL)),
-    ("packages", List(PACKAGE)),
-    ("running", List(RUNNING)),
-    ("finished", List(FINISHED)),
-];
-
-fn diagnose(text: &str) -> String {
-    match json::from_str::<Value>(text) {
-        Err(_) => "not valid JSON".to_owned(),
-        Ok(v) => match object(&v, "the state", STATE) {
-            Err(why) => why,
-            // Parsed as JSON and every field fits, yet the typed parse
-            // failed: say so rather than guess.
-            Ok(()) => "it does not match the wire format (docs/wire.md)".to_owned(),
-        },
+fn at(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
     }
 }
 
-fn object(v: &Value, path: &str, fields: &[Field]) -> Result<(), String> {
-    let Value::Object(o) = v else {
-        return Err(format!("{path} must be an object"));
-    };
-    for (key, shape) in fields {
-        let p = if path == "the state" { (*key).to_owned() } else { format!("{path}.{key}") };
-        match (o.get(*key), shape) {
-            (None | Some(Value::Null), OptStr) => {}
-            (None, _) => return Err(format!("{p} is missing")),
-            (Some(x), s) => value(x, &p, *s)?,
+fn field<S: Source>(v: &S, path: &str, key: &str) -> R<S> {
+    match v.get(key) {
+        Some(x) if !x.is_null() => Ok(x),
+        _ => Err(format!("{} is missing", at(path, key))),
+    }
+}
+
+fn whole<S: Source>(v: &S, path: &str, key: &str, min: f64, max: f64, what: &str) -> R<f64> {
+    let x = field(v, path, key)?;
+    match x.number() {
+        Some(n) if n.fract() == 0.0 && n >= min && n <= max => Ok(n),
+        _ => Err(format!("{} must be {what}", at(path, key))),
+    }
+}
+
+fn u64_at<S: Source>(v: &S, path: &str, key: &str) -> R<u64> {
+    whole(v, path, key, 0.0, EXACT, "a whole number of 0 or more").map(|n| n as u64)
+}
+
+fn u32_at<S: Source>(v: &S, path: &str, key: &str) -> R<u32> {
+    whole(v, path, key, 0.0, f64::from(u32::MAX), "a whole number from 0 to 4294967295").map(|n| n as u32)
+}
+
+fn ms_at<S: Source>(v: &S, path: &str, key: &str) -> R<Millis> {
+    whole(v, path, key, -EXACT, EXACT, "a whole number of milliseconds").map(|n| n as Millis)
+}
+
+fn str_at<S: Source>(v: &S, path: &str, key: &str) -> R<String> {
+    field(v, path, key)?.string().ok_or_else(|| format!("{} must be a string", at(path, key)))
+}
+
+fn opt_str_at<S: Source>(v: &S, path: &str, key: &str) -> R<Option<String>> {
+    match v.get(key) {
+        None => Ok(None),
+        Some(x) if x.is_null() => Ok(None),
+        Some(x) => x.string().map(Some).ok_or_else(|| format!("{} must be a string or null", at(path, key))),
+    }
+}
+
+/// One of `names`, as its index.
+fn one_of<S: Source>(v: &S, path: &str, key: &str, names: &[&str]) -> R<usize> {
+    let s = field(v, path, key)?.string();
+    if let Some(i) = s.as_deref().and_then(|s| names.iter().position(|n| *n == s)) {
+        return Ok(i);
+    }
+    let mut m = format!("{} must be one of: ", at(path, key));
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            m.push_str(", ");
         }
+        m.push_str(n);
     }
-    Ok(())
+    Err(m)
 }
 
-fn value(v: &Value, p: &str, shape: Shape) -> Result<(), String> {
-    let ok = match (shape, v) {
-        (U32, Value::Number(Number::U64(n))) => *n <= u64::from(u32::MAX),
-        (U64, Value::Number(Number::U64(_))) => true,
-        (I64, Value::Number(Number::U64(n))) => *n <= i64::MAX as u64,
-        (I64, Value::Number(Number::I64(_))) => true,
-        (Str | OptStr, Value::String(_)) => true,
-        (OneOf(names), Value::String(s)) => names.contains(&s.as_str()),
-        (List(fields), Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                object(item, &format!("{p}[{i}]"), fields)?;
-            }
-            true
+fn list<S: Source, T>(v: &S, key: &str, each: fn(&S, &str) -> R<T>) -> R<Vec<T>> {
+    let items = field(v, "", key)?.items().ok_or_else(|| format!("{key} must be a list"))?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{key}[{i}]");
+        if !item.is_object() {
+            return Err(format!("{path} must be an object"));
         }
-        _ => false,
-    };
-    if ok {
-        return Ok(());
+        out.push(each(item, &path)?);
     }
-    Err(match shape {
-        U32 => format!("{p} must be a whole number from 0 to {}", u32::MAX),
-        U64 => format!("{p} must be a whole number of 0 or more"),
-        I64 => format!("{p} must be a whole number of milliseconds"),
-        Str => format!("{p} must be a string"),
-        OptStr => format!("{p} must be a string or null"),
-        OneOf(names) => format!("{p} must be one of: {}", names.join(", ")),
-        List(_) => format!("{p} must be a list"),
+    Ok(out)
+}
+
+fn pool<S: Source>(v: &S, p: &str) -> R<SlotPool> {
+    Ok(SlotPool {
+        kind: str_at(v, p, "kind")?,
+        limit: u32_at(v, p, "limit")?,
+        in_use: u32_at(v, p, "in_use")?,
+        unit_cost: u64_at(v, p, "unit_cost")?,
+        slot_rule: [SlotRule::PerItem, SlotRule::PerTask][one_of(v, p, "slot_rule", &["per_item", "per_task"])?],
     })
+}
+
+fn package<S: Source>(v: &S, p: &str) -> R<Package> {
+    const STATUS: [PackageStatus; 4] =
+        [PackageStatus::Pending, PackageStatus::Active, PackageStatus::Expired, PackageStatus::Exhausted];
+    Ok(Package {
+        id: str_at(v, p, "id")?,
+        name: str_at(v, p, "name")?,
+        total: u64_at(v, p, "total")?,
+        remaining: u64_at(v, p, "remaining")?,
+        effective_at_ms: ms_at(v, p, "effective_at_ms")?,
+        expires_at_ms: ms_at(v, p, "expires_at_ms")?,
+        status: STATUS[one_of(v, p, "status", &["pending", "active", "expired", "exhausted"])?],
+    })
+}
+
+fn running<S: Source>(v: &S, p: &str) -> R<RunningTask> {
+    Ok(RunningTask {
+        id: str_at(v, p, "id")?,
+        kind: str_at(v, p, "kind")?,
+        slots: u32_at(v, p, "slots")?,
+        reserved_units: u64_at(v, p, "reserved_units")?,
+        client_request_id: opt_str_at(v, p, "client_request_id")?,
+        started_at_ms: ms_at(v, p, "started_at_ms")?,
+    })
+}
+
+fn finished<S: Source>(v: &S, p: &str) -> R<FinishedTask> {
+    const OUTCOME: [Outcome; 3] = [Outcome::Succeeded, Outcome::Failed, Outcome::Refused];
+    Ok(FinishedTask {
+        id: str_at(v, p, "id")?,
+        kind: str_at(v, p, "kind")?,
+        slots: u32_at(v, p, "slots")?,
+        outcome: OUTCOME[one_of(v, p, "outcome", &["succeeded", "failed", "refused"])?],
+        units_charged: u64_at(v, p, "units_charged")?,
+        reason: opt_str_at(v, p, "reason")?,
+        client_request_id: opt_str_at(v, p, "client_request_id")?,
+        finished_at_ms: ms_at(v, p, "finished_at_ms")?,
+    })
+}
+
+/// Reads a state; the error names the first field at fault.
+pub fn read_state<S: Source>(v: &S) -> Result<ServerState, StateError> {
+    let read = || -> R<ServerState> {
+        if !v.is_object() {
+            return Err("the state must be an object".to_owned());
+        }
+        Ok(ServerState {
+            revision: u64_at(v, "", "revision")?,
+            server_time_ms: ms_at(v, "", "server_time_ms")?,
+            pools: list(v, "pools", pool)?,
+            packages: list(v, "packages", package)?,
+            running: list(v, "running", running)?,
+            finished: list(v, "finished", finished)?,
+        })
+    };
+    read().map_err(StateError::Malformed)
 }

@@ -5,7 +5,8 @@ use std::fmt;
 
 use super::wire::{Outcome, ServerState};
 
-/// Longest id or name the widget accepts from the server.
+/// Longest id or name the widget accepts from the server, in UTF-8 bytes
+/// (200 ASCII characters, fewer when they are wider).
 pub const MAX_TEXT: usize = 200;
 /// Most entries of any one list in a state.
 pub const MAX_ITEMS: usize = 500;
@@ -40,7 +41,7 @@ impl fmt::Display for StateError {
             StateError::UnknownKind { task, kind } => {
                 write!(f, "task \"{task}\" is of kind \"{kind}\", which has no slot pool")
             }
-            StateError::TooLong { field } => write!(f, "quota state has a {field} over {MAX_TEXT} characters"),
+            StateError::TooLong { field } => write!(f, "quota state has a {field} over {MAX_TEXT} bytes"),
             StateError::TooMany { field } => write!(f, "quota state has over {MAX_ITEMS} {field}"),
         }
     }
@@ -49,7 +50,7 @@ impl fmt::Display for StateError {
 impl std::error::Error for StateError {}
 
 fn text(field: &'static str, s: &str) -> Result<(), StateError> {
-    if s.chars().count() > MAX_TEXT {
+    if s.len() > MAX_TEXT {
         return Err(StateError::TooLong { field });
     }
     Ok(())
@@ -62,11 +63,11 @@ fn count(field: &'static str, n: usize) -> Result<(), StateError> {
     Ok(())
 }
 
-/// The first value that occurs twice. Sorting beats a hash set here: the
-/// lists are short, and a hash set would add kilobytes to the wasm.
-fn first_duplicate<'a>(mut items: Vec<&'a str>) -> Option<&'a str> {
-    items.sort_unstable();
-    items.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+/// The first value that occurs twice. A quadratic scan: the lists are
+/// short (pools, packages), and a hash set or a sort would add kilobytes
+/// to the wasm.
+fn first_duplicate<'a>(items: Vec<&'a str>) -> Option<&'a str> {
+    items.iter().enumerate().find(|(i, a)| items[..*i].contains(a)).map(|(_, a)| *a)
 }
 
 pub fn validate(s: &ServerState) -> Result<(), StateError> {

@@ -180,6 +180,18 @@ impl Blocked {
     }
 }
 
+/// `parts` joined by `sep` (std's `join` costs the wasm more).
+pub(crate) fn join(parts: &[String], sep: &str) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(p);
+    }
+    out
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         one.to_owned()
@@ -218,7 +230,7 @@ impl Quota {
                     f.number(remaining),
                     plural(remaining, "unit", "units")
                 ),
-                detail_text: detail.join(" · "),
+                detail_text: join(&detail, " · "),
             }
         });
         let meters = state
@@ -393,7 +405,15 @@ impl Quota {
                 },
             ));
         }
-        out.sort_by_key(|a| std::cmp::Reverse(a.0));
+        // Newest first. An insertion sort: a few dozen entries at most, and
+        // std's sorts would add kilobytes to the wasm.
+        for i in 1..out.len() {
+            let mut j = i;
+            while j > 0 && out[j - 1].0 < out[j].0 {
+                out.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let mut shown: Vec<AttemptView> = Vec::new();
         for (_, a) in out {
             if shown.len() < self.config.max_attempts && !shown.iter().any(|s| s.key == a.key) {

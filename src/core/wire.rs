@@ -14,16 +14,16 @@ use serde::{Deserialize, Serialize};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-// Each type derives both serde (the server, TypeScript via tsify) and
-// miniserde (the widget's parser: far smaller wasm than serde's visitors,
-// and no float formatting). miniserde reads only `#[serde(rename)]`, so the
-// enums spell each variant's name out.
+// serde serves the server and, through tsify, the TypeScript declarations.
+// The widget reads states with `parse::read_state` (no serde visitors in the
+// wasm). Enum variants spell their names out: miniserde, which writes the
+// view model for JavaScript, reads only `#[serde(rename)]`.
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
 /// A snapshot of one account's quota, as the server holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ServerState {
     /// Grows by at least one with every change the server makes to this
@@ -44,7 +44,7 @@ pub struct ServerState {
 }
 
 /// Concurrent generation slots of one kind of work.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SlotPool {
     /// The kind of work: "image", "video", ...; unique within a state.
@@ -61,7 +61,7 @@ pub struct SlotPool {
 }
 
 /// How many slots a request holds while it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum SlotRule {
     /// One slot per item: a request for 4 images holds 4 slots.
@@ -82,7 +82,7 @@ impl SlotRule {
 }
 
 /// A resource package: a block of units with a validity window.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct Package {
     /// Unique within a state.
@@ -100,7 +100,7 @@ pub struct Package {
     pub status: PackageStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize, miniserde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum PackageStatus {
     /// Bought, not yet effective.
@@ -118,7 +118,7 @@ pub enum PackageStatus {
 }
 
 /// A task holding slots and reserving units.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct RunningTask {
     pub id: String,
@@ -133,7 +133,7 @@ pub struct RunningTask {
 }
 
 /// A task that ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct FinishedTask {
     pub id: String,
@@ -148,7 +148,7 @@ pub struct FinishedTask {
     pub finished_at_ms: Millis,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum Outcome {
     #[serde(rename = "succeeded")]
@@ -160,7 +160,7 @@ pub enum Outcome {
 }
 
 /// The body of `POST /api/generations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SubmitRequest {
     pub kind: String,
@@ -173,7 +173,7 @@ pub struct SubmitRequest {
 }
 
 /// The answer to an accepted submit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct SubmitAccepted {
     pub task_id: String,
@@ -185,7 +185,7 @@ pub struct SubmitAccepted {
 }
 
 /// Every error body the server sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ApiError {
     /// One of the `codes` below.
