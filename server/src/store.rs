@@ -87,6 +87,12 @@ CREATE TABLE charges (
     package_id INTEGER NOT NULL REFERENCES packages(id),
     units      INTEGER NOT NULL CHECK (units > 0)
 );
+"#,
+// When the account's state last changed: a package boundary at or before it
+// is already in the state published then, so it is no change of its own.
+r#"
+ALTER TABLE accounts ADD COLUMN revised_at_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET revised_at_ms = created_at_ms;
 "#];
 
 /// A package to create, relative to now.
@@ -269,6 +275,12 @@ impl Store {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (out, changed) = f(&tx)?;
+        if changed {
+            tx.execute(
+                "UPDATE accounts SET revised_at_ms = ?2 WHERE id = ?1",
+                params![account, now],
+            )?;
+        }
         tx.commit()?;
         if changed {
             self.publish_state(&conn, account, now);
@@ -328,7 +340,7 @@ impl Store {
             return Err(QuotaError::AccountExists);
         }
         tx.execute(
-            "INSERT INTO accounts (token, revision, created_at_ms) VALUES (?1, 1, ?2)",
+            "INSERT INTO accounts (token, revision, created_at_ms, revised_at_ms) VALUES (?1, 1, ?2, ?2)",
             params![token, now],
         )?;
         let account = tx.last_insert_rowid();
@@ -590,7 +602,10 @@ impl Store {
 
     /// A package that becomes effective or expires changes the state without
     /// any request: bump the revision of every account with a package boundary
-    /// in `(after, upto]`, so ETags and streams see it. Returns those accounts.
+    /// in `(after, upto]`, so ETags and streams see it. A boundary no later
+    /// than the account's last change is already in the state published then
+    /// (a package granted as it starts), so it bumps nothing. Returns the
+    /// accounts bumped.
     pub fn pass_boundaries(
         &self,
         after: Millis,
@@ -600,14 +615,16 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let accounts: Vec<AccountId> = {
             let mut stmt = tx.prepare(
-                "SELECT DISTINCT account_id FROM packages
-                 WHERE (effective_at_ms > ?1 AND effective_at_ms <= ?2) OR (expires_at_ms > ?1 AND expires_at_ms <= ?2)",
+                "SELECT DISTINCT p.account_id FROM packages p JOIN accounts a ON a.id = p.account_id
+                 WHERE (p.effective_at_ms > ?1 AND p.effective_at_ms <= ?2 AND p.effective_at_ms > a.revised_at_ms)
+                    OR (p.expires_at_ms > ?1 AND p.expires_at_ms <= ?2 AND p.expires_at_ms > a.revised_at_ms)",
             )?;
             let rows = stmt.query_map(params![after, upto], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
         for &a in &accounts {
             bump_revision(&tx, a)?;
+            tx.execute("UPDATE accounts SET revised_at_ms = ?2 WHERE id = ?1", params![a, upto])?;
         }
         tx.commit()?;
         for &a in &accounts {
@@ -955,5 +972,15 @@ mod tests {
             vec![a]
         );
         assert_eq!(store.revision(a).expect("rev"), r0 + 1);
+    }
+
+    #[test]
+    fn a_boundary_already_in_the_published_state_bumps_nothing() {
+        // The demo account is created at t=1000 with a package effective
+        // then: the state published at creation already shows it active.
+        let (store, a) = store_with(&AccountSpec::demo());
+        let r0 = store.revision(a).expect("rev");
+        assert!(store.pass_boundaries(0, 1_500).expect("pass").is_empty());
+        assert_eq!(store.revision(a).expect("rev"), r0);
     }
 }
