@@ -383,7 +383,9 @@ fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
         let vm = inner.quota.view(t, &inner.fmt);
         inner.dom.render(&vm);
         inner.apply_button(vm.enabled);
-        for message in inner.quota.take_announcements() {
+        let inner = &mut *inner;
+        let said = inner.quota.take_announcements(&inner.fmt);
+        for message in said {
             inner.dom.announce(&message);
             events.push(WidgetEvent::Announce { message });
         }

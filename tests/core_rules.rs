@@ -125,7 +125,7 @@ fn r3_a_hold_never_moves_remaining_and_a_refusal_releases_it() {
     assert_eq!(after.units.unwrap(), before);
     assert_eq!(after.attempts[0].status, AttemptStatus::Refused);
     assert_eq!(after.attempts[0].text, "Image ×2 · refused, not charged: parallel task over resource pack limit");
-    assert_eq!(q.take_announcements(), vec!["Request refused. No units were charged.".to_owned()]);
+    assert_eq!(q.take_announcements(&PlainFmt), vec!["Request refused. No units were charged.".to_owned()]);
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn r3_a_failed_task_shown_by_the_server_is_not_charged() {
     let v = q.view(T0 + 9, &PlainFmt);
     assert_eq!(v.units.unwrap().remaining_text, "100 units remaining");
     assert_eq!(v.attempts[0].text, "Image ×1 · failed, not charged: content moderation");
-    assert!(q.take_announcements().contains(&"Generation failed. No units were charged.".to_owned()));
+    assert!(q.take_announcements(&PlainFmt).contains(&"Generation failed. No units were charged.".to_owned()));
 }
 
 #[test]
@@ -283,12 +283,12 @@ fn announces_a_freed_slot_and_low_units() {
     s.pools[1].in_use = 1;
     s.running.push(running("v", "video", 1, 10, None));
     q.apply_state(s, T0).unwrap();
-    assert!(q.take_announcements().is_empty());
+    assert!(q.take_announcements(&PlainFmt).is_empty());
     let mut s2 = state(2);
     s2.packages[0].remaining = 15;
     s2.finished.push(finished("v", "video", Outcome::Succeeded, 10, None));
     q.apply_state(s2, T0).unwrap();
-    let said = q.take_announcements();
+    let said = q.take_announcements(&PlainFmt);
     assert!(said.contains(&"Video slot free: 1 of 1 available.".to_owned()), "{said:?}");
     assert!(said.contains(&"Units are low: 15 available.".to_owned()), "{said:?}");
     assert!(said.contains(&"Generation done: 10 units charged.".to_owned()), "{said:?}");

@@ -141,7 +141,39 @@ pub struct Quota {
     pub(crate) count: u32,
     pub(crate) local: VecDeque<LocalAttempt>,
     pub(crate) error: Option<String>,
-    announcements: Vec<String>,
+    announcements: Vec<Announcement>,
+}
+
+/// A change a user must hear about, kept as values until it is worded in
+/// the page's locale by `take_announcements`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Announcement {
+    SlotFree { kind: String, free: u32, limit: u32 },
+    UnitsLow { available: u64 },
+    Done { charged: u64 },
+    Failed,
+    RequestFailed,
+    Refused,
+    NoAnswer,
+}
+
+impl Announcement {
+    fn text(&self, f: &dyn super::Fmt) -> String {
+        match self {
+            Announcement::SlotFree { kind, free, limit } => format!(
+                "{} slot free: {} of {} available.",
+                super::fmt::title(kind),
+                f.number(u64::from(*free)),
+                f.number(u64::from(*limit))
+            ),
+            Announcement::UnitsLow { available } => format!("Units are low: {} available.", f.number(*available)),
+            Announcement::Done { charged } => format!("Generation done: {} units charged.", f.number(*charged)),
+            Announcement::Failed => "Generation failed. No units were charged.".to_owned(),
+            Announcement::RequestFailed => "Request failed. No units were charged.".to_owned(),
+            Announcement::Refused => "Request refused. No units were charged.".to_owned(),
+            Announcement::NoAnswer => "No answer from the server. No units were charged.".to_owned(),
+        }
+    }
 }
 
 impl Quota {
@@ -189,9 +221,10 @@ impl Quota {
         (&self.kind, self.count)
     }
 
-    /// Announcements for `aria-live` made since the last call.
-    pub fn take_announcements(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.announcements)
+    /// Announcements for `aria-live` made since the last call, worded with
+    /// `f` (the page's locale in the browser).
+    pub fn take_announcements(&mut self, f: &dyn super::Fmt) -> Vec<String> {
+        std::mem::take(&mut self.announcements).iter().map(|a| a.text(f)).collect()
     }
 
     /// The request the dashboard is preparing: its kind and item count.
@@ -279,9 +312,9 @@ impl Quota {
         let hold = self.holds.remove(i);
         if end != HoldEnd::Confirmed {
             self.announcements.push(match end {
-                HoldEnd::Refused => "Request refused. No units were charged.".to_owned(),
-                HoldEnd::TimedOut => "No answer from the server. No units were charged.".to_owned(),
-                _ => "Request failed. No units were charged.".to_owned(),
+                HoldEnd::Refused => Announcement::Refused,
+                HoldEnd::TimedOut => Announcement::NoAnswer,
+                _ => Announcement::RequestFailed,
             });
             self.local.push_front(LocalAttempt { hold, end, reason, at: now });
             self.local.truncate(self.config.max_attempts);
@@ -391,28 +424,23 @@ impl Quota {
             let was = before.free.iter().find(|(k, _)| *k == pool.kind).map(|(_, f)| *f);
             let now = pool.limit.saturating_sub(pool.in_use).saturating_sub(self.held_slots(&pool.kind));
             if was == Some(0) && now > 0 {
-                self.announcements.push(format!(
-                    "{} slot free: {} of {} available.",
-                    super::fmt::title(&pool.kind),
-                    now,
-                    pool.limit
-                ));
+                self.announcements.push(Announcement::SlotFree { kind: pool.kind.clone(), free: now, limit: pool.limit });
             }
         }
         let reserved: u64 = next.running.iter().map(|t| t.reserved_units).sum();
         let available = remaining_of(next).saturating_sub(reserved).saturating_sub(self.held_units());
         let low = self.config.low_units;
         if before.available >= low && available < low {
-            self.announcements.push(format!("Units are low: {available} available."));
+            self.announcements.push(Announcement::UnitsLow { available });
         }
         for t in &next.finished {
             if before.finished.contains(&t.id) {
                 continue;
             }
             self.announcements.push(match t.outcome {
-                Outcome::Succeeded => format!("Generation done: {} units charged.", t.units_charged),
-                Outcome::Failed => "Generation failed. No units were charged.".to_owned(),
-                Outcome::Refused => "Request refused. No units were charged.".to_owned(),
+                Outcome::Succeeded => Announcement::Done { charged: t.units_charged },
+                Outcome::Failed => Announcement::Failed,
+                Outcome::Refused => Announcement::Refused,
             });
         }
     }
