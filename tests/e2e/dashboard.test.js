@@ -465,6 +465,50 @@ describe("quota-widget demo dashboard", () => {
     await closeClean(context);
   });
 
+  test("without the event stream, the widget polls and stays in step", { timeout: 60_000 }, async () => {
+    // A proxy that drops server-sent events: the browser never gets the
+    // stream. After three streams that deliver nothing, the widget polls
+    // /api/state with If-None-Match instead.
+    const { token } = await createAccount(server);
+    const context = await newContext(browser);
+    let streams = 0;
+    let polls = 0;
+    await context.route("**/api/events", (route) => {
+      streams += 1;
+      return route.abort();
+    });
+    await context.route("**/api/state", (route) => {
+      polls += 1;
+      return route.continue();
+    });
+    const page = await context.newPage();
+    await page.goto(server.url + "/");
+    await page.locator("#token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const t0 = Date.now();
+    await waitForLive(page, 30_000);
+    console.log(`stream refused ${streams} times -> polling, live after ${Date.now() - t0} ms`);
+    assert.ok(streams >= 3, `the stream was tried (${streams} times) before polling`);
+    const streamsAtFallback = streams;
+    const before = unitsOf(await remainingText(page));
+    await apiOk(server, "POST", "/api/dev/packages", {
+      token,
+      body: { name: "Top-up", total: 100, effective_in_ms: -60_000, expires_in_ms: 30 * 86_400_000 },
+    });
+    const t1 = Date.now();
+    await page.waitForFunction(
+      (want) => /([\d,]+)\s+units?/.exec(document.querySelector(".qw-remaining")?.textContent ?? "")?.[1] === want,
+      (before + 100).toLocaleString("en-US"),
+      { timeout: 15_000 },
+    );
+    console.log(`change on the server -> shown by polling: ${Date.now() - t1} ms`);
+    assert.match(await page.locator(".qw-freshness").textContent(), /^Live/);
+    assert.equal(await page.locator("#generate").isEnabled(), true, "polling keeps the gate open");
+    assert.equal(streams, streamsAtFallback, "no more stream attempts once polling");
+    assert.ok(polls >= 2, `the state was polled (${polls} requests)`);
+    await closeClean(context);
+  });
+
   test("the server restarts: reconnecting, blocked, then resynced", { timeout: 60_000 }, async () => {
     // A server of its own, with a database file that outlives the process.
     const own = tempDir("qw-e2e-restart-");
