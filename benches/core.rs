@@ -12,32 +12,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use common::*;
-use quota_widget::core::parse::{read_state, Source};
+use quota_widget::core::parse::read_state;
 use quota_widget::core::wire::*;
 use quota_widget::core::{Config, PlainFmt, Quota};
-
-struct J(serde_json::Value);
-
-impl Source for J {
-    fn get(&self, key: &str) -> Option<Self> {
-        self.0.as_object()?.get(key).cloned().map(J)
-    }
-    fn is_object(&self) -> bool {
-        self.0.is_object()
-    }
-    fn is_null(&self) -> bool {
-        self.0.is_null()
-    }
-    fn number(&self) -> Option<f64> {
-        self.0.as_f64()
-    }
-    fn string(&self) -> Option<String> {
-        self.0.as_str().map(str::to_owned)
-    }
-    fn items(&self) -> Option<Vec<Self>> {
-        Some(self.0.as_array()?.iter().cloned().map(J).collect())
-    }
-}
 
 fn busy(revision: u64) -> ServerState {
     let mut s = state(revision);

@@ -4,34 +4,9 @@
 mod common;
 
 use common::*;
-use quota_widget::core::parse::{read_state, Source};
+use quota_widget::core::parse::read_state;
 use quota_widget::core::validate::StateError;
 use quota_widget::core::wire::*;
-
-/// serde_json's values as a [`Source`], as the browser's parsed objects are
-/// in the widget.
-struct J(serde_json::Value);
-
-impl Source for J {
-    fn get(&self, key: &str) -> Option<Self> {
-        self.0.as_object()?.get(key).cloned().map(J)
-    }
-    fn is_object(&self) -> bool {
-        self.0.is_object()
-    }
-    fn is_null(&self) -> bool {
-        self.0.is_null()
-    }
-    fn number(&self) -> Option<f64> {
-        self.0.as_f64()
-    }
-    fn string(&self) -> Option<String> {
-        self.0.as_str().map(str::to_owned)
-    }
-    fn items(&self) -> Option<Vec<Self>> {
-        Some(self.0.as_array()?.iter().cloned().map(J).collect())
-    }
-}
 
 /// What the widget does with a body: parse JSON, then read the state.
 fn parse_state(text: &str) -> Result<ServerState, StateError> {

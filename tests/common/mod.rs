@@ -1,6 +1,7 @@
 //! Builders for server states used by the core's host tests.
 #![allow(dead_code)]
 
+use quota_widget::core::parse::Source;
 use quota_widget::core::wire::*;
 
 pub const DAY: i64 = 86_400_000;
@@ -54,5 +55,30 @@ pub fn finished(id: &str, kind: &str, outcome: Outcome, charged: u64, client: Op
         reason: (outcome != Outcome::Succeeded).then(|| "content moderation".into()),
         client_request_id: client.map(Into::into),
         finished_at_ms: T0,
+    }
+}
+
+/// serde_json's values as a [`Source`], standing in on the host for the
+/// browser's parsed objects.
+pub struct J(pub serde_json::Value);
+
+impl Source for J {
+    fn get(&self, key: &str) -> Option<Self> {
+        self.0.as_object()?.get(key).cloned().map(J)
+    }
+    fn is_object(&self) -> bool {
+        self.0.is_object()
+    }
+    fn is_null(&self) -> bool {
+        self.0.is_null()
+    }
+    fn number(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+    fn string(&self) -> Option<String> {
+        self.0.as_str().map(str::to_owned)
+    }
+    fn items(&self) -> Option<Vec<Self>> {
+        Some(self.0.as_array()?.iter().cloned().map(J).collect())
     }
 }

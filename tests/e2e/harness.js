@@ -8,13 +8,14 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, "../..");
 export const SERVER_BIN = process.env.QW_SERVER_BIN ?? join(ROOT, "target/release/quota-server");
 export const STATIC_DIR = join(ROOT, "www/dist");
 export const SCREENSHOTS = join(HERE, "screenshots");
-export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export { CHROMIUM };
 
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -171,16 +172,7 @@ export async function createAccount(server, overrides = {}) {
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: [
-      "--headless=new",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
     timeout: 20_000,
   });
 }

@@ -12,21 +12,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TSC = path.join(HERE, "node_modules", "typescript", "bin", "tsc");
 const PKG_DIR = path.resolve(HERE, "../../pkg");
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'";
 const MIME = {
   ".html": "text/html; charset=utf-8",
