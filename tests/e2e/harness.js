@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.js";
+import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, "../..");

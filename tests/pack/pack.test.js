@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.js";
+import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TSC = path.join(HERE, "node_modules", "typescript", "bin", "tsc");
