@@ -23,9 +23,6 @@ use crate::store::{AccountId, Store, SubmitOutcome};
 use crate::worker::Worker;
 use crate::{dev, now_ms, sse};
 
-/// Code for a fault of the server itself; the wire's `codes` has none, and
-/// clients treat any unknown code as "try again later".
-pub const INTERNAL_ERROR: u32 = 1500;
 
 /// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
 /// keeps other sites from riding it (no CSRF token needed).
@@ -123,7 +120,7 @@ impl From<StoreError> for HttpError {
         eprintln!("quota-server: {e}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            INTERNAL_ERROR,
+            codes::INTERNAL_ERROR,
             "internal error",
         )
     }

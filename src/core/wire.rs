@@ -207,4 +207,6 @@ pub mod codes {
     pub const UNAUTHORIZED: u32 = 1000;
     /// The task does not exist for this account.
     pub const NOT_FOUND: u32 = 1404;
+    /// A fault of the server; the detail goes to its log only.
+    pub const INTERNAL_ERROR: u32 = 1500;
 }
