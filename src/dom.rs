@@ -235,7 +235,7 @@ impl Dom {
                     set_attr(&row.bar, "aria-valuenow", &m.value.to_string());
                     set_attr(&row.bar, "aria-valuetext", &m.text);
                     // Integer percent: float formatting would add kilobytes.
-                    let pct = if m.limit == 0 { 100 } else { m.value * 100 / m.limit };
+                    let pct = (m.value * 100).checked_div(m.limit).unwrap_or(100);
                     let _ = row.fill.style().set_property("width", &format!("{pct}%"));
                     toggle(&row.el, "qw-full", m.value >= m.limit);
                     Self::text(w, &row.text, &m.text);

@@ -66,7 +66,7 @@ fn count(field: &'static str, n: usize) -> Result<(), StateError> {
 /// The first value that occurs twice. A quadratic scan: the lists are
 /// short (pools, packages), and a hash set or a sort would add kilobytes
 /// to the wasm.
-fn first_duplicate<'a>(items: Vec<&'a str>) -> Option<&'a str> {
+fn first_duplicate(items: Vec<&str>) -> Option<&str> {
     items.iter().enumerate().find(|(i, a)| items[..*i].contains(a)).map(|(_, a)| *a)
 }
 
