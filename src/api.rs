@@ -16,7 +16,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
 use crate::core::wire::ServerState;
-use crate::core::{Config, HoldEnd, Quota, SubmitError, ViewModel};
+use crate::core::{Config, Hold, HoldEnd, Quota, SubmitError, ViewModel};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -121,7 +121,6 @@ struct Inner {
     sync: Option<Sync>,
     subscribers: Vec<(u32, Function)>,
     next_subscriber: u32,
-    last_view: Option<ViewModel>,
     last_request_id: Option<String>,
 }
 
@@ -178,16 +177,14 @@ impl Source for JsValue {
     }
 }
 
-/// Reads a state given as a JS object or as JSON text.
-fn parse_state(v: &JsValue) -> Result<ServerState, String> {
-    let parsed;
-    let value = match v.as_string() {
-        Some(text) => {
-            parsed = JSON::parse(&text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
-            &parsed
-        }
-        None => v,
-    };
+/// Reads a state from JSON text, parsed by the browser.
+fn parse_json(text: &str) -> Result<ServerState, String> {
+    let value = JSON::parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
+    read_value(&value)
+}
+
+/// Reads a state from an already parsed object.
+fn read_value(value: &JsValue) -> Result<ServerState, String> {
     read_state(value).map_err(|e| e.to_string())
 }
 
@@ -357,19 +354,32 @@ impl Inner {
     }
 
     /// Begins a submit of the current request; on success writes the id to
-    /// the form's hidden field, if there is one.
-    fn begin(&mut self) -> Result<WidgetEvent, SubmitError> {
-        let id = new_request_id();
-        let hold = self.quota.begin_submit(id, now())?;
+    /// the form's field of that name, if there is one.
+    fn begin(&mut self) -> Result<Hold, SubmitError> {
+        let hold = self.quota.begin_submit(new_request_id(), now())?;
         if let Some(form) = &self.form {
-            if let Ok(Some(field)) = form.query_selector(&format!("input[name=\"{}\"]", self.request_field)) {
-                if let Some(input) = field.dyn_ref::<HtmlInputElement>() {
-                    input.set_value(&hold.id);
-                }
+            // By name through the form's controls: no selector built from
+            // the option's text.
+            if let Some(input) = form.elements().named_item(&self.request_field).and_then(|e| e.dyn_into::<HtmlInputElement>().ok()) {
+                input.set_value(&hold.id);
             }
         }
         self.last_request_id = Some(hold.id.clone());
-        Ok(WidgetEvent::Hold { request_id: hold.id, slots: hold.slots, cost: hold.cost })
+        Ok(hold)
+    }
+
+    /// Applies a parsed state. A state that did not parse becomes the error
+    /// shown (`apply_state` records its own contract errors); the last good
+    /// state stays either way.
+    fn take_state(&mut self, parsed: Result<ServerState, String>) -> Result<(), String> {
+        let state = parsed.inspect_err(|message| self.quota.report_error(message.clone()))?;
+        self.quota.apply_state(state, now()).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+impl From<Hold> for WidgetEvent {
+    fn from(h: Hold) -> Self {
+        WidgetEvent::Hold { request_id: h.id, slots: h.slots, cost: h.cost }
     }
 }
 
@@ -378,19 +388,23 @@ impl Inner {
 fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
     let subscribers: Vec<Function> = {
         let mut inner = rc.borrow_mut();
+        let inner = &mut *inner;
         let t = now();
         inner.quota.tick(t);
         let vm = inner.quota.view(t, &inner.fmt);
-        inner.dom.render(&vm);
-        inner.apply_button(vm.enabled);
-        let inner = &mut *inner;
         let said = inner.quota.take_announcements(&inner.fmt);
         for message in said {
             inner.dom.announce(&message);
             events.push(WidgetEvent::Announce { message });
         }
-        if inner.last_view.as_ref() != Some(&vm) {
-            inner.last_view = Some(vm.clone());
+        // The page is written, and subscribers told, only when the view
+        // changed: this runs every second for the freshness line.
+        let last = inner.dom.last();
+        if last != Some(&vm) {
+            if last.map(|l| l.enabled) != Some(vm.enabled) {
+                inner.apply_button(vm.enabled);
+            }
+            inner.dom.render(&vm);
             events.push(WidgetEvent::Change { view: vm });
         }
         if events.is_empty() {
@@ -414,10 +428,7 @@ fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
         let mut inner = rc.borrow_mut();
         match event {
             SyncEvent::State(body) => {
-                let result = parse_state(&JsValue::from_str(&body))
-                    .and_then(|s| inner.quota.apply_state(s, now()).map_err(|e| e.to_string()));
-                if let Err(message) = result {
-                    inner.quota.report_error(message.clone());
+                if let Err(message) = inner.take_state(parse_json(&body)) {
                     events.push(WidgetEvent::Error { message });
                 }
             }
@@ -480,7 +491,6 @@ impl QuotaWidget {
             sync: None,
             subscribers: Vec::new(),
             next_subscriber: 1,
-            last_view: None,
             last_request_id: None,
         }));
 
@@ -496,7 +506,7 @@ impl QuotaWidget {
             let Some(rc) = weak.upgrade() else { return };
             let result = rc.borrow_mut().begin();
             match result {
-                Ok(hold) => flush(&rc, vec![hold]),
+                Ok(hold) => flush(&rc, vec![hold.into()]),
                 Err(_) => {
                     e.prevent_default();
                     e.stop_immediate_propagation();
@@ -541,16 +551,17 @@ impl QuotaWidget {
     #[wasm_bindgen(js_name = pushState)]
     pub fn push_state(&self, state: StateInput) -> Result<(), JsError> {
         let rc = self.rc()?;
-        let result = parse_state(&state).and_then(|s| {
-            rc.borrow_mut().quota.apply_state(s, now()).map(|_| ()).map_err(|e| e.to_string())
-        });
+        let parsed = match state.as_string() {
+            Some(text) => parse_json(&text),
+            None => read_value(&state),
+        };
+        let result = rc.borrow_mut().take_state(parsed);
         match result {
             Ok(()) => {
                 flush(rc, vec![]);
                 Ok(())
             }
             Err(message) => {
-                rc.borrow_mut().quota.report_error(message.clone());
                 flush(rc, vec![WidgetEvent::Error { message: message.clone() }]);
                 Err(JsError::new(&message))
             }
@@ -573,12 +584,9 @@ impl QuotaWidget {
         let rc = self.rc()?;
         let result = rc.borrow_mut().begin();
         match result {
-            Ok(event) => {
-                let id = match &event {
-                    WidgetEvent::Hold { request_id, .. } => request_id.clone(),
-                    _ => unreachable!("begin returns a hold event"),
-                };
-                flush(rc, vec![event]);
+            Ok(hold) => {
+                let id = hold.id.clone();
+                flush(rc, vec![hold.into()]);
                 Ok(id)
             }
             Err(e) => {

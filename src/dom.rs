@@ -146,6 +146,11 @@ impl Dom {
         }
     }
 
+    /// The view model on the page, if any has been rendered.
+    pub fn last(&self) -> Option<&ViewModel> {
+        self.last.as_ref()
+    }
+
     pub fn reason_id(&self) -> String {
         self.reason.id()
     }

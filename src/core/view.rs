@@ -180,6 +180,21 @@ impl Blocked {
     }
 }
 
+/// How an ended attempt reads: "done, 8 units charged", "failed, not
+/// charged: content moderation".
+fn ended(status: AttemptStatus, charged: u64, reason: Option<&str>, f: &dyn Fmt) -> String {
+    let how = match status {
+        AttemptStatus::Succeeded => return format!("done, {} units charged", f.number(charged)),
+        AttemptStatus::Refused => "refused, not charged",
+        AttemptStatus::TimedOut => "not confirmed, not charged",
+        _ => "failed, not charged",
+    };
+    match reason {
+        Some(r) => format!("{how}: {r}"),
+        None => how.to_owned(),
+    }
+}
+
 /// `parts` joined by `sep` (std's `join` costs the wasm more).
 pub(crate) fn join(parts: &[String], sep: &str) -> String {
     let mut out = String::new();
@@ -342,68 +357,39 @@ impl Quota {
         // Newest first: submits in flight, then the server's running tasks,
         // then ended ones (the server's and the locally ended), by time.
         let mut out: Vec<(i64, AttemptView)> = Vec::new();
-        let what = |kind: &str, count: u64| format!("{} ×{}", title(kind), f.number(count));
+        let mut add = |at: i64, key: &str, status, charged, kind: &str, count: u32, how: String| {
+            let text = format!("{} ×{} · {how}", title(kind), f.number(count.into()));
+            out.push((at, AttemptView { key: key.to_owned(), status, charged, text }));
+        };
         for h in &self.holds {
-            out.push((
-                i64::MAX,
-                AttemptView {
-                    key: h.id.clone(),
-                    status: AttemptStatus::Sending,
-                    charged: 0,
-                    text: format!("{} · sending, {} units held", what(&h.kind, h.count.into()), f.number(h.cost)),
-                },
-            ));
+            let how = format!("sending, {} units held", f.number(h.cost));
+            add(i64::MAX, &h.id, AttemptStatus::Sending, 0, &h.kind, h.count, how);
         }
         if let Some(s) = &self.state {
             for t in &s.running {
-                out.push((
-                    i64::MAX - 1,
-                    AttemptView {
-                        key: t.client_request_id.clone().unwrap_or_else(|| t.id.clone()),
-                        status: AttemptStatus::Running,
-                        charged: 0,
-                        text: format!(
-                            "{} · running, {} units reserved",
-                            what(&t.kind, t.slots.into()),
-                            f.number(t.reserved_units)
-                        ),
-                    },
-                ));
+                let key = t.client_request_id.as_deref().unwrap_or(&t.id);
+                let how = format!("running, {} units reserved", f.number(t.reserved_units));
+                add(i64::MAX - 1, key, AttemptStatus::Running, 0, &t.kind, t.slots, how);
             }
             for t in &s.finished {
-                let reason = t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-                let (status, text) = match t.outcome {
-                    Outcome::Succeeded => (AttemptStatus::Succeeded, format!("done, {} units charged", f.number(t.units_charged))),
-                    Outcome::Failed => (AttemptStatus::Failed, format!("failed, not charged{reason}")),
-                    Outcome::Refused => (AttemptStatus::Refused, format!("refused, not charged{reason}")),
+                let key = t.client_request_id.as_deref().unwrap_or(&t.id);
+                let status = match t.outcome {
+                    Outcome::Succeeded => AttemptStatus::Succeeded,
+                    Outcome::Failed => AttemptStatus::Failed,
+                    Outcome::Refused => AttemptStatus::Refused,
                 };
-                out.push((
-                    t.finished_at_ms,
-                    AttemptView {
-                        key: t.client_request_id.clone().unwrap_or_else(|| t.id.clone()),
-                        status,
-                        charged: t.units_charged,
-                        text: format!("{} · {text}", what(&t.kind, t.slots.into())),
-                    },
-                ));
+                let how = ended(status, t.units_charged, t.reason.as_deref(), f);
+                add(t.finished_at_ms, key, status, t.units_charged, &t.kind, t.slots, how);
             }
         }
         for a in &self.local {
-            let reason = a.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-            let (status, text) = match a.end {
-                HoldEnd::Refused => (AttemptStatus::Refused, format!("refused, not charged{reason}")),
-                HoldEnd::TimedOut => (AttemptStatus::TimedOut, format!("not confirmed, not charged{reason}")),
-                _ => (AttemptStatus::Failed, format!("failed, not charged{reason}")),
+            let status = match a.end {
+                HoldEnd::Refused => AttemptStatus::Refused,
+                HoldEnd::TimedOut => AttemptStatus::TimedOut,
+                _ => AttemptStatus::Failed,
             };
-            out.push((
-                a.at,
-                AttemptView {
-                    key: a.hold.id.clone(),
-                    status,
-                    charged: 0,
-                    text: format!("{} · {text}", what(&a.hold.kind, a.hold.count.into())),
-                },
-            ));
+            let how = ended(status, 0, a.reason.as_deref(), f);
+            add(a.at, &a.hold.id, status, 0, &a.hold.kind, a.hold.count, how);
         }
         // Newest first. An insertion sort: a few dozen entries at most, and
         // std's sorts would add kilobytes to the wasm.
