@@ -165,7 +165,10 @@ async function showDashboard() {
 
 function showSignIn(message = "") {
   if (widget) {
+    // destroy() removes the widget's listeners, timers and DOM; free()
+    // releases its memory in the wasm module.
     widget.destroy();
+    widget.free();
     widget = null;
   }
   boot.hidden = true;
