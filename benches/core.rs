@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::*;
 use quota_widget::core::parse::read_state;
 use quota_widget::core::wire::*;
-use quota_widget::core::{Config, PlainFmt, Quota};
+use quota_widget::core::{Config, Memo, PlainFmt, Quota, Viewer};
 
 fn busy(revision: u64) -> ServerState {
     let mut s = state(revision);
@@ -55,8 +55,23 @@ fn main() {
     time("apply_state (a duplicate revision)", 2000, |_| {
         black_box(q.apply_state(states[1999].clone(), T0).unwrap());
     });
-    time("view (the whole view model)", 2000, |_| {
+    time("view (the whole view model, built afresh)", 2000, |_| {
         black_box(q.view(T0, &PlainFmt));
+    });
+    // What the widget does on each update: a long-lived viewer, and a state
+    // in which one package's balance moved.
+    let mut viewer = Viewer::new(Memo::new(PlainFmt));
+    let moved: Vec<ServerState> = (0..2000u64)
+        .map(|i| {
+            let mut s = busy(3000 + i);
+            s.packages[(i % 20) as usize].remaining -= 1 + i % 7;
+            s
+        })
+        .collect();
+    let mut q2 = Quota::new(Config::default());
+    time("apply_state + cached view (one balance moved)", 2000, |i| {
+        q2.apply_state(moved[i as usize].clone(), T0).unwrap();
+        black_box(viewer.view(&q2, T0));
     });
     q.set_request("image", 1);
     time("begin_submit + end_hold (a refused click)", 2000, |i| {

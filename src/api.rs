@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use gloo_events::{EventListener, EventListenerOptions, EventListenerPhase};
 use gloo_timers::callback::Interval;
-use js_sys::{Date, Function, JSON};
+use js_sys::{Date, Function};
+use serde::Serialize;
 use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -16,7 +17,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
 use crate::core::wire::ServerState;
-use crate::core::{Config, Hold, HoldEnd, Quota, SubmitError, ViewModel};
+use crate::core::{Config, Hold, HoldEnd, Memo, Quota, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -68,9 +69,9 @@ pub struct WidgetOptions {
     pub request_id_field: Option<String>,
 }
 
-/// What subscribers receive. Declared for TypeScript by tsify; built as
-/// objects by `event_to_js`, which a browser test checks against this shape.
-#[derive(Tsify)]
+/// What subscribers receive, written by serde-wasm-bindgen and declared for
+/// TypeScript by tsify from this one definition.
+#[derive(Tsify, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum WidgetEvent {
     /// The view changed (figures, gate, freshness).
@@ -110,8 +111,8 @@ struct Saved {
 
 struct Inner {
     quota: Quota,
+    viewer: Viewer<Memo<IntlFmt>>,
     dom: Dom,
-    fmt: IntlFmt,
     button: Element,
     saved: Saved,
     form: Option<HtmlFormElement>,
@@ -154,17 +155,15 @@ fn now() -> i64 {
 
 /// The browser's parsed JSON, read by the core's state reader.
 impl Source for JsValue {
-    fn get(&self, key: &str) -> Option<JsValue> {
-        if !self.is_object() {
-            return None;
-        }
-        js_sys::Reflect::get(self, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined())
+    fn get(&self, key: &'static str) -> Option<JsValue> {
+        // The reader asks objects only; Reflect.get throws on anything else.
+        with_js_key(key, |k| js_sys::Reflect::get(self, k).ok())
     }
     fn is_object(&self) -> bool {
         JsValue::is_object(self) && !js_sys::Array::is_array(self)
     }
     fn is_null(&self) -> bool {
-        JsValue::is_null(self)
+        self.is_null_or_undefined()
     }
     fn number(&self) -> Option<f64> {
         self.as_f64()
@@ -177,9 +176,44 @@ impl Source for JsValue {
     }
 }
 
+/// Field names as JavaScript strings, made once each: a busy state reads
+/// about 360 fields, and making each key anew cost a call and a string
+/// copy across the boundary every time. Keyed by the literal's address in
+/// a small open-addressed table (the reader's keys are a few dozen).
+fn with_js_key<R>(key: &'static str, f: impl FnOnce(&JsValue) -> R) -> R {
+    const SLOTS: usize = 128;
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<(usize, JsValue)>> =
+            std::cell::RefCell::new((0..SLOTS).map(|_| (0, JsValue::UNDEFINED)).collect());
+    }
+    let addr = key.as_ptr() as usize;
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        let start = addr.wrapping_mul(0x9E37_79B1) >> 7;
+        for i in start..start + SLOTS {
+            let slot = &mut keys[i % SLOTS];
+            if slot.0 == 0 {
+                *slot = (addr, JsValue::from_str(key));
+            }
+            if slot.0 == addr {
+                return f(&slot.1);
+            }
+        }
+        f(&JsValue::from_str(key))
+    })
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `JSON.parse` of a JavaScript string, which then never has to be
+    /// copied into wasm and back.
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+}
+
 /// Reads a state from JSON text, parsed by the browser.
-fn parse_json(text: &str) -> Result<ServerState, String> {
-    let value = JSON::parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
+fn parse_json(text: &JsValue) -> Result<ServerState, String> {
+    let value = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
     read_value(&value)
 }
 
@@ -239,67 +273,11 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
     })
 }
 
-/// The view model as a plain object. miniserde's derive names the fields
-/// (the same `#[serde(rename)]` attributes that tsify declares), and this
-/// walk turns its fragments into JS values directly: no JSON text, so no
-/// float formatting, and no per-type serializer code.
-fn view_to_js(vm: &ViewModel) -> JsValue {
-    to_js(vm)
-}
-
-fn to_js(v: &dyn miniserde::Serialize) -> JsValue {
-    use miniserde::ser::Fragment;
-    match v.begin() {
-        Fragment::Null => JsValue::NULL,
-        Fragment::Bool(b) => JsValue::from_bool(b),
-        Fragment::Str(s) => JsValue::from_str(&s),
-        // Units and times stay below 2^53, where f64 is exact.
-        Fragment::U64(n) => JsValue::from_f64(n as f64),
-        Fragment::I64(n) => JsValue::from_f64(n as f64),
-        Fragment::F64(n) => JsValue::from_f64(n),
-        Fragment::Seq(mut seq) => {
-            let a = js_sys::Array::new();
-            while let Some(item) = seq.next() {
-                a.push(&to_js(item));
-            }
-            a.into()
-        }
-        Fragment::Map(mut map) => {
-            let o = js_sys::Object::new();
-            while let Some((k, item)) = map.next() {
-                let _ = js_sys::Reflect::set(&o, &JsValue::from_str(&k), &to_js(item));
-            }
-            o.into()
-        }
-    }
-}
-
-fn event_to_js(event: &WidgetEvent) -> JsValue {
-    let o = js_sys::Object::new();
-    let set = |k: &str, v: JsValue| {
-        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &v);
-    };
-    match event {
-        WidgetEvent::Change { view } => {
-            set("type", "change".into());
-            set("view", view_to_js(view));
-        }
-        WidgetEvent::Error { message } => {
-            set("type", "error".into());
-            set("message", message.into());
-        }
-        WidgetEvent::Hold { request_id, slots, cost } => {
-            set("type", "hold".into());
-            set("requestId", request_id.into());
-            set("slots", (*slots).into());
-            set("cost", (*cost as f64).into());
-        }
-        WidgetEvent::Announce { message } => {
-            set("type", "announce".into());
-            set("message", message.into());
-        }
-    }
-    o.into()
+/// A Rust value as a plain JavaScript value: `None` as `null`, as the
+/// TypeScript declarations say.
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    // Serializing plain structs of strings, numbers and lists cannot fail.
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
 }
 
 fn new_request_id() -> String {
@@ -386,34 +364,36 @@ impl From<Hold> for WidgetEvent {
 /// Renders the current view and tells subscribers, outside the borrow so a
 /// subscriber may call back into the widget.
 fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
-    let subscribers: Vec<Function> = {
+    let (subscribers, values): (Vec<Function>, Vec<JsValue>) = {
         let mut inner = rc.borrow_mut();
         let inner = &mut *inner;
         let t = now();
         inner.quota.tick(t);
-        let vm = inner.quota.view(t, &inner.fmt);
-        let said = inner.quota.take_announcements(&inner.fmt);
+        let said = inner.quota.take_announcements(inner.viewer.fmt());
         for message in said {
             inner.dom.announce(&message);
             events.push(WidgetEvent::Announce { message });
         }
         // The page is written, and subscribers told, only when the view
         // changed: this runs every second for the freshness line.
+        let vm = inner.viewer.view(&inner.quota, t);
         let last = inner.dom.last();
         if last != Some(&vm) {
             if last.map(|l| l.enabled) != Some(vm.enabled) {
                 inner.apply_button(vm.enabled);
             }
-            inner.dom.render(&vm);
-            events.push(WidgetEvent::Change { view: vm });
+            if !inner.subscribers.is_empty() {
+                events.push(WidgetEvent::Change { view: vm.clone() });
+            }
+            inner.dom.render(vm);
         }
-        if events.is_empty() {
+        // Events become JavaScript values only when someone listens.
+        if events.is_empty() || inner.subscribers.is_empty() {
             return;
         }
-        inner.subscribers.iter().map(|(_, f)| f.clone()).collect()
+        (inner.subscribers.iter().map(|(_, f)| f.clone()).collect(), events.iter().map(to_js).collect())
     };
-    for event in events {
-        let value = event_to_js(&event);
+    for value in values {
         for f in &subscribers {
             // A throwing subscriber must not stop the others or the widget.
             let _ = f.call1(&JsValue::NULL, &value);
@@ -480,8 +460,8 @@ impl QuotaWidget {
         };
         let inner = Rc::new(RefCell::new(Inner {
             quota,
+            viewer: Viewer::new(Memo::new(IntlFmt::new(options.locale.as_deref()))),
             dom,
-            fmt: IntlFmt::new(options.locale.as_deref()),
             button: button.clone(),
             saved,
             form: form.clone(),
@@ -551,10 +531,7 @@ impl QuotaWidget {
     #[wasm_bindgen(js_name = pushState)]
     pub fn push_state(&self, state: StateInput) -> Result<(), JsError> {
         let rc = self.rc()?;
-        let parsed = match state.as_string() {
-            Some(text) => parse_json(&text),
-            None => read_value(&state),
-        };
+        let parsed = if state.is_string() { parse_json(&state) } else { read_value(&state) };
         let result = rc.borrow_mut().take_state(parsed);
         match result {
             Ok(()) => {
@@ -639,8 +616,9 @@ impl QuotaWidget {
     /// What the widget shows now, as a plain object.
     pub fn view(&self) -> Result<Ts<ViewModel>, JsError> {
         let rc = self.rc()?;
-        let inner = rc.borrow();
-        Ok(Ts::new_unchecked(view_to_js(&inner.quota.view(now(), &inner.fmt))))
+        let mut inner = rc.borrow_mut();
+        let inner = &mut *inner;
+        Ok(Ts::new_unchecked(to_js(&inner.viewer.view(&inner.quota, now()))))
     }
 
     /// The client request id of the most recent submit.

@@ -4,10 +4,12 @@
 //! only. No inline styles: the meter's fill width is set through CSSOM,
 //! which a strict `style-src 'self'` allows.
 
+use std::rc::Rc;
+
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement};
 
-use crate::core::{AttemptStatus, AttemptView, MeterView, PackageView, ViewModel};
+use crate::core::{AttemptStatus, AttemptView, MeterView, PackageView, UnitsView, ViewModel};
 
 pub struct Dom {
     doc: Document,
@@ -50,7 +52,7 @@ struct MeterRow {
     bar: Element,
     fill: HtmlElement,
     text: Element,
-    last: Option<MeterView>,
+    last: Option<Rc<MeterView>>,
 }
 
 struct PackageRow {
@@ -58,12 +60,12 @@ struct PackageRow {
     name: Element,
     units: Element,
     status: Element,
-    last: Option<PackageView>,
+    last: Option<Rc<PackageView>>,
 }
 
 struct AttemptRow {
     el: Element,
-    last: Option<AttemptView>,
+    last: Option<Rc<AttemptView>>,
 }
 
 fn el(doc: &Document, tag: &str, class: &str) -> Element {
@@ -170,26 +172,37 @@ impl Dom {
         Self::text(&mut self.writes, &self.live, message);
     }
 
-    pub fn render(&mut self, vm: &ViewModel) {
+    pub fn render(&mut self, vm: ViewModel) {
         let last = self.last.take();
         let w = &mut self.writes;
         let changed = |f: &dyn Fn(&ViewModel) -> bool| last.as_ref().is_none_or(f);
 
         if changed(&|l| l.units != vm.units) {
-            let (rem, detail) = match &vm.units {
-                Some(u) => (u.remaining_text.as_str(), u.detail_text.as_str()),
-                None => ("—", ""),
-            };
-            Self::text(w, &self.remaining, rem);
-            Self::text(w, &self.detail, detail);
-            let low = vm.units.as_ref().is_some_and(|u| u.low);
-            toggle(&self.root, "qw-low", low);
+            fn texts(u: Option<&UnitsView>) -> (&str, &str, bool) {
+                match u {
+                    Some(u) => (&u.remaining_text, &u.detail_text, u.low),
+                    None => ("—", "", false),
+                }
+            }
+            let (rem, detail, low) = texts(vm.units.as_deref());
+            let old = last.as_ref().map(|l| texts(l.units.as_deref()));
+            if old.map(|o| o.0) != Some(rem) {
+                Self::text(w, &self.remaining, rem);
+            }
+            if old.map(|o| o.1) != Some(detail) {
+                Self::text(w, &self.detail, detail);
+            }
+            if old.map(|o| o.2) != Some(low) {
+                toggle(&self.root, "qw-low", low);
+            }
         }
         if changed(&|l| l.cost != vm.cost) {
-            Self::text(w, &self.cost, vm.cost.as_ref().map_or("", |c| c.text.as_str()));
+            Self::text(w, &self.cost, vm.cost.as_deref().map_or("", |c| c.text.as_str()));
         }
         if changed(&|l| l.reason != vm.reason) {
             Self::text(w, &self.reason, &vm.reason);
+        }
+        if changed(&|l| l.enabled != vm.enabled) {
             toggle(&self.root, "qw-blocked", !vm.enabled);
         }
         if changed(&|l| l.error != vm.error) {
@@ -205,13 +218,15 @@ impl Dom {
                 }
             }
         }
-        if changed(&|l| l.freshness != vm.freshness || l.stale != vm.stale) {
+        if changed(&|l| l.freshness != vm.freshness) {
             Self::text(w, &self.freshness, &vm.freshness);
+        }
+        if changed(&|l| l.stale != vm.stale) {
             toggle(&self.root, "qw-stale", vm.stale);
         }
         if changed(&|l| l.meters != vm.meters) {
             let doc = &self.doc;
-            reconcile(&mut self.meter_rows, &self.meters, &vm.meters, |m| m.kind.clone(), |_| {
+            reconcile(&mut self.meter_rows, &self.meters, &vm.meters, |m| &m.kind, |_| {
                 let e = el(doc, "div", "qw-meter");
                 let label = el(doc, "span", "qw-meter-label");
                 // A counter, not the kind: ids must not carry server text.
@@ -230,27 +245,42 @@ impl Dom {
                 }
                 MeterRow { el: e, label, bar, fill, text, last: None }
             }, |r| &r.el, |row, m, w| {
+                if row.last.as_ref().is_some_and(|o| Rc::ptr_eq(o, m)) {
+                    return;
+                }
                 let old = row.last.take();
                 if old.as_ref().map(|o| &o.label) != Some(&m.label) {
                     Self::text(w, &row.label, &m.label);
                 }
-                if old.as_ref().map(|o| (o.value, o.limit, &o.text)) != Some((m.value, m.limit, &m.text)) {
+                // Each attribute is written only when its own value moved.
+                let pct = |m: &MeterView| (m.value * 100).checked_div(m.limit).unwrap_or(100);
+                if old.as_ref().map(|o| o.limit) != Some(m.limit) {
                     *w += 1;
                     set_attr(&row.bar, "aria-valuemax", &m.limit.to_string());
+                }
+                if old.as_ref().map(|o| o.value) != Some(m.value) {
+                    *w += 1;
                     set_attr(&row.bar, "aria-valuenow", &m.value.to_string());
+                }
+                if old.as_ref().map(|o| &o.text) != Some(&m.text) {
                     set_attr(&row.bar, "aria-valuetext", &m.text);
-                    // Integer percent: float formatting would add kilobytes.
-                    let pct = (m.value * 100).checked_div(m.limit).unwrap_or(100);
-                    let _ = row.fill.style().set_property("width", &format!("{pct}%"));
-                    toggle(&row.el, "qw-full", m.value >= m.limit);
                     Self::text(w, &row.text, &m.text);
                 }
-                row.last = Some(m.clone());
+                if old.as_ref().map(|o| pct(o)) != Some(pct(m)) {
+                    // Integer percent: float formatting would add kilobytes.
+                    *w += 1;
+                    let _ = row.fill.style().set_property("width", &format!("{}%", pct(m)));
+                }
+                let full = |m: &MeterView| m.value >= m.limit;
+                if old.as_ref().map(|o| full(o)) != Some(full(m)) {
+                    toggle(&row.el, "qw-full", full(m));
+                }
+                row.last = Some(Rc::clone(m));
             }, w);
         }
         if changed(&|l| l.packages != vm.packages) {
             let doc = &self.doc;
-            reconcile(&mut self.package_rows, &self.packages, &vm.packages, |p| p.id.clone(), |_| {
+            reconcile(&mut self.package_rows, &self.packages, &vm.packages, |p| &p.id, |_| {
                 let e = el(doc, "li", "qw-package");
                 let name = el(doc, "span", "qw-package-name");
                 let units = el(doc, "span", "qw-package-units");
@@ -260,6 +290,9 @@ impl Dom {
                 }
                 PackageRow { el: e, name, units, status, last: None }
             }, |r| &r.el, |row, p, w| {
+                if row.last.as_ref().is_some_and(|o| Rc::ptr_eq(o, p)) {
+                    return;
+                }
                 let old = row.last.take();
                 if old.as_ref().map(|o| &o.name) != Some(&p.name) {
                     Self::text(w, &row.name, &p.name);
@@ -267,27 +300,31 @@ impl Dom {
                 if old.as_ref().map(|o| &o.units_text) != Some(&p.units_text) {
                     Self::text(w, &row.units, &p.units_text);
                 }
-                if old.as_ref().map(|o| (&o.status_text, o.expiring_soon, o.counts)) != Some((&p.status_text, p.expiring_soon, p.counts)) {
+                if old.as_ref().map(|o| &o.status_text) != Some(&p.status_text) {
                     Self::text(w, &row.status, &p.status_text);
+                }
+                if old.as_ref().map(|o| o.expiring_soon) != Some(p.expiring_soon) {
                     toggle(&row.el, "qw-expiring", p.expiring_soon);
+                }
+                if old.as_ref().map(|o| o.counts) != Some(p.counts) {
                     toggle(&row.el, "qw-inactive", !p.counts);
                 }
-                row.last = Some(p.clone());
+                row.last = Some(Rc::clone(p));
             }, w);
         }
         if changed(&|l| l.attempts != vm.attempts) {
             let doc = &self.doc;
-            reconcile(&mut self.attempt_rows, &self.attempts, &vm.attempts, |a| a.key.clone(), |_| {
+            reconcile(&mut self.attempt_rows, &self.attempts, &vm.attempts, |a| &a.key, |_| {
                 AttemptRow { el: el(doc, "li", "qw-attempt"), last: None }
             }, |r| &r.el, |row, a, w| {
                 if row.last.as_ref() != Some(a) {
                     Self::text(w, &row.el, &a.text);
                     set_attr(&row.el, "data-status", status_name(a.status));
-                    row.last = Some(a.clone());
+                    row.last = Some(Rc::clone(a));
                 }
             }, w);
         }
-        self.last = Some(vm.clone());
+        self.last = Some(vm);
     }
 }
 
@@ -308,27 +345,36 @@ fn toggle(e: &Element, class: &str, on: bool) {
 
 /// Keyed list update: rows are created for new keys, updated in place,
 /// moved only when the order changed, and removed when their key is gone.
+/// When the keys are those of the last update, in the same order (the
+/// common case), it allocates nothing.
 #[allow(clippy::too_many_arguments)]
 fn reconcile<T, R>(
     keyed: &mut Keyed<R>,
     parent: &Element,
     items: &[T],
-    key: impl Fn(&T) -> String,
+    key: impl Fn(&T) -> &String,
     create: impl Fn(&T) -> R,
     elem: impl Fn(&R) -> &Element,
     update: impl Fn(&mut R, &T, &mut u32),
     writes: &mut u32,
 ) {
-    let keys: Vec<String> = items.iter().map(&key).collect();
+    let same_keys = keyed.rows.len() == items.len() && keyed.rows.iter().zip(items).all(|((k, _), item)| k == key(item));
+    if same_keys {
+        for ((_, row), item) in keyed.rows.iter_mut().zip(items) {
+            update(row, item, writes);
+        }
+        return;
+    }
     let old_order: Vec<String> = keyed.rows.iter().map(|(k, _)| k.clone()).collect();
     let mut old = std::mem::take(&mut keyed.rows);
     for (k, r) in &old {
-        if !keys.contains(k) {
+        if !items.iter().any(|item| key(item) == k) {
             elem(r).remove();
             *writes += 1;
         }
     }
-    for (item, k) in items.iter().zip(&keys) {
+    for item in items {
+        let k = key(item);
         let mut row = match old.iter().position(|(ok, _)| ok == k) {
             Some(i) => old.swap_remove(i).1,
             None => create(item),
@@ -336,7 +382,7 @@ fn reconcile<T, R>(
         update(&mut row, item, writes);
         keyed.rows.push((k.clone(), row));
     }
-    if old_order != keys {
+    if !old_order.iter().eq(items.iter().map(&key)) {
         // appendChild moves an existing node: this puts every row in order.
         for (_, r) in &keyed.rows {
             let _ = parent.append_child(elem(r));

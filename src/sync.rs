@@ -30,8 +30,8 @@ use crate::core::Link;
 
 /// What the sync layer tells the widget.
 pub enum SyncEvent {
-    /// A state body (JSON text) to parse and apply.
-    State(String),
+    /// A state body (JSON text, as a JavaScript string) to parse and apply.
+    State(JsValue),
     /// The server confirmed the state shown is current (304, ping).
     Current,
     Link(Link),
@@ -59,8 +59,8 @@ extern "C" {
 }
 
 /// What `done` receives: sequence number, HTTP status (0: no answer), the
-/// answer's ETag, and its body (for a 200).
-type FetchDone = Closure<dyn FnMut(u32, u16, Option<String>, String)>;
+/// answer's ETag, and its body (for a 200), left a JavaScript string.
+type FetchDone = Closure<dyn FnMut(u32, u16, Option<String>, JsValue)>;
 
 struct Stream {
     es: EventSource,
@@ -134,7 +134,7 @@ impl Sync {
     }
 }
 
-fn feed(weak: &Weak<RefCell<Shell>>, input: SyncInput) {
+fn feed(weak: &Weak<RefCell<Shell>>, input: SyncInput<JsValue>) {
     let Some(rc) = weak.upgrade() else { return };
     let cmds = {
         let mut s = rc.borrow_mut();
@@ -148,7 +148,7 @@ fn feed(weak: &Weak<RefCell<Shell>>, input: SyncInput) {
 
 /// Carries out commands one by one, never holding the borrow while the
 /// sink runs (a subscriber may destroy the widget, and with it this shell).
-fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd>) {
+fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd<JsValue>>) {
     let mut then = Vec::new();
     for cmd in cmds {
         if rc.borrow().stopped {
@@ -191,13 +191,14 @@ fn tell(rc: &Rc<RefCell<Shell>>, event: SyncEvent) {
     sink(event);
 }
 
-fn data(e: &web_sys::Event) -> String {
-    e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default()
+/// A message's data, left a JavaScript string for `JSON.parse`.
+fn data(e: &web_sys::Event) -> JsValue {
+    e.dyn_ref::<MessageEvent>().map_or(JsValue::UNDEFINED, MessageEvent::data)
 }
 
 fn open_stream(url: &str, weak: Weak<RefCell<Shell>>) -> Option<Stream> {
     let es = EventSource::new(url).ok()?;
-    let on = |name: &'static str, input: fn(&web_sys::Event) -> SyncInput| {
+    let on = |name: &'static str, input: fn(&web_sys::Event) -> SyncInput<JsValue>| {
         let weak = weak.clone();
         EventListener::new(&es, name, move |e| feed(&weak, input(e)))
     };
@@ -210,7 +211,7 @@ fn open_stream(url: &str, weak: Weak<RefCell<Shell>>) -> Option<Stream> {
     Some(Stream { es, _listeners: listeners })
 }
 
-fn fetch_result(status: u16, etag: Option<String>, body: String) -> FetchResult {
+fn fetch_result(status: u16, etag: Option<String>, body: JsValue) -> FetchResult<JsValue> {
     match status {
         304 => FetchResult::NotModified,
         200 => FetchResult::State { body, etag },

@@ -150,6 +150,9 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     // The highest revision the client accepted, and its remaining units.
     let mut shown = model.state.clone();
     let mut ids = 0u64;
+    // What the widget renders from: a long-lived viewer that reuses rows and
+    // remembers formatting. It must show exactly what a fresh view shows.
+    let mut viewer = Viewer::new(Memo::new(PlainFmt));
 
     for op in ops {
         let before = q.view(now, &PlainFmt);
@@ -246,6 +249,7 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         let v = q.view(now, &PlainFmt);
+        prop_assert_eq!(&viewer.view(&q, now), &v, "the cached view differs from a fresh one");
         let units = v.units.as_ref().unwrap();
         // Remaining shown is exactly the newest accepted state's remaining.
         prop_assert_eq!(units.remaining, remaining_of(&shown));
@@ -280,8 +284,14 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Cases per property: `QW_PROP_CASES` (default 512, the quick count that
+/// `scripts/test` runs).
+fn cases() -> u32 {
+    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn rules_hold_at_every_step(limit in 1..6u32, units in 0..40u64, ops in prop::collection::vec(op(), 1..80)) {

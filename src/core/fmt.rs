@@ -1,6 +1,8 @@
 //! How the core turns numbers and times into words. The browser shell
 //! implements [`Fmt`] with `Intl`; tests and the host use [`PlainFmt`].
 
+use std::cell::RefCell;
+
 use super::wire::Millis;
 
 pub trait Fmt {
@@ -8,6 +10,74 @@ pub trait Fmt {
     fn number(&self, n: u64) -> String;
     /// A calendar date ("Dec 3, 2026").
     fn date(&self, at: Millis) -> String;
+}
+
+impl<T: Fmt + ?Sized> Fmt for &T {
+    fn number(&self, n: u64) -> String {
+        (**self).number(n)
+    }
+
+    fn date(&self, at: Millis) -> String {
+        (**self).date(at)
+    }
+}
+
+/// Remembers what `F` made of the most recent numbers and dates, so that a
+/// view that shows the same figure again (a package's total, a limit, an
+/// expiry date) does not ask the formatter twice. In the browser every
+/// question crosses into JavaScript's `Intl`, which costs more than the
+/// rest of a row. Answers are the formatter's own, so a `Memo` formats
+/// exactly as `F` does.
+pub struct Memo<F> {
+    inner: F,
+    numbers: RefCell<Recent<u64>>,
+    dates: RefCell<Recent<Millis>>,
+}
+
+/// The last `N` answers, oldest replaced first.
+struct Recent<K> {
+    entries: Vec<(K, String)>,
+    next: usize,
+}
+
+impl<K> Default for Recent<K> {
+    fn default() -> Self {
+        Recent { entries: Vec::new(), next: 0 }
+    }
+}
+
+impl<K: Copy + PartialEq> Recent<K> {
+    const N: usize = 48;
+
+    fn get_or(&mut self, key: K, make: impl FnOnce() -> String) -> String {
+        if let Some((_, s)) = self.entries.iter().find(|(k, _)| *k == key) {
+            return s.clone();
+        }
+        let s = make();
+        if self.entries.len() < Self::N {
+            self.entries.push((key, s.clone()));
+        } else {
+            self.entries[self.next] = (key, s.clone());
+            self.next = (self.next + 1) % Self::N;
+        }
+        s
+    }
+}
+
+impl<F> Memo<F> {
+    pub fn new(inner: F) -> Self {
+        Memo { inner, numbers: RefCell::new(Recent::default()), dates: RefCell::new(Recent::default()) }
+    }
+}
+
+impl<F: Fmt> Fmt for Memo<F> {
+    fn number(&self, n: u64) -> String {
+        self.numbers.borrow_mut().get_or(n, || self.inner.number(n))
+    }
+
+    fn date(&self, at: Millis) -> String {
+        self.dates.borrow_mut().get_or(at, || self.inner.date(at))
+    }
 }
 
 /// Digits grouped by commas, dates as ISO `YYYY-MM-DD` (UTC).
@@ -93,6 +163,36 @@ mod tests {
         assert_eq!(title("image"), "Image");
         assert_eq!(title(""), "");
         assert_eq!(title("élan"), "élan");
+    }
+
+    /// Counts the questions it is asked.
+    struct Counting(std::cell::Cell<u32>);
+
+    impl Fmt for Counting {
+        fn number(&self, n: u64) -> String {
+            self.0.set(self.0.get() + 1);
+            PlainFmt.number(n)
+        }
+        fn date(&self, at: Millis) -> String {
+            self.0.set(self.0.get() + 1);
+            PlainFmt.date(at)
+        }
+    }
+
+    #[test]
+    fn memo_answers_as_its_formatter_and_asks_once_per_recent_value() {
+        let memo = Memo::new(Counting(std::cell::Cell::new(0)));
+        assert_eq!(memo.number(12_500), "12,500");
+        assert_eq!(memo.number(12_500), "12,500");
+        assert_eq!(memo.date(0), "1970-01-01");
+        assert_eq!(memo.date(0), "1970-01-01");
+        assert_eq!(memo.inner.0.get(), 2);
+        // Past its capacity the oldest answers go, and are asked again.
+        for n in 0..100 {
+            assert_eq!(memo.number(n), PlainFmt.number(n));
+        }
+        assert_eq!(memo.number(12_500), "12,500");
+        assert_eq!(memo.inner.0.get(), 2 + 100 + 1);
     }
 
     #[test]

@@ -12,14 +12,16 @@
 use super::backoff::backoff_ms;
 use super::machine::Link;
 
-/// What happened.
+/// What happened. `B` is a state body, which the machine only passes on:
+/// text on the host, a JavaScript string in the browser (so that it goes
+/// to `JSON.parse` without a copy into wasm and back).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncInput {
+pub enum SyncInput<B = String> {
     /// The answer to fetch `seq`.
-    Fetched { seq: u32, result: FetchResult },
+    Fetched { seq: u32, result: FetchResult<B> },
     StreamOpened,
     /// A `state` event's data.
-    StreamState(String),
+    StreamState(B),
     /// A `ping` event: the server is there and the state is current.
     StreamPing,
     /// The stream failed or closed.
@@ -31,9 +33,9 @@ pub enum SyncInput {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FetchResult {
+pub enum FetchResult<B = String> {
     /// 200 with a body and maybe an ETag.
-    State { body: String, etag: Option<String> },
+    State { body: B, etag: Option<String> },
     /// 304: the state shown is current.
     NotModified,
     /// The server answered, but not with a state (401, 404, ...).
@@ -44,7 +46,7 @@ pub enum FetchResult {
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncCmd {
+pub enum SyncCmd<B = String> {
     Fetch { seq: u32, etag: Option<String> },
     OpenStream,
     CloseStream,
@@ -52,7 +54,7 @@ pub enum SyncCmd {
     SetTimer(u32),
     ClearTimer,
     /// For the quota core:
-    State(String),
+    State(B),
     Current,
     Link(Link),
     Error(String),
@@ -101,7 +103,7 @@ impl SyncMachine {
     }
 
     /// Starts syncing. `hidden`: whether the tab is hidden now.
-    pub fn start(&mut self, hidden: bool) -> Vec<SyncCmd> {
+    pub fn start<B>(&mut self, hidden: bool) -> Vec<SyncCmd<B>> {
         if hidden {
             self.phase = Phase::Paused;
             return vec![SyncCmd::Link(Link::Paused)];
@@ -114,14 +116,14 @@ impl SyncMachine {
         !self.use_events || self.dead_streams >= DEAD_STREAMS_BEFORE_POLLING
     }
 
-    fn connect(&mut self) -> Vec<SyncCmd> {
+    fn connect<B>(&mut self) -> Vec<SyncCmd<B>> {
         self.phase = Phase::Fetching;
         self.seq = self.seq.wrapping_add(1);
         let link = if self.attempt == 0 { Link::Connecting } else { Link::Reconnecting { attempt: self.attempt } };
         vec![SyncCmd::Link(link), SyncCmd::Fetch { seq: self.seq, etag: self.etag.clone() }]
     }
 
-    fn lost(&mut self, random: f64, mut out: Vec<SyncCmd>) -> Vec<SyncCmd> {
+    fn lost<B>(&mut self, random: f64, mut out: Vec<SyncCmd<B>>) -> Vec<SyncCmd<B>> {
         self.attempt = self.attempt.saturating_add(1);
         self.phase = Phase::Backoff;
         out.push(SyncCmd::Link(Link::Reconnecting { attempt: self.attempt }));
@@ -130,7 +132,7 @@ impl SyncMachine {
     }
 
     /// Takes one input; `random` in [0, 1) jitters the backoff.
-    pub fn handle(&mut self, input: SyncInput, random: f64) -> Vec<SyncCmd> {
+    pub fn handle<B>(&mut self, input: SyncInput<B>, random: f64) -> Vec<SyncCmd<B>> {
         use SyncInput::*;
         match (self.phase, input) {
             (Phase::Idle, _) => vec![],
@@ -208,8 +210,10 @@ impl SyncMachine {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use SyncCmd::*;
+    use super::{FetchResult, SyncMachine, DEAD_STREAMS_BEFORE_POLLING};
+    // Bodies are text here.
+    type SyncInput = super::SyncInput<String>;
+    use super::SyncCmd::*;
 
     fn fetched(m: &SyncMachine, result: FetchResult) -> SyncInput {
         SyncInput::Fetched { seq: m.seq, result }
@@ -222,7 +226,7 @@ mod tests {
     #[test]
     fn connects_fetches_then_streams() {
         let mut m = SyncMachine::new(true, 5000);
-        assert_eq!(m.start(false), vec![Link(super::Link::Connecting), Fetch { seq: 1, etag: None }]);
+        assert_eq!(m.start::<String>(false), vec![Link(super::Link::Connecting), Fetch { seq: 1, etag: None }]);
         let out = m.handle(fetched(&m, state("{s1}")), 0.0);
         assert_eq!(out, vec![State("{s1}".into()), OpenStream]);
         assert_eq!(m.handle(SyncInput::StreamOpened, 0.0), vec![Link(super::Link::Live)]);
@@ -233,7 +237,7 @@ mod tests {
     #[test]
     fn a_lost_stream_backs_off_resyncs_and_resets_after_success() {
         let mut m = SyncMachine::new(true, 5000);
-        m.start(false);
+        m.start::<String>(false);
         m.handle(fetched(&m, state("a")), 0.0);
         m.handle(SyncInput::StreamPing, 0.0);
         let out = m.handle(SyncInput::StreamFailed, 0.0);
@@ -255,7 +259,7 @@ mod tests {
     #[test]
     fn falls_back_to_polling_when_streams_never_deliver() {
         let mut m = SyncMachine::new(true, 2000);
-        m.start(false);
+        m.start::<String>(false);
         for _ in 0..DEAD_STREAMS_BEFORE_POLLING {
             assert_eq!(m.handle(fetched(&m, state("a")), 0.0).last(), Some(&OpenStream));
             m.handle(SyncInput::StreamFailed, 0.0);
@@ -271,7 +275,7 @@ mod tests {
     #[test]
     fn pauses_while_hidden_and_resyncs_when_shown() {
         let mut m = SyncMachine::new(true, 5000);
-        m.start(false);
+        m.start::<String>(false);
         m.handle(fetched(&m, state("a")), 0.0);
         let out = m.handle(SyncInput::Visible(false), 0.0);
         assert_eq!(out, vec![CloseStream, ClearTimer, Link(super::Link::Paused)]);
@@ -284,7 +288,7 @@ mod tests {
     #[test]
     fn answers_to_old_fetches_are_ignored() {
         let mut m = SyncMachine::new(true, 5000);
-        m.start(false);
+        m.start::<String>(false);
         let old = m.seq;
         m.handle(SyncInput::Visible(false), 0.0);
         m.handle(SyncInput::Visible(true), 0.0);
@@ -296,7 +300,7 @@ mod tests {
     #[test]
     fn shown_during_a_backoff_wait_reconnects_at_once() {
         let mut m = SyncMachine::new(true, 5000);
-        m.start(false);
+        m.start::<String>(false);
         m.handle(fetched(&m, FetchResult::Unreachable), 0.0);
         let out = m.handle(SyncInput::Visible(true), 0.0);
         assert_eq!(out[0], ClearTimer);
@@ -306,7 +310,7 @@ mod tests {
     #[test]
     fn a_refused_session_is_an_error_and_a_retry() {
         let mut m = SyncMachine::new(true, 5000);
-        m.start(false);
+        m.start::<String>(false);
         let out = m.handle(fetched(&m, FetchResult::Refused("signed out".into())), 0.0);
         assert_eq!(out[0], Error("signed out".into()));
         assert_eq!(out[1], Link(super::Link::Reconnecting { attempt: 1 }));
@@ -315,7 +319,7 @@ mod tests {
     #[test]
     fn starts_paused_in_a_hidden_tab() {
         let mut m = SyncMachine::new(true, 5000);
-        assert_eq!(m.start(true), vec![Link(super::Link::Paused)]);
+        assert_eq!(m.start::<String>(true), vec![Link(super::Link::Paused)]);
         assert!(matches!(m.handle(SyncInput::Visible(true), 0.0)[1], Fetch { .. }));
     }
 }

@@ -12,7 +12,7 @@ pub mod validate;
 pub mod view;
 pub mod wire;
 
-pub use fmt::{Fmt, PlainFmt};
+pub use fmt::{Fmt, Memo, PlainFmt};
 pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
 pub use validate::StateError;
-pub use view::{AttemptStatus, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel};
+pub use view::{AttemptStatus, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel, Viewer};

@@ -7,6 +7,15 @@
 //! builds the typed state and finds the fault: no JSON parser, no generic
 //! visitor code in the wasm. `tests/core_parse.rs` checks that this reader
 //! takes exactly what the server's serde serialization writes.
+//!
+//! Why not serde's derive through serde-wasm-bindgen, as for everything the
+//! widget hands to JavaScript: measured, it made the wasm 35 kB (gzipped)
+//! larger, and an update of a busy account cost about 2,600 calls across
+//! the wasm boundary against about 1,100 here. Every serde deserializer's
+//! error path displays a `serde::de::Unexpected`, whose `Display` formats
+//! floats, which links all of core's float formatting (about 22 kB before
+//! compression); naming the field at fault took serde_path_to_error's
+//! wrappers (8.6 kB gzipped) on top.
 
 use super::validate::StateError;
 use super::wire::*;
@@ -14,8 +23,11 @@ use super::wire::*;
 /// A parsed JSON value.
 pub trait Source: Sized {
     /// The member `key` of an object; `None` if absent (or not an object).
-    fn get(&self, key: &str) -> Option<Self>;
+    /// An absent member may also come back as a value that `is_null`.
+    /// Keys are literals, so a source may cache what it makes of them.
+    fn get(&self, key: &'static str) -> Option<Self>;
     fn is_object(&self) -> bool;
+    /// JSON `null`, or nothing at all.
     fn is_null(&self) -> bool;
     fn number(&self) -> Option<f64>;
     fn string(&self) -> Option<String>;
@@ -35,47 +47,68 @@ fn at(path: &str, key: &str) -> String {
     }
 }
 
-fn field<S: Source>(v: &S, path: &str, key: &str) -> R<S> {
+fn field<S: Source>(v: &S, path: &str, key: &'static str) -> R<S> {
     match v.get(key) {
         Some(x) if !x.is_null() => Ok(x),
-        _ => Err(format!("{} is missing", at(path, key))),
+        _ => Err(missing(path, key)),
     }
 }
 
-fn whole<S: Source>(v: &S, path: &str, key: &str, min: f64, max: f64, what: &str) -> R<f64> {
-    let x = field(v, path, key)?;
-    match x.number() {
+#[cold]
+fn missing(path: &str, key: &str) -> String {
+    format!("{} is missing", at(path, key))
+}
+
+/// Why `x`, which is not what `key` must be, is wrong: absent, or of the
+/// wrong kind. Asked only on the error path, which saves the common path a
+/// question per field.
+#[cold]
+fn wrong<S: Source>(x: Option<S>, path: &str, key: &str, what: &str) -> String {
+    match x {
+        Some(x) if !x.is_null() => format!("{} must be {what}", at(path, key)),
+        _ => missing(path, key),
+    }
+}
+
+fn whole<S: Source>(v: &S, path: &str, key: &'static str, min: f64, max: f64, what: &str) -> R<f64> {
+    let x = v.get(key);
+    match x.as_ref().and_then(S::number) {
         Some(n) if n.fract() == 0.0 && n >= min && n <= max => Ok(n),
-        _ => Err(format!("{} must be {what}", at(path, key))),
+        _ => Err(wrong(x, path, key, what)),
     }
 }
 
-fn u64_at<S: Source>(v: &S, path: &str, key: &str) -> R<u64> {
+fn u64_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<u64> {
     whole(v, path, key, 0.0, EXACT, "a whole number of 0 or more").map(|n| n as u64)
 }
 
-fn u32_at<S: Source>(v: &S, path: &str, key: &str) -> R<u32> {
+fn u32_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<u32> {
     whole(v, path, key, 0.0, f64::from(u32::MAX), "a whole number from 0 to 4294967295").map(|n| n as u32)
 }
 
-fn ms_at<S: Source>(v: &S, path: &str, key: &str) -> R<Millis> {
+fn ms_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Millis> {
     whole(v, path, key, -EXACT, EXACT, "a whole number of milliseconds").map(|n| n as Millis)
 }
 
-fn str_at<S: Source>(v: &S, path: &str, key: &str) -> R<String> {
-    field(v, path, key)?.string().ok_or_else(|| format!("{} must be a string", at(path, key)))
+fn str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<String> {
+    let x = v.get(key);
+    match x.as_ref().and_then(S::string) {
+        Some(s) => Ok(s),
+        None => Err(wrong(x, path, key, "a string")),
+    }
 }
 
-fn opt_str_at<S: Source>(v: &S, path: &str, key: &str) -> R<Option<String>> {
-    match v.get(key) {
-        None => Ok(None),
-        Some(x) if x.is_null() => Ok(None),
-        Some(x) => x.string().map(Some).ok_or_else(|| format!("{} must be a string or null", at(path, key))),
+fn opt_str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Option<String>> {
+    let Some(x) = v.get(key) else { return Ok(None) };
+    match x.string() {
+        Some(s) => Ok(Some(s)),
+        None if x.is_null() => Ok(None),
+        None => Err(format!("{} must be a string or null", at(path, key))),
     }
 }
 
 /// One of `names`, as its index.
-fn one_of<S: Source>(v: &S, path: &str, key: &str, names: &[&str]) -> R<usize> {
+fn one_of<S: Source>(v: &S, path: &str, key: &'static str, names: &[&str]) -> R<usize> {
     let s = field(v, path, key)?.string();
     if let Some(i) = s.as_deref().and_then(|s| names.iter().position(|n| *n == s)) {
         return Ok(i);
@@ -90,7 +123,7 @@ fn one_of<S: Source>(v: &S, path: &str, key: &str, names: &[&str]) -> R<usize> {
     Err(m)
 }
 
-fn list<S: Source, T>(v: &S, key: &str, each: fn(&S, &str) -> R<T>) -> R<Vec<T>> {
+fn list<S: Source, T>(v: &S, key: &'static str, each: fn(&S, &str) -> R<T>) -> R<Vec<T>> {
     let items = field(v, "", key)?.items().ok_or_else(|| format!("{key} must be a list"))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {

@@ -1,20 +1,29 @@
 //! The view model: what the button and the display should say, as plain
 //! values. The DOM view writes it to the page; tests read it directly.
+//!
+//! A [`Viewer`] builds view models one after another and reuses every row
+//! and text whose inputs did not change since the previous one: a state
+//! that moves one package's balance formats one package row, and the rows
+//! it reuses are the same `Rc`, so comparing two view models (to write only
+//! what changed) costs a pointer comparison per unchanged row.
+
+use std::rc::Rc;
+
+use serde::Serialize;
 
 use super::fmt::{age, title, Fmt};
 use super::machine::{counts, Blocked, HoldEnd, Link, Quota};
-use super::wire::{Millis, Outcome, PackageStatus};
+use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-// The view model reaches JavaScript as JSON written by miniserde (far
-// smaller wasm than serde's serializers). miniserde reads only per-field
-// `#[serde(rename)]`, which tsify reads too: the TypeScript declarations
-// and the JSON agree by construction.
+// The view model reaches JavaScript through serde-wasm-bindgen with these
+// serde derives, which tsify reads too: the TypeScript declarations and the
+// objects agree by construction.
 
 const DAY_MS: Millis = 86_400_000;
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ViewModel {
     /// Whether the submit button is enabled.
@@ -24,12 +33,15 @@ pub struct ViewModel {
     /// Why submit is blocked, for the user; empty when enabled.
     pub reason: String,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "UnitsView | null"))]
-    pub units: Option<UnitsView>,
-    pub meters: Vec<MeterView>,
-    pub packages: Vec<PackageView>,
+    pub units: Option<Rc<UnitsView>>,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "MeterView[]"))]
+    pub meters: Vec<Rc<MeterView>>,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "PackageView[]"))]
+    pub packages: Vec<Rc<PackageView>>,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "CostView | null"))]
-    pub cost: Option<CostView>,
-    pub attempts: Vec<AttemptView>,
+    pub cost: Option<Rc<CostView>>,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "AttemptView[]"))]
+    pub attempts: Vec<Rc<AttemptView>>,
     /// "Live · updated 3 s ago · revision 42".
     pub freshness: String,
     /// Whether the figures are too old or the link is down.
@@ -41,7 +53,7 @@ pub struct ViewModel {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct UnitsView {
     /// Units left in active packages; moves only on a deduction (R3).
@@ -61,7 +73,7 @@ pub struct UnitsView {
     pub detail_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct MeterView {
     pub kind: String,
@@ -76,7 +88,7 @@ pub struct MeterView {
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct PackageView {
     pub id: String,
@@ -93,7 +105,7 @@ pub struct PackageView {
     pub status_text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct CostView {
     pub slots: u32,
@@ -105,7 +117,7 @@ pub struct CostView {
     pub text: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum AttemptStatus {
     #[serde(rename = "sending")]
@@ -122,7 +134,7 @@ pub enum AttemptStatus {
     TimedOut,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, miniserde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct AttemptView {
     /// Stable across updates: the client request id, else the task id.
@@ -215,80 +227,220 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-impl Quota {
+
+/// JavaScript sees a blocking reason by its name; the details are in the
+/// reason text, the meters and the cost preview.
+impl Serialize for Blocked {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.kind())
+    }
+}
+
+/// The rows of the previous view model, each with the inputs it was made
+/// from. Rows are found by their inputs alone, so a row that moved is
+/// reused too. (Each entry is `Some` between builds; `None` marks a row
+/// taken during one.)
+struct Rows<K, V> {
+    rows: Vec<Option<(K, Rc<V>)>>,
+}
+
+impl<K, V> Default for Rows<K, V> {
+    fn default() -> Self {
+        Rows { rows: Vec::new() }
+    }
+}
+
+impl<K, V> Rows<K, V> {
+    /// The rows for `inputs`, in order: the previous row made from equal
+    /// inputs where there is one, else a new row from `make`.
+    fn build<I>(
+        &mut self,
+        inputs: impl IntoIterator<Item = I>,
+        same: impl Fn(&K, &I) -> bool,
+        own: impl Fn(&I) -> K,
+        mut make: impl FnMut(&I) -> V,
+    ) -> Vec<Rc<V>> {
+        let mut old = std::mem::take(&mut self.rows);
+        let mut out = Vec::with_capacity(old.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            let matches = |slot: &Option<(K, Rc<V>)>| slot.as_ref().is_some_and(|(k, _)| same(k, &input));
+            // The same place first: lists rarely reorder.
+            let found = if old.get(i).is_some_and(matches) { Some(i) } else { old.iter().position(matches) };
+            let (key, row) = match found.and_then(|j| old[j].take()) {
+                Some(kept) => kept,
+                None => (own(&input), Rc::new(make(&input))),
+            };
+            out.push(Rc::clone(&row));
+            self.rows.push(Some((key, row)));
+        }
+        out
+    }
+    /// [`Rows::build`] for a single row.
+    fn one<I>(&mut self, input: I, same: impl Fn(&K, &I) -> bool, own: impl Fn(&I) -> K, make: impl FnOnce(&I) -> V) -> Rc<V> {
+        if let Some(Some((k, row))) = self.rows.first() {
+            if same(k, &input) {
+                return Rc::clone(row);
+            }
+        }
+        let row = Rc::new(make(&input));
+        self.rows = vec![Some((own(&input), Rc::clone(&row)))];
+        row
+    }
+}
+
+/// What an attempt row is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AttemptIn<S> {
+    key: S,
+    status: AttemptStatus,
+    kind: S,
+    count: u32,
+    /// Units held, reserved or charged, by status.
+    amount: u64,
+    reason: Option<S>,
+}
+
+impl AttemptIn<&str> {
+    fn owned(&self) -> AttemptIn<String> {
+        AttemptIn {
+            key: self.key.to_owned(),
+            status: self.status,
+            kind: self.kind.to_owned(),
+            count: self.count,
+            amount: self.amount,
+            reason: self.reason.map(str::to_owned),
+        }
+    }
+}
+
+impl AttemptIn<String> {
+    fn same(&self, o: &AttemptIn<&str>) -> bool {
+        self.key == o.key
+            && self.status == o.status
+            && self.kind == o.kind
+            && self.count == o.count
+            && self.amount == o.amount
+            && self.reason.as_deref() == o.reason
+    }
+}
+
+/// (remaining, reserved, held, available, low)
+type UnitsIn = (u64, u64, u64, u64, bool);
+
+/// Builds view models, one after another, with the formatter `F` (the
+/// page's `Intl` in the browser). Rows and texts whose inputs did not change
+/// since the previous view model are reused as they were, so an update
+/// formats only what moved. It keeps no rule of its own: every figure comes
+/// from [`Quota`], and a fresh `Viewer` builds the same view model.
+pub struct Viewer<F> {
+    fmt: F,
+    reason: Option<(Blocked, String)>,
+    units: Rows<UnitsIn, UnitsView>,
+    meters: Rows<(SlotPool, u32), MeterView>,
+    packages: Rows<(Package, bool, bool), PackageView>,
+    cost: Rows<(u32, u64, Option<u64>), CostView>,
+    attempts: Rows<AttemptIn<String>, AttemptView>,
+}
+
+impl<F: Fmt> Viewer<F> {
+    pub fn new(fmt: F) -> Self {
+        Viewer {
+            fmt,
+            reason: None,
+            units: Rows::default(),
+            meters: Rows::default(),
+            packages: Rows::default(),
+            cost: Rows::default(),
+            attempts: Rows::default(),
+        }
+    }
+
+    pub fn fmt(&self) -> &F {
+        &self.fmt
+    }
+
     /// What the page should show at local time `now`.
-    pub fn view(&self, now: Millis, f: &dyn Fmt) -> ViewModel {
-        let blocked = self.blocked(now);
-        let reason = blocked.as_ref().map(|b| b.message(f)).unwrap_or_default();
-        let state = self.state.as_ref();
+    pub fn view(&mut self, q: &Quota, now: Millis) -> ViewModel {
+        let f = &self.fmt;
+        let blocked = q.blocked(now);
+        let reason = match (&blocked, &self.reason) {
+            (None, _) => String::new(),
+            (Some(b), Some((last, text))) if b == last => text.clone(),
+            (Some(b), _) => {
+                let text = b.message(f);
+                self.reason = Some((b.clone(), text.clone()));
+                text
+            }
+        };
+        let state = q.state.as_ref();
         let units = state.map(|_| {
-            let remaining = self.remaining_units().unwrap_or(0);
-            let reserved = self.reserved_units().unwrap_or(0);
-            let held = self.held_units();
-            let available = self.available_units().unwrap_or(0);
-            let mut detail = vec![];
-            if reserved > 0 {
-                detail.push(format!("{} reserved by running tasks", f.number(reserved)));
-            }
-            if held > 0 {
-                detail.push(format!("{} held by submits in flight", f.number(held)));
-            }
-            detail.push(format!("{} available", f.number(available)));
-            UnitsView {
-                remaining,
-                reserved,
-                held,
+            let available = q.available_units().unwrap_or(0);
+            let input: UnitsIn = (
+                q.remaining_units().unwrap_or(0),
+                q.reserved_units().unwrap_or(0),
+                q.held_units(),
                 available,
-                low: available < self.config.low_units,
-                remaining_text: format!(
-                    "{} {} remaining",
-                    f.number(remaining),
-                    plural(remaining, "unit", "units")
-                ),
-                detail_text: join(&detail, " · "),
-            }
-        });
-        let meters = state
-            .map(|s| {
-                s.pools
-                    .iter()
-                    .map(|p| {
-                        let held = self.held_slots(&p.kind);
-                        let value = (p.in_use.saturating_add(held)).min(p.limit);
-                        let mut text = format!(
-                            "{} of {} in use",
-                            f.number(u64::from(p.in_use)),
-                            f.number(u64::from(p.limit))
-                        );
-                        if held > 0 {
-                            text.push_str(&format!(", {} being submitted", f.number(u64::from(held))));
-                        }
-                        MeterView {
-                            kind: p.kind.clone(),
-                            label: format!("{} generation slots", title(&p.kind)),
-                            in_use: p.in_use,
-                            held,
-                            limit: p.limit,
-                            value,
-                            text,
-                        }
-                    })
-                    .collect()
+                available < q.config.low_units,
+            );
+            self.units.one(input, |k, i| k == i, |i| *i, |&(remaining, reserved, held, available, low)| {
+                let mut detail = vec![];
+                if reserved > 0 {
+                    detail.push(format!("{} reserved by running tasks", f.number(reserved)));
+                }
+                if held > 0 {
+                    detail.push(format!("{} held by submits in flight", f.number(held)));
+                }
+                detail.push(format!("{} available", f.number(available)));
+                UnitsView {
+                    remaining,
+                    reserved,
+                    held,
+                    available,
+                    low,
+                    remaining_text: format!("{} {} remaining", f.number(remaining), plural(remaining, "unit", "units")),
+                    detail_text: join(&detail, " · "),
+                }
             })
-            .unwrap_or_default();
-        let packages = state
-            .map(|s| {
-                let soon = Millis::from(self.config.expiring_soon_days) * DAY_MS;
-                s.packages
-                    .iter()
-                    .map(|p| {
+        });
+        let meters = match state {
+            None => Vec::new(),
+            Some(s) => self.meters.build(
+                s.pools.iter().map(|p| (p, q.held_slots(&p.kind))),
+                |(kp, kh), (p, h)| kp == *p && kh == h,
+                |(p, h)| ((*p).clone(), *h),
+                |&(p, held)| {
+                    let mut text =
+                        format!("{} of {} in use", f.number(u64::from(p.in_use)), f.number(u64::from(p.limit)));
+                    if held > 0 {
+                        text.push_str(&format!(", {} being submitted", f.number(u64::from(held))));
+                    }
+                    MeterView {
+                        kind: p.kind.clone(),
+                        label: format!("{} generation slots", title(&p.kind)),
+                        in_use: p.in_use,
+                        held,
+                        limit: p.limit,
+                        value: p.in_use.saturating_add(held).min(p.limit),
+                        text,
+                    }
+                },
+            ),
+        };
+        let packages = match state {
+            None => Vec::new(),
+            Some(s) => {
+                let soon = Millis::from(q.config.expiring_soon_days) * DAY_MS;
+                self.packages.build(
+                    s.packages.iter().map(|p| {
                         let counts = counts(s, p);
-                        let expiring_soon = counts && p.expires_at_ms - s.server_time_ms <= soon;
+                        (p, counts, counts && p.expires_at_ms - s.server_time_ms <= soon)
+                    }),
+                    |(kp, kc, ke), (p, c, e)| kc == c && ke == e && kp == *p,
+                    |(p, c, e)| ((*p).clone(), *c, *e),
+                    |&(p, counts, expiring_soon)| {
                         let status = match p.status {
                             PackageStatus::Pending => format!("starts {}", f.date(p.effective_at_ms)),
-                            PackageStatus::Active if expiring_soon => {
-                                format!("expires soon, {}", f.date(p.expires_at_ms))
-                            }
+                            PackageStatus::Active if expiring_soon => format!("expires soon, {}", f.date(p.expires_at_ms)),
                             PackageStatus::Active => format!("active · expires {}", f.date(p.expires_at_ms)),
                             PackageStatus::Expired => format!("expired {}", f.date(p.expires_at_ms)),
                             PackageStatus::Exhausted => "used up".to_owned(),
@@ -302,24 +454,22 @@ impl Quota {
                             units_text: format!("{} of {} units", f.number(p.remaining), f.number(p.total)),
                             status_text: status,
                         }
-                    })
-                    .collect()
+                    },
+                )
+            }
+        };
+        let cost = q.demand().map(|(slots, cost)| {
+            let left_after = q.available_units().and_then(|a| a.checked_sub(cost));
+            self.cost.one((slots, cost, left_after), |k, i| k == i, |i| *i, |&(slots, cost, left_after)| {
+                let units = plural(cost, "unit", "units");
+                let text = match left_after {
+                    Some(left) => format!("Uses {} {units}, {} left after", f.number(cost), f.number(left)),
+                    None => format!("Uses {} {units}, more than available", f.number(cost)),
+                };
+                CostView { slots, cost, left_after, text }
             })
-            .unwrap_or_default();
-        let cost = self.demand().map(|(slots, cost)| {
-            let left_after = self.available_units().and_then(|a| a.checked_sub(cost));
-            let text = match left_after {
-                Some(left) => format!(
-                    "Uses {} {}, {} left after",
-                    f.number(cost),
-                    plural(cost, "unit", "units"),
-                    f.number(left)
-                ),
-                None => format!("Uses {} {}, more than available", f.number(cost), plural(cost, "unit", "units")),
-            };
-            CostView { slots, cost, left_after, text }
         });
-        let freshness = match (self.age(now), self.link) {
+        let freshness = match (q.age(now), q.link) {
             (None, Link::Reconnecting { .. }) => "Reconnecting…".to_owned(),
             (None, _) => "Waiting for data…".to_owned(),
             (Some(a), link) => {
@@ -330,7 +480,7 @@ impl Quota {
                     Link::Reconnecting { .. } => "Reconnecting… · last updated",
                     Link::Paused => "Paused · updated",
                 };
-                format!("{lead} {} · revision {}", age(a), self.revision().unwrap_or(0))
+                format!("{lead} {} · revision {}", age(a), q.revision().unwrap_or(0))
             }
         };
         let stale = matches!(
@@ -345,31 +495,27 @@ impl Quota {
             meters,
             packages,
             cost,
-            attempts: self.attempts(f),
+            attempts: self.attempts(q),
             freshness,
             stale,
-            revision: self.revision(),
-            error: self.error.clone(),
+            revision: q.revision(),
+            error: q.error.clone(),
         }
     }
 
-    fn attempts(&self, f: &dyn Fmt) -> Vec<AttemptView> {
+    fn attempts(&mut self, q: &Quota) -> Vec<Rc<AttemptView>> {
         // Newest first: submits in flight, then the server's running tasks,
         // then ended ones (the server's and the locally ended), by time.
-        let mut out: Vec<(i64, AttemptView)> = Vec::new();
-        let mut add = |at: i64, key: &str, status, charged, kind: &str, count: u32, how: String| {
-            let text = format!("{} ×{} · {how}", title(kind), f.number(count.into()));
-            out.push((at, AttemptView { key: key.to_owned(), status, charged, text }));
-        };
-        for h in &self.holds {
-            let how = format!("sending, {} units held", f.number(h.cost));
-            add(i64::MAX, &h.id, AttemptStatus::Sending, 0, &h.kind, h.count, how);
+        let mut all: Vec<(i64, AttemptIn<&str>)> = Vec::new();
+        for h in &q.holds {
+            let a = AttemptIn { key: &*h.id, status: AttemptStatus::Sending, kind: &*h.kind, count: h.count, amount: h.cost, reason: None };
+            all.push((i64::MAX, a));
         }
-        if let Some(s) = &self.state {
+        if let Some(s) = &q.state {
             for t in &s.running {
                 let key = t.client_request_id.as_deref().unwrap_or(&t.id);
-                let how = format!("running, {} units reserved", f.number(t.reserved_units));
-                add(i64::MAX - 1, key, AttemptStatus::Running, 0, &t.kind, t.slots, how);
+                let a = AttemptIn { key, status: AttemptStatus::Running, kind: &*t.kind, count: t.slots, amount: t.reserved_units, reason: None };
+                all.push((i64::MAX - 1, a));
             }
             for t in &s.finished {
                 let key = t.client_request_id.as_deref().unwrap_or(&t.id);
@@ -378,42 +524,55 @@ impl Quota {
                     Outcome::Failed => AttemptStatus::Failed,
                     Outcome::Refused => AttemptStatus::Refused,
                 };
-                let how = ended(status, t.units_charged, t.reason.as_deref(), f);
-                add(t.finished_at_ms, key, status, t.units_charged, &t.kind, t.slots, how);
+                let a = AttemptIn { key, status, kind: &*t.kind, count: t.slots, amount: t.units_charged, reason: t.reason.as_deref() };
+                all.push((t.finished_at_ms, a));
             }
         }
-        for a in &self.local {
-            let status = match a.end {
+        for l in &q.local {
+            let status = match l.end {
                 HoldEnd::Refused => AttemptStatus::Refused,
                 HoldEnd::TimedOut => AttemptStatus::TimedOut,
                 _ => AttemptStatus::Failed,
             };
-            let how = ended(status, 0, a.reason.as_deref(), f);
-            add(a.at, &a.hold.id, status, 0, &a.hold.kind, a.hold.count, how);
+            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: 0, reason: l.reason.as_deref() };
+            all.push((l.at, a));
         }
         // Newest first. An insertion sort: a few dozen entries at most, and
         // std's sorts would add kilobytes to the wasm.
-        for i in 1..out.len() {
+        for i in 1..all.len() {
             let mut j = i;
-            while j > 0 && out[j - 1].0 < out[j].0 {
-                out.swap(j - 1, j);
+            while j > 0 && all[j - 1].0 < all[j].0 {
+                all.swap(j - 1, j);
                 j -= 1;
             }
         }
-        let mut shown: Vec<AttemptView> = Vec::new();
-        for (_, a) in out {
-            if shown.len() < self.config.max_attempts && !shown.iter().any(|s| s.key == a.key) {
+        let mut shown: Vec<AttemptIn<&str>> = Vec::new();
+        for (_, a) in all {
+            if shown.len() < q.config.max_attempts && !shown.iter().any(|s| s.key == a.key) {
                 shown.push(a);
             }
         }
-        shown
+        let f = &self.fmt;
+        self.attempts.build(shown, |k, a| k.same(a), AttemptIn::owned, |a| {
+            let how = match a.status {
+                AttemptStatus::Sending => format!("sending, {} units held", f.number(a.amount)),
+                AttemptStatus::Running => format!("running, {} units reserved", f.number(a.amount)),
+                status => ended(status, a.amount, a.reason, f),
+            };
+            AttemptView {
+                key: a.key.to_owned(),
+                status: a.status,
+                charged: if a.status == AttemptStatus::Succeeded { a.amount } else { 0 },
+                text: format!("{} ×{} · {how}", title(a.kind), f.number(a.count.into())),
+            }
+        })
     }
 }
 
-/// JavaScript sees a blocking reason by its name; the details are in the
-/// reason text, the meters and the cost preview.
-impl miniserde::Serialize for Blocked {
-    fn begin(&self) -> miniserde::ser::Fragment<'_> {
-        miniserde::ser::Fragment::Str(std::borrow::Cow::Borrowed(self.kind()))
+impl Quota {
+    /// What the page should show at local time `now`, built afresh. A
+    /// widget keeps a [`Viewer`] instead, which reuses unchanged rows.
+    pub fn view(&self, now: Millis, f: &dyn Fmt) -> ViewModel {
+        Viewer::new(f).view(self, now)
     }
 }

@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-// serde serves the server and, through tsify, the TypeScript declarations.
-// The widget reads states with `parse::read_state` (no serde visitors in the
-// wasm). Enum variants spell their names out: miniserde, which writes the
-// view model for JavaScript, reads only `#[serde(rename)]`.
+// serde serves the server (serde_json), the widget (serde-wasm-bindgen,
+// through `parse::read_state`) and, through tsify, the TypeScript
+// declarations: one model across every boundary.
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -100,7 +99,7 @@ pub struct Package {
     pub status: PackageStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, miniserde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub enum PackageStatus {
     /// Bought, not yet effective.
