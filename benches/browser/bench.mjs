@@ -26,7 +26,9 @@ const PROFILE = process.argv.find((a) => a.startsWith("--profile"));
 const PROFILED = PROFILE?.split("=")[1] ?? "busy";
 // The package to measure; --profile swaps in the wasm from before wasm-opt,
 // which keeps its function names (scripts/build-pkg leaves it there).
-const PKG = join(ROOT, "pkg");
+// QW_BENCH_PKG=DIR measures another build of the package (to compare two
+// revisions with the same reference and the same run).
+const PKG = resolve(process.env.QW_BENCH_PKG ?? join(ROOT, "pkg"));
 const NAMED_WASM = join(ROOT, "target/pkg-named/quota_widget_bg.wasm");
 const BATCH = 100;
 const BATCHES = QUICK ? 10 : 40;
@@ -214,7 +216,7 @@ async function main() {
 }
 
 function report(version, results, memory, first) {
-  console.log(`quota-widget browser benchmark: Chromium ${version}, ${QUICK ? "quick" : "full"} run`);
+  console.log(`quota-widget browser benchmark: Chromium ${version}, ${QUICK ? "quick" : "full"} run, package ${PKG}`);
   console.log(`time per update (batches of ${BATCH}, ${BATCHES} batches each, interleaved):`);
   console.log("  account  state   widget median (p90)      reference median (p90)   widget/reference  same text");
   for (const r of results) {
