@@ -64,7 +64,8 @@ fn main() {
     let moved: Vec<ServerState> = (0..2000u64)
         .map(|i| {
             let mut s = busy(3000 + i);
-            s.packages[(i % 20) as usize].remaining -= 1 + i % 7;
+            let p = &mut s.packages[(i % 20) as usize];
+            p.remaining = p.remaining.saturating_sub(Units::from_milli(250 * (1 + i % 7)));
             s
         })
         .collect();

@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
-use crate::core::wire::ServerState;
+use crate::core::wire::{ServerState, Units};
 use crate::core::{Config, Hold, HoldEnd, Memo, Quota, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
@@ -79,7 +79,7 @@ pub enum WidgetEvent {
     /// A state could not be used; the last good state is kept.
     Error { message: String },
     /// A submit took a hold: send `requestId` with the request.
-    Hold { request_id: String, slots: u32, cost: u64 },
+    Hold { request_id: String, slots: u32, cost: Units },
     /// A message for the user, also given to the page's live region.
     Announce { message: String },
 }
@@ -445,7 +445,7 @@ impl QuotaWidget {
             stale_after_ms: options.stale_after_ms.map_or(defaults.stale_after_ms, i64::from),
             hold_timeout_ms: options.hold_timeout_ms.map_or(defaults.hold_timeout_ms, i64::from),
             expiring_soon_days: options.expiring_soon_days.unwrap_or(defaults.expiring_soon_days),
-            low_units: options.low_units.map_or(defaults.low_units, u64::from),
+            low_units: options.low_units.map_or(defaults.low_units, |n| Units::whole(u64::from(n))),
             max_attempts: defaults.max_attempts,
         };
         let mut quota = Quota::new(config);
@@ -568,7 +568,9 @@ impl QuotaWidget {
             }
             Err(e) => {
                 flush(rc, vec![]);
-                Err(JsError::new(&e.to_string()))
+                // In the page's locale, like everything else the widget says.
+                let message = e.message(rc.borrow().viewer.fmt());
+                Err(JsError::new(&message))
             }
         }
     }

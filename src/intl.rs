@@ -4,7 +4,7 @@
 use js_sys::{Array, Date, Function, Intl, Object, Reflect};
 use wasm_bindgen::JsValue;
 
-use crate::core::wire::Millis;
+use crate::core::wire::{Millis, Units};
 use crate::core::Fmt;
 
 pub struct IntlFmt {
@@ -28,10 +28,22 @@ impl IntlFmt {
     }
 }
 
+impl IntlFmt {
+    fn format(&self, x: f64) -> Option<String> {
+        self.number.call1(&JsValue::NULL, &JsValue::from_f64(x)).ok().and_then(|v| v.as_string())
+    }
+}
+
 impl Fmt for IntlFmt {
     fn number(&self, n: u64) -> String {
-        // Units stay far below 2^53, where f64 is exact.
-        self.number.call1(&JsValue::NULL, &JsValue::from_f64(n as f64)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| n.to_string())
+        // Counts stay far below 2^53, where f64 is exact.
+        self.format(n as f64).unwrap_or_else(|| n.to_string())
+    }
+
+    fn units(&self, u: Units) -> String {
+        // The nearest double to the decimal; Intl's default of at most three
+        // fraction digits writes that decimal back exactly ("0.25").
+        self.format(u.to_number()).unwrap_or_else(|| u.to_string())
     }
 
     fn date(&self, at: Millis) -> String {

@@ -30,6 +30,26 @@ fn parses_what_the_server_serializes() {
 }
 
 #[test]
+fn fractional_units_are_read_exactly() {
+    let mut v = serde_json::to_value(full_state()).unwrap();
+    v["packages"][0]["total"] = 12.5.into();
+    v["packages"][0]["remaining"] = 0.3.into();
+    v["running"][0]["reserved_units"] = 0.1.into();
+    v["pools"][0]["unit_cost"] = 0.25.into();
+    let s = parse_state(&v.to_string()).unwrap();
+    assert_eq!(s.packages[0].total, Units::from_milli(12_500));
+    assert_eq!(s.packages[0].remaining, Units::from_milli(300));
+    assert_eq!(s.running[0].reserved_units, Units::from_milli(100));
+    assert_eq!(s.pools[0].unit_cost, Units::from_milli(250));
+    // And back: the server's serde writes the same decimals, whole ones as integers.
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(text.contains(r#""total":12.5,"remaining":0.3"#), "{text}");
+    assert!(text.contains(r#""unit_cost":0.25"#), "{text}");
+    assert!(text.contains(r#""limit":4,"in_use":0,"unit_cost":0.25"#), "{text}");
+    assert_eq!(parse_state(&text).unwrap(), s);
+}
+
+#[test]
 fn optional_fields_may_be_absent_or_null() {
     let mut v = serde_json::to_value(full_state()).unwrap();
     v["running"][0].as_object_mut().unwrap().remove("client_request_id");
@@ -59,7 +79,10 @@ fn bad_states_name_the_field_at_fault() {
 
     let mut v = base.clone();
     v["packages"][0]["remaining"] = (-3).into();
-    assert_eq!(message(v), "malformed quota state: packages[0].remaining must be a whole number of 0 or more");
+    assert_eq!(
+        message(v),
+        "malformed quota state: packages[0].remaining must be a number of units of 0 or more, with at most 3 decimals"
+    );
 
     let mut v = base.clone();
     v["pools"][1]["slot_rule"] = "per_image".into();
@@ -70,8 +93,11 @@ fn bad_states_name_the_field_at_fault() {
     assert_eq!(message(v), "malformed quota state: pools[0].limit must be a whole number from 0 to 4294967295");
 
     let mut v = base.clone();
-    v["running"][0]["reserved_units"] = 1.5.into();
-    assert_eq!(message(v), "malformed quota state: running[0].reserved_units must be a whole number of 0 or more");
+    v["running"][0]["reserved_units"] = 1.0005.into();
+    assert_eq!(
+        message(v),
+        "malformed quota state: running[0].reserved_units must be a number of units of 0 or more, with at most 3 decimals"
+    );
 
     let mut v = base;
     v["finished"] = serde_json::json!({});

@@ -56,10 +56,20 @@ struct Model {
 }
 
 impl Model {
-    fn new(limit: u32, units: u64) -> Model {
+    /// `units` and `image_cost` in thousandths: fractional amounts such as
+    /// 0.1, 0.2 and 0.3 go through every rule.
+    fn new(limit: u32, units: u64, image_cost: u64) -> Model {
         let mut s = state(1);
         s.pools[0].limit = limit;
-        s.packages = vec![package("a", units, units, 2), package("b", units, units, 20)];
+        s.pools[0].unit_cost = Units::from_milli(image_cost);
+        let mut a = package("a", 0, 0, 2);
+        let mut b = package("b", 0, 0, 20);
+        for p in [&mut a, &mut b] {
+            p.total = Units::from_milli(units);
+            p.remaining = Units::from_milli(units);
+            p.status = PackageStatus::Active;
+        }
+        s.packages = vec![a, b];
         Model { history: vec![s.clone()], state: s, next_task: 0, in_transit: vec![] }
     }
 
@@ -68,9 +78,9 @@ impl Model {
         self.history.push(self.state.clone());
     }
 
-    fn available(&self) -> u64 {
-        let rem: u64 = self.state.packages.iter().map(|p| p.remaining).sum();
-        rem - self.state.running.iter().map(|t| t.reserved_units).sum::<u64>()
+    fn available(&self) -> Units {
+        let rem: Units = self.state.packages.iter().map(|p| p.remaining).sum();
+        rem.checked_sub(self.state.running.iter().map(|t| t.reserved_units).sum()).expect("the model reserves what it has")
     }
 
     fn finish(&mut self, t: FinishedTask) {
@@ -100,7 +110,7 @@ impl Model {
                 kind: h.kind,
                 slots: h.slots,
                 outcome: Outcome::Refused,
-                units_charged: 0,
+                units_charged: Units::ZERO,
                 reason: Some("parallel task over resource pack limit".into()),
                 client_request_id: Some(h.id),
                 finished_at_ms: T0,
@@ -112,14 +122,14 @@ impl Model {
     fn end(&mut self, n: usize, success: bool) {
         let t = self.state.running.remove(n);
         self.state.pools.iter_mut().find(|p| p.kind == t.kind).unwrap().in_use -= t.slots;
-        let mut charged = 0;
+        let mut charged = Units::ZERO;
         if success {
             // Earliest expiry first (the packages are in that order).
             let mut due = t.reserved_units;
             for p in &mut self.state.packages {
                 let take = due.min(p.remaining);
-                p.remaining -= take;
-                due -= take;
+                p.remaining = p.remaining.saturating_sub(take);
+                due = due.saturating_sub(take);
                 charged += take;
             }
         }
@@ -137,12 +147,12 @@ impl Model {
     }
 }
 
-fn remaining_of(s: &ServerState) -> u64 {
+fn remaining_of(s: &ServerState) -> Units {
     s.packages.iter().filter(|p| p.status == PackageStatus::Active).map(|p| p.remaining).sum()
 }
 
-fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut model = Model::new(limit, units);
+fn run(limit: u32, units: u64, image_cost: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut model = Model::new(limit, units, image_cost);
     let mut q = Quota::new(Config { stale_after_ms: 60_000, ..Config::default() });
     let timeout = q.config().hold_timeout_ms;
     let mut now = T0;
@@ -233,7 +243,7 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Malformed => {
                 let mut bad = model.state.clone();
                 bad.revision += 100;
-                bad.packages[0].remaining = bad.packages[0].total + 1;
+                bad.packages[0].remaining = bad.packages[0].total + Units::from_milli(1);
                 prop_assert!(q.apply_state(bad, now).is_err());
                 must_keep_units = true;
             }
@@ -265,7 +275,7 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             let pool = shown.pools.iter().find(|p| p.kind == kind).unwrap();
             let held: u32 = q.holds().iter().filter(|x| x.kind == kind).map(|x| x.slots).sum();
             prop_assert!(pool.in_use + held + pool.slot_rule.slots_for(count) <= pool.limit);
-            prop_assert!(units.available >= pool.unit_cost * u64::from(count));
+            prop_assert!(units.available >= pool.unit_cost.times(count));
             prop_assert!(!matches!(q.link(), Link::Reconnecting { .. }), "R5: gate open while the link is down");
         }
         // No hold outlives its timeout.
@@ -273,7 +283,7 @@ fn run(limit: u32, units: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
         // Nothing failed or refused is ever shown as charged.
         for a in &v.attempts {
             if !matches!(a.status, AttemptStatus::Succeeded) {
-                prop_assert_eq!(a.charged, 0);
+                prop_assert_eq!(a.charged, Units::ZERO);
             }
         }
     }
@@ -294,7 +304,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn rules_hold_at_every_step(limit in 1..6u32, units in 0..40u64, ops in prop::collection::vec(op(), 1..80)) {
-        run(limit, units, ops)?;
+    fn rules_hold_at_every_step(
+        limit in 1..6u32,
+        units in 0..40_000u64,
+        image_cost in prop::sample::select(vec![100u64, 200, 300, 250, 1_000, 2_000, 2_500]),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(limit, units, image_cost, ops)?;
     }
 }

@@ -35,7 +35,7 @@ fn open_gate_shows_units_meters_and_cost() {
     assert!(v.enabled, "{}", v.reason);
     assert_eq!(v.reason, "");
     let u = v.units.unwrap();
-    assert_eq!((u.remaining, u.reserved, u.held, u.available), (100, 0, 0, 100));
+    assert_eq!((u.remaining, u.reserved, u.held, u.available), (units(100), units(0), units(0), units(100)));
     assert_eq!(u.remaining_text, "100 units remaining");
     assert_eq!(v.cost.unwrap().text, "Uses 6 units, 94 left after");
     assert_eq!(v.meters[0].text, "0 of 4 in use");
@@ -78,16 +78,16 @@ fn r2_units_reserved_by_running_tasks_are_not_available() {
     let mut q = quota();
     let mut s = state(1);
     s.pools[1].in_use = 0;
-    s.packages[0].remaining = 30;
+    s.packages[0].remaining = units(30);
     s.running.push(running("t1", "image", 1, 25, None));
     s.pools[0].in_use = 1;
     q.apply_state(s, T0).unwrap();
     q.set_request("image", 3); // costs 6, 5 available
     let v = q.view(T0, &PlainFmt);
-    assert_eq!(v.blocked, Some(Blocked::Units { available: 5, cost: 6 }));
+    assert_eq!(v.blocked, Some(Blocked::Units { available: units(5), cost: units(6) }));
     assert_eq!(v.reason, "Not enough units: this request uses 6, 5 available.");
     let u = v.units.unwrap();
-    assert_eq!(u.remaining, 30, "reservations do not move the remaining figure");
+    assert_eq!(u.remaining, units(30), "reservations do not move the remaining figure");
     assert_eq!(u.detail_text, "25 reserved by running tasks · 5 available");
     assert_eq!(v.cost.unwrap().text, "Uses 6 units, more than available");
 }
@@ -104,7 +104,7 @@ fn r2_only_active_effective_unexpired_packages_count() {
     s.packages.push(pending);
     s.packages.push(expired);
     q.apply_state(s, T0).unwrap();
-    assert_eq!(q.remaining_units(), Some(100));
+    assert_eq!(q.remaining_units(), Some(units(100)));
 }
 
 #[test]
@@ -113,11 +113,11 @@ fn r3_a_hold_never_moves_remaining_and_a_refusal_releases_it() {
     q.set_request("image", 2);
     let before = q.view(T0, &PlainFmt).units.unwrap();
     let hold = q.begin_submit("r1".into(), T0).unwrap();
-    assert_eq!((hold.slots, hold.cost), (2, 4));
+    assert_eq!((hold.slots, hold.cost), (2, units(4)));
     let during = q.view(T0 + 10, &PlainFmt);
     let u = during.units.clone().unwrap();
     assert_eq!(u.remaining_text, before.remaining_text);
-    assert_eq!((u.held, u.available), (4, 96));
+    assert_eq!((u.held, u.available), (units(4), units(96)));
     assert_eq!(during.meters[0].text, "0 of 4 in use, 2 being submitted");
     assert_eq!(during.attempts[0].text, "Image ×2 · sending, 4 units held");
     assert!(q.end_hold("r1", HoldEnd::Refused, Some("parallel task over resource pack limit".into()), T0 + 20));
@@ -139,8 +139,8 @@ fn r3_a_failed_task_shown_by_the_server_is_not_charged() {
     q.apply_state(s2, T0 + 5).unwrap();
     assert!(q.holds().is_empty(), "the server's state confirmed the hold");
     let v = q.view(T0 + 5, &PlainFmt);
-    assert_eq!(v.units.as_ref().unwrap().remaining, 100);
-    assert_eq!(v.units.as_ref().unwrap().reserved, 2);
+    assert_eq!(v.units.as_ref().unwrap().remaining, units(100));
+    assert_eq!(v.units.as_ref().unwrap().reserved, units(2));
     assert_eq!(v.attempts[0].status, AttemptStatus::Running);
     let mut s3 = state(3);
     s3.finished.push(finished("t1", "image", Outcome::Failed, 0, Some("c1")));
@@ -155,11 +155,11 @@ fn r3_a_failed_task_shown_by_the_server_is_not_charged() {
 fn r3_a_success_deducts_only_what_the_server_deducted() {
     let mut q = live(1);
     let mut s = state(2);
-    s.packages[0].remaining = 92;
+    s.packages[0].remaining = units(92);
     s.finished.push(finished("t1", "image", Outcome::Succeeded, 8, None));
     q.apply_state(s, T0).unwrap();
     let v = q.view(T0, &PlainFmt);
-    assert_eq!(v.units.unwrap().remaining, 92);
+    assert_eq!(v.units.unwrap().remaining, units(92));
     assert_eq!(v.attempts[0].text, "Image ×1 · done, 8 units charged");
 }
 
@@ -167,12 +167,12 @@ fn r3_a_success_deducts_only_what_the_server_deducted() {
 fn r4_older_revisions_are_ignored_and_duplicates_are_no_ops() {
     let mut q = live(5);
     let mut old = state(4);
-    old.packages[0].remaining = 1;
+    old.packages[0].remaining = units(1);
     assert_eq!(q.apply_state(old, T0 + 1).unwrap(), machine::Applied::Older);
-    assert_eq!(q.remaining_units(), Some(100));
+    assert_eq!(q.remaining_units(), Some(units(100)));
     let before = q.view(T0 + 2, &PlainFmt);
     let mut dup = state(5);
-    dup.packages[0].remaining = 3;
+    dup.packages[0].remaining = units(3);
     assert_eq!(q.apply_state(dup, T0 + 2).unwrap(), machine::Applied::Duplicate);
     assert_eq!(q.view(T0 + 2, &PlainFmt), before);
     assert_eq!(q.revision(), Some(5));
@@ -233,7 +233,7 @@ fn holds_time_out_and_say_so() {
     assert!(q.holds().is_empty());
     let v = q.view(deadline, &PlainFmt);
     assert_eq!(v.attempts[0].status, AttemptStatus::TimedOut);
-    assert_eq!(v.units.unwrap().available, 100);
+    assert_eq!(v.units.unwrap().available, units(100));
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn bad_state_is_an_error_and_the_last_good_state_stays() {
     let mut q = live(1);
     let good = q.view(T0, &PlainFmt);
     let mut bad = state(2);
-    bad.packages[0].remaining = 101;
+    bad.packages[0].remaining = units(101);
     let err = q.apply_state(bad, T0).unwrap_err();
     assert_eq!(err.to_string(), "package \"p1\" has 101 units remaining of a total of 100");
     let v = q.view(T0, &PlainFmt);
@@ -285,7 +285,7 @@ fn announces_a_freed_slot_and_low_units() {
     q.apply_state(s, T0).unwrap();
     assert!(q.take_announcements(&PlainFmt).is_empty());
     let mut s2 = state(2);
-    s2.packages[0].remaining = 15;
+    s2.packages[0].remaining = units(15);
     s2.finished.push(finished("v", "video", Outcome::Succeeded, 10, None));
     q.apply_state(s2, T0).unwrap();
     let said = q.take_announcements(&PlainFmt);

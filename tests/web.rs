@@ -332,3 +332,30 @@ fn view_and_events_reach_javascript_in_their_declared_shape() {
     let error = events.iter().find(|e| get(e, "type").as_string().as_deref() == Some("error")).unwrap();
     assert_eq!(get(&error, "message").as_string().unwrap(), "malformed quota state: not valid JSON");
 }
+
+#[wasm_bindgen_test]
+fn fractional_units_read_exactly_in_the_pages_locale() {
+    let w = widget(r#"{"count":3}"#);
+    // 0.1 + 0.2 reserved, 0.5 per image: decimals as the server writes them.
+    let s = state(1, 0, 100, r#"{"id":"t1","kind":"image","slots":1,"reserved_units":0.1,"started_at_ms":1},{"id":"t2","kind":"image","slots":1,"reserved_units":0.2,"started_at_ms":1}"#, "")
+        .replace(r#""total":100,"remaining":100"#, r#""total":12.5,"remaining":10.25"#)
+        .replace(r#""unit_cost":2"#, r#""unit_cost":0.5"#);
+    push(&w, &s);
+    assert_eq!(text(".qw-remaining"), "10.25 units remaining");
+    assert_eq!(text(".qw-units-detail"), "0.3 reserved by running tasks · 9.95 available");
+    assert_eq!(text(".qw-cost"), "Uses 1.5 units, 8.45 left after");
+    assert_eq!(text(".qw-package-units"), "10.25 of 12.5 units");
+
+    page(PAGE);
+    let opts = options(js_sys::JSON::parse(r#"{"locale":"de-DE","count":3}"#).unwrap());
+    let w = QuotaWidget::new(Ts::new_unchecked(opts)).unwrap();
+    push(&w, &s);
+    assert_eq!(text(".qw-remaining"), "10,25 units remaining");
+    assert_eq!(text(".qw-cost"), "Uses 1,5 units, 8,45 left after");
+
+    // More than three decimals is refused, and the last good figures stay.
+    let finer = s.replace(r#""remaining":10.25"#, r#""remaining":10.2501"#).replace(r#""revision":1"#, r#""revision":2"#);
+    assert!(w.push_state(JsValue::from_str(&finer).unchecked_into()).is_err());
+    assert!(text(".qw-error").contains("packages[0].remaining must be a number of units"));
+    assert_eq!(text(".qw-remaining"), "10,25 units remaining");
+}

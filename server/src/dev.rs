@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use quota_widget::core::wire::Outcome;
+use quota_widget::core::wire::{Outcome, Units};
 use serde::{Deserialize, Serialize};
 
 use crate::error::QuotaError;
@@ -34,7 +34,7 @@ const DAY_MS: i64 = 86_400_000;
 pub struct PackageBody {
     #[serde(default = "default_package_name")]
     pub name: String,
-    pub total: u64,
+    pub total: Units,
     #[serde(default = "default_expires_in")]
     pub expires_in_ms: i64,
     #[serde(default)]
@@ -135,7 +135,7 @@ async fn set_limit(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct SucceedBody {
-    units: Option<u64>,
+    units: Option<Units>,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +148,7 @@ struct FailBody {
 struct TaskEnded {
     task_id: String,
     outcome: Outcome,
-    units_charged: u64,
+    units_charged: Units,
     revision: u64,
 }
 

@@ -2,7 +2,7 @@
 //! can be read and tested apart from SQL. The store feeds them the figures it
 //! reads inside its transaction and applies what they decide.
 
-use quota_widget::core::wire::{Millis, PackageStatus};
+use quota_widget::core::wire::{Millis, PackageStatus, Units};
 
 use crate::error::Refusal;
 
@@ -11,7 +11,7 @@ pub const MAX_COUNT: u32 = 16;
 
 /// Package status at `now`, computed at read time so that expiry needs no job.
 pub fn package_status(
-    remaining: u64,
+    remaining: Units,
     effective_at_ms: Millis,
     expires_at_ms: Millis,
     now: Millis,
@@ -20,7 +20,7 @@ pub fn package_status(
         PackageStatus::Pending
     } else if now >= expires_at_ms {
         PackageStatus::Expired
-    } else if remaining == 0 {
+    } else if remaining.is_zero() {
         PackageStatus::Exhausted
     } else {
         PackageStatus::Active
@@ -35,9 +35,9 @@ pub struct Capacity {
     /// Slots held by running tasks of that kind.
     pub in_use: u32,
     /// Sum of remaining units over active packages.
-    pub spendable: u64,
+    pub spendable: Units,
     /// Units reserved by running tasks (all kinds: they share the packages).
-    pub reserved: u64,
+    pub reserved: Units,
 }
 
 impl Capacity {
@@ -45,7 +45,7 @@ impl Capacity {
         self.limit.saturating_sub(self.in_use)
     }
 
-    pub fn available_units(&self) -> u64 {
+    pub fn available_units(&self) -> Units {
         self.spendable.saturating_sub(self.reserved)
     }
 }
@@ -53,7 +53,7 @@ impl Capacity {
 /// R1 then R2: slots first, because a request over concurrency is refused
 /// with 1303 even if the units would also be short (the client backs off and
 /// retries; units do not come back by waiting).
-pub fn admit(cap: Capacity, slots: u32, cost: u64) -> Result<(), Refusal> {
+pub fn admit(cap: Capacity, slots: u32, cost: Units) -> Result<(), Refusal> {
     if cap.free_slots() < slots {
         return Err(Refusal::OverConcurrency);
     }
@@ -66,17 +66,17 @@ pub fn admit(cap: Capacity, slots: u32, cost: u64) -> Result<(), Refusal> {
 /// R6: which packages pay `amount`. `active` must hold the spendable packages
 /// as `(id, remaining)` in spending order (earliest expiry first). If the
 /// units are short, what exists is taken and the shortfall is not charged.
-pub fn plan_deduction(active: &[(i64, u64)], amount: u64) -> Vec<(i64, u64)> {
+pub fn plan_deduction(active: &[(i64, Units)], amount: Units) -> Vec<(i64, Units)> {
     let mut left = amount;
     let mut plan = Vec::new();
     for &(id, remaining) in active {
-        if left == 0 {
+        if left.is_zero() {
             break;
         }
         let take = remaining.min(left);
-        if take > 0 {
+        if !take.is_zero() {
             plan.push((id, take));
-            left -= take;
+            left = left.saturating_sub(take);
         }
     }
     plan
@@ -86,14 +86,19 @@ pub fn plan_deduction(active: &[(i64, u64)], amount: u64) -> Vec<(i64, u64)> {
 mod tests {
     use super::*;
 
+    fn u(n: u64) -> Units {
+        Units::whole(n)
+    }
+
     #[test]
     fn status_boundaries() {
-        assert_eq!(package_status(5, 100, 200, 99), PackageStatus::Pending);
-        assert_eq!(package_status(5, 100, 200, 100), PackageStatus::Active);
-        assert_eq!(package_status(5, 100, 200, 200), PackageStatus::Expired);
-        assert_eq!(package_status(0, 100, 200, 150), PackageStatus::Exhausted);
+        assert_eq!(package_status(u(5), 100, 200, 99), PackageStatus::Pending);
+        assert_eq!(package_status(u(5), 100, 200, 100), PackageStatus::Active);
+        assert_eq!(package_status(u(5), 100, 200, 200), PackageStatus::Expired);
+        assert_eq!(package_status(Units::ZERO, 100, 200, 150), PackageStatus::Exhausted);
+        assert_eq!(package_status(Units::from_milli(1), 100, 200, 150), PackageStatus::Active);
         // Expired wins over exhausted: the package is gone either way.
-        assert_eq!(package_status(0, 100, 200, 250), PackageStatus::Expired);
+        assert_eq!(package_status(Units::ZERO, 100, 200, 250), PackageStatus::Expired);
     }
 
     #[test]
@@ -101,13 +106,14 @@ mod tests {
         let cap = Capacity {
             limit: 4,
             in_use: 3,
-            spendable: 100,
-            reserved: 90,
+            spendable: u(100),
+            reserved: u(90),
         };
-        assert_eq!(admit(cap, 1, 10), Ok(()));
-        assert_eq!(admit(cap, 2, 10), Err(Refusal::OverConcurrency));
-        assert_eq!(admit(cap, 1, 11), Err(Refusal::UnitsExhausted));
-        assert_eq!(admit(cap, 2, 11), Err(Refusal::OverConcurrency));
+        assert_eq!(admit(cap, 1, u(10)), Ok(()));
+        assert_eq!(admit(cap, 2, u(10)), Err(Refusal::OverConcurrency));
+        assert_eq!(admit(cap, 1, u(11)), Err(Refusal::UnitsExhausted));
+        assert_eq!(admit(cap, 1, Units::from_milli(10_001)), Err(Refusal::UnitsExhausted));
+        assert_eq!(admit(cap, 2, u(11)), Err(Refusal::OverConcurrency));
     }
 
     #[test]
@@ -115,21 +121,26 @@ mod tests {
         let cap = Capacity {
             limit: 1,
             in_use: 3,
-            spendable: 100,
-            reserved: 0,
+            spendable: u(100),
+            reserved: Units::ZERO,
         };
         assert_eq!(cap.free_slots(), 0);
-        assert_eq!(admit(cap, 1, 1), Err(Refusal::OverConcurrency));
+        assert_eq!(admit(cap, 1, u(1)), Err(Refusal::OverConcurrency));
     }
 
     #[test]
     fn deduction_earliest_first_and_short() {
         assert_eq!(
-            plan_deduction(&[(1, 5), (2, 100)], 12),
-            vec![(1, 5), (2, 7)]
+            plan_deduction(&[(1, u(5)), (2, u(100))], u(12)),
+            vec![(1, u(5)), (2, u(7))]
         );
-        assert_eq!(plan_deduction(&[(1, 5), (2, 100)], 5), vec![(1, 5)]);
-        assert_eq!(plan_deduction(&[(1, 0), (2, 3)], 10), vec![(2, 3)]);
-        assert_eq!(plan_deduction(&[(1, 5)], 0), vec![]);
+        assert_eq!(plan_deduction(&[(1, u(5)), (2, u(100))], u(5)), vec![(1, u(5))]);
+        assert_eq!(plan_deduction(&[(1, Units::ZERO), (2, u(3))], u(10)), vec![(2, u(3))]);
+        assert_eq!(plan_deduction(&[(1, u(5))], Units::ZERO), vec![]);
+        let tenth = Units::from_milli(100);
+        assert_eq!(
+            plan_deduction(&[(1, Units::from_milli(200)), (2, u(1))], Units::from_milli(300)),
+            vec![(1, Units::from_milli(200)), (2, tenth)]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use quota_widget::core::wire::{
     FinishedTask, Millis, Outcome, Package, PackageStatus, RunningTask, ServerState, SlotPool,
-    SlotRule, SubmitAccepted, SubmitRequest,
+    SlotRule, SubmitAccepted, SubmitRequest, Units,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -32,9 +32,9 @@ pub const FINISHED_WINDOW: u32 = 20;
 const MAX_REQUEST_ID_LEN: usize = 200;
 
 /// The kinds of work every account has, with their fixed cost and slot rule.
-pub const KINDS: [(&str, u64, SlotRule); 2] = [
-    ("image", 4, SlotRule::PerItem),
-    ("video", 20, SlotRule::PerTask),
+pub const KINDS: [(&str, Units, SlotRule); 2] = [
+    ("image", Units::whole(4), SlotRule::PerItem),
+    ("video", Units::whole(20), SlotRule::PerTask),
 ];
 
 /// Schema migrations; `PRAGMA user_version` holds how many have been applied.
@@ -93,13 +93,21 @@ CREATE TABLE charges (
 r#"
 ALTER TABLE accounts ADD COLUMN revised_at_ms INTEGER NOT NULL DEFAULT 0;
 UPDATE accounts SET revised_at_ms = created_at_ms;
+"#,
+// Amounts of units become integer thousandths (wire::Units), so that
+// fractional amounts (0.25 units) are exact. Every stored amount was whole.
+r#"
+UPDATE pools    SET unit_cost = unit_cost * 1000;
+UPDATE packages SET total = total * 1000, remaining = remaining * 1000;
+UPDATE tasks    SET cost = cost * 1000, units_charged = units_charged * 1000;
+UPDATE charges  SET units = units * 1000;
 "#];
 
 /// A package to create, relative to now.
 #[derive(Clone, Debug)]
 pub struct PackageSpec {
     pub name: String,
-    pub total: u64,
+    pub total: Units,
     /// May be negative (already effective) ...
     pub effective_in_ms: i64,
     /// ... and negative here makes an already expired package (tests).
@@ -125,19 +133,19 @@ impl AccountSpec {
             packages: vec![
                 PackageSpec {
                     name: "Starter pack".into(),
-                    total: 200,
+                    total: Units::whole(200),
                     effective_in_ms: 0,
                     expires_in_ms: 3 * DAY_MS,
                 },
                 PackageSpec {
                     name: "Pro pack".into(),
-                    total: 2000,
+                    total: Units::whole(2000),
                     effective_in_ms: 0,
                     expires_in_ms: 60 * DAY_MS,
                 },
                 PackageSpec {
                     name: "Next month".into(),
-                    total: 500,
+                    total: Units::whole(500),
                     effective_in_ms: 10 * DAY_MS,
                     expires_in_ms: 40 * DAY_MS,
                 },
@@ -166,7 +174,7 @@ pub enum SubmitOutcome {
 pub enum TaskEnd {
     /// Deduct `units` (default: the reserved cost).
     Succeed {
-        units: Option<u64>,
+        units: Option<Units>,
     },
     Fail {
         reason: String,
@@ -177,7 +185,7 @@ pub enum TaskEnd {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ended {
     pub outcome: Outcome,
-    pub units_charged: u64,
+    pub units_charged: Units,
     pub revision: u64,
 }
 
@@ -203,6 +211,15 @@ fn package_wire_id(id: i64) -> String {
 /// (CHECK constraints), so clamping only guards against a hand-edited file.
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// An amount of units as stored: integer thousandths.
+fn units_of(db: i64) -> Units {
+    Units::from_milli(to_u64(db))
+}
+
+fn units_db(u: Units) -> Result<i64, QuotaError> {
+    to_i64(u.milli(), "units")
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64, QuotaError> {
@@ -352,7 +369,7 @@ impl Store {
             };
             tx.execute(
                 "INSERT INTO pools (account_id, kind, slot_limit, unit_cost, slot_rule) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![account, kind, limit, to_i64(unit_cost, "unit_cost")?, slot_rule_str(rule)],
+                params![account, kind, limit, units_db(unit_cost)?, slot_rule_str(rule)],
             )?;
         }
         for p in &spec.packages {
@@ -430,14 +447,14 @@ impl Store {
                     task_id: task_wire_id(id),
                     client_request_id: req.client_request_id.clone(),
                     slots: u32::try_from(slots).unwrap_or(0),
-                    reserved_units: to_u64(cost),
+                    reserved_units: units_of(cost),
                     revision: to_u64(rev),
                 };
                 return Ok((SubmitOutcome::Accepted { accepted, repeat: true }, false));
             }
 
             let slots = slot_rule_parse(&rule).slots_for(req.count);
-            let cost = to_u64(unit_cost).saturating_mul(u64::from(req.count));
+            let cost = units_of(unit_cost).times(req.count);
             let in_use: i64 = tx.query_row(
                 "SELECT COALESCE(SUM(slots), 0) FROM tasks WHERE account_id = ?1 AND kind = ?2 AND status = 'running'",
                 params![account, req.kind],
@@ -457,11 +474,11 @@ impl Store {
             let cap = Capacity {
                 limit: u32::try_from(limit).unwrap_or(0),
                 in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
-                spendable: to_u64(spendable),
-                reserved: to_u64(reserved),
+                spendable: units_of(spendable),
+                reserved: units_of(reserved),
             };
 
-            let cost_db = to_i64(cost, "cost")?;
+            let cost_db = units_db(cost)?;
             match rules::admit(cap, slots, cost) {
                 Ok(()) => {
                     let revision = bump_revision(tx, account)?;
@@ -533,11 +550,11 @@ impl Store {
             }
             let ended = match end {
                 TaskEnd::Succeed { units } => {
-                    let amount = units.unwrap_or_else(|| to_u64(cost));
+                    let amount = units.unwrap_or_else(|| units_of(cost));
                     let charged = deduct(tx, account, task_id, amount, now)?;
                     tx.execute(
                         "UPDATE tasks SET status = 'succeeded', units_charged = ?1, finished_at_ms = ?2 WHERE id = ?3",
-                        params![to_i64(charged, "units")?, now, task_id],
+                        params![units_db(charged)?, now, task_id],
                     )?;
                     (Outcome::Succeeded, charged)
                 }
@@ -547,7 +564,7 @@ impl Store {
                          WHERE id = ?3",
                         params![reason, now, task_id],
                     )?;
-                    (Outcome::Failed, 0)
+                    (Outcome::Failed, Units::ZERO)
                 }
             };
             let revision = bump_revision(tx, account)?;
@@ -680,7 +697,7 @@ fn insert_package(
             "package name is longer than 200 characters".into(),
         ));
     }
-    let total = to_i64(p.total, "total")?;
+    let total = units_db(p.total)?;
     let effective = now.saturating_add(p.effective_in_ms);
     let expires = now.saturating_add(p.expires_in_ms);
     tx.execute(
@@ -697,23 +714,23 @@ fn deduct(
     tx: &Transaction<'_>,
     account: AccountId,
     task_id: i64,
-    amount: u64,
+    amount: Units,
     now: Millis,
-) -> Result<u64, QuotaError> {
-    let active: Vec<(i64, u64)> = {
+) -> Result<Units, QuotaError> {
+    let active: Vec<(i64, Units)> = {
         let mut stmt = tx.prepare(
             "SELECT id, remaining FROM packages
              WHERE account_id = ?1 AND effective_at_ms <= ?2 AND expires_at_ms > ?2 AND remaining > 0
              ORDER BY expires_at_ms, id",
         )?;
         let rows = stmt.query_map(params![account, now], |r| {
-            Ok((r.get::<_, i64>(0)?, to_u64(r.get(1)?)))
+            Ok((r.get::<_, i64>(0)?, units_of(r.get(1)?)))
         })?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut charged = 0u64;
+    let mut charged = Units::ZERO;
     for (package, units) in rules::plan_deduction(&active, amount) {
-        let units_db = to_i64(units, "units")?;
+        let units_db = units_db(units)?;
         tx.execute(
             "UPDATE packages SET remaining = remaining - ?1 WHERE id = ?2",
             params![units_db, package],
@@ -764,7 +781,7 @@ fn read_state(
             Ok(SlotPool {
                 kind: r.get(0)?,
                 limit: r.get(1)?,
-                unit_cost: to_u64(r.get(2)?),
+                unit_cost: units_of(r.get(2)?),
                 slot_rule: slot_rule_parse(&r.get::<_, String>(3)?),
                 in_use: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
             })
@@ -777,13 +794,13 @@ fn read_state(
     )?;
     let packages = stmt
         .query_map([account], |r| {
-            let remaining = to_u64(r.get(3)?);
+            let remaining = units_of(r.get(3)?);
             let effective_at_ms: i64 = r.get(4)?;
             let expires_at_ms: i64 = r.get(5)?;
             Ok(Package {
                 id: package_wire_id(r.get(0)?),
                 name: r.get(1)?,
-                total: to_u64(r.get(2)?),
+                total: units_of(r.get(2)?),
                 remaining,
                 effective_at_ms,
                 expires_at_ms,
@@ -802,7 +819,7 @@ fn read_state(
                 id: task_wire_id(r.get(0)?),
                 kind: r.get(1)?,
                 slots: r.get(2)?,
-                reserved_units: to_u64(r.get(3)?),
+                reserved_units: units_of(r.get(3)?),
                 client_request_id: r.get(4)?,
                 started_at_ms: r.get(5)?,
             })
@@ -820,7 +837,7 @@ fn read_state(
                 kind: r.get(1)?,
                 slots: r.get(2)?,
                 outcome: outcome_parse(&r.get::<_, String>(3)?),
-                units_charged: to_u64(r.get(4)?),
+                units_charged: units_of(r.get(4)?),
                 reason: r.get(5)?,
                 client_request_id: r.get(6)?,
                 finished_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
@@ -839,7 +856,7 @@ fn read_state(
 }
 
 /// Units a state shows as spendable right now: a helper for tests and docs.
-pub fn spendable_units(state: &ServerState) -> u64 {
+pub fn spendable_units(state: &ServerState) -> Units {
     state
         .packages
         .iter()
@@ -875,6 +892,40 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("pragma");
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn whole_units_of_an_older_database_become_thousandths() {
+        let dir = std::env::temp_dir().join(format!("qw-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("v2.sqlite3");
+        let _ = std::fs::remove_file(&path);
+        {
+            // A database as the schema of version 2 left it: whole units.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1");
+            conn.execute_batch(MIGRATIONS[1]).expect("v2");
+            conn.execute_batch(
+                "INSERT INTO accounts (id, token, revision, created_at_ms) VALUES (1, 't', 3, 0);
+                 INSERT INTO pools VALUES (1, 'image', 4, 4, 'per_item');
+                 INSERT INTO packages (id, account_id, name, total, remaining, effective_at_ms, expires_at_ms)
+                 VALUES (1, 1, 'p', 100, 92, 0, 9000000000000);
+                 INSERT INTO tasks (id, account_id, kind, count, slots, cost, status, units_charged, started_at_ms, finished_at_ms)
+                 VALUES (1, 1, 'image', 2, 2, 8, 'succeeded', 8, 1, 2);
+                 INSERT INTO charges VALUES (1, 1, 8);
+                 PRAGMA user_version = 2;",
+            )
+            .expect("v2 data");
+        }
+        let store = Store::open(path.to_str().expect("utf-8"), Hub::default()).expect("migrate");
+        let s = store.state(1, 1_000).expect("state");
+        assert_eq!(s.pools[0].unit_cost, Units::whole(4));
+        assert_eq!((s.packages[0].total, s.packages[0].remaining), (Units::whole(100), Units::whole(92)));
+        assert_eq!(s.finished[0].units_charged, Units::whole(8));
+        let charged: i64 = store.lock().expect("lock").query_row("SELECT units FROM charges", [], |r| r.get(0)).expect("charge");
+        assert_eq!(charged, 8_000);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -934,7 +985,7 @@ mod tests {
             video_limit: 1,
             packages: vec![PackageSpec {
                 name: "p".into(),
-                total: 10,
+                total: Units::whole(10),
                 effective_in_ms: 0,
                 expires_in_ms: DAY_MS,
             }],
@@ -948,11 +999,11 @@ mod tests {
         };
         let id = parse_task_id(&accepted.task_id).expect("id");
         let ended = store
-            .finish(a, id, &TaskEnd::Succeed { units: Some(50) }, 3_000)
+            .finish(a, id, &TaskEnd::Succeed { units: Some(Units::whole(50)) }, 3_000)
             .expect("finish");
-        assert_eq!(ended.units_charged, 10);
+        assert_eq!(ended.units_charged, Units::whole(10));
         let s = store.state(a, 3_000).expect("state");
-        assert_eq!(s.packages[0].remaining, 0);
+        assert_eq!(s.packages[0].remaining, Units::ZERO);
         assert_eq!(s.packages[0].status, PackageStatus::Exhausted);
     }
 

@@ -10,7 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use quota_server::{build, App, Config};
 use quota_widget::core::wire::{
-    codes, ApiError, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest,
+    codes, ApiError, Units, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -147,7 +147,12 @@ fn one_pack(total: u64) -> Value {
     json!([{ "name": "pack", "total": total, "expires_in_ms": 30 * DAY }])
 }
 
-fn remaining(s: &ServerState) -> Vec<(String, u64)> {
+/// `n` whole units.
+fn u(n: u64) -> Units {
+    Units::whole(n)
+}
+
+fn remaining(s: &ServerState) -> Vec<(String, Units)> {
     s.packages
         .iter()
         .map(|p| (p.name.clone(), p.remaining))
@@ -168,7 +173,7 @@ async fn accepts_within_limits() {
             acc.reserved_units,
             acc.client_request_id.as_str()
         ),
-        (3, 12, "req-1")
+        (3, u(12), "req-1")
     );
     assert!(acc.revision > s0.revision);
 
@@ -182,16 +187,16 @@ async fn accepts_within_limits() {
     assert_eq!((image.limit, image.in_use), (4, 3));
     assert_eq!(s.running.len(), 1);
     assert_eq!(s.running[0].id, acc.task_id);
-    assert_eq!(s.running[0].reserved_units, 12);
+    assert_eq!(s.running[0].reserved_units, u(12));
     assert_eq!(s.running[0].client_request_id.as_deref(), Some("req-1"));
     // R3: a hold never deducts.
-    assert_eq!(s.packages[0].remaining, 100);
+    assert_eq!(s.packages[0].remaining, u(100));
 
     // Video holds one slot whatever its count.
     let res = submit(r, "a", "video", 2, "req-2").await;
     assert_eq!(res.status, StatusCode::CREATED);
     let acc: SubmitAccepted = res.json();
-    assert_eq!((acc.slots, acc.reserved_units), (1, 40));
+    assert_eq!((acc.slots, acc.reserved_units), (1, u(40)));
 }
 
 #[tokio::test]
@@ -221,7 +226,7 @@ async fn over_concurrency_is_1303_and_recorded_as_refused() {
     assert_eq!(s.finished.len(), 1);
     let f = &s.finished[0];
     assert_eq!(f.outcome, Outcome::Refused);
-    assert_eq!(f.units_charged, 0);
+    assert_eq!(f.units_charged, Units::ZERO);
     assert_eq!(f.slots, 2);
     assert_eq!(f.client_request_id.as_deref(), Some("two"));
     assert_eq!(
@@ -252,7 +257,7 @@ async fn short_units_is_1102() {
         s.finished[0].reason.as_deref(),
         Some("resource pack exhausted")
     );
-    assert_eq!(s.packages[0].remaining, 10);
+    assert_eq!(s.packages[0].remaining, u(10));
 }
 
 #[tokio::test]
@@ -277,7 +282,7 @@ async fn success_deducts_exact_cost_earliest_expiry_first() {
     );
 
     let acc: SubmitAccepted = submit(r, "a", "image", 4, "x").await.json();
-    assert_eq!(acc.reserved_units, 16);
+    assert_eq!(acc.reserved_units, u(16));
     let res = end(r, "a", &acc.task_id, "succeed", None).await;
     assert_eq!(res.status, StatusCode::OK);
     let body: Value = res.json();
@@ -287,12 +292,12 @@ async fn success_deducts_exact_cost_earliest_expiry_first() {
     let s = state(r, "a").await;
     assert_eq!(
         remaining(&s),
-        vec![("early".into(), 0), ("late".into(), 94)]
+        vec![("early".into(), Units::ZERO), ("late".into(), u(94))]
     );
     assert_eq!(s.packages[0].status, PackageStatus::Exhausted);
     assert!(s.running.is_empty());
     assert_eq!(s.finished[0].outcome, Outcome::Succeeded);
-    assert_eq!(s.finished[0].units_charged, 16);
+    assert_eq!(s.finished[0].units_charged, u(16));
     assert_eq!(
         s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
         Some(0)
@@ -306,7 +311,7 @@ async fn success_deducts_exact_cost_earliest_expiry_first() {
     assert_eq!(body["units_charged"], 3);
     assert_eq!(
         remaining(&state(r, "a").await),
-        vec![("early".into(), 0), ("late".into(), 91)]
+        vec![("early".into(), Units::ZERO), ("late".into(), u(91))]
     );
 
     // Ending it twice is a conflict and changes nothing.
@@ -351,7 +356,7 @@ async fn failure_charges_nothing_at_any_instant() {
     assert_eq!(remaining(&s), before);
     assert!(s.running.is_empty());
     let f = &s.finished[0];
-    assert_eq!((f.outcome, f.units_charged), (Outcome::Failed, 0));
+    assert_eq!((f.outcome, f.units_charged), (Outcome::Failed, Units::ZERO));
     assert_eq!(f.reason.as_deref(), Some("content moderation"));
     assert_eq!(
         s.pools.iter().find(|p| p.kind == "image").map(|p| p.in_use),
@@ -693,7 +698,7 @@ async fn accounts_are_isolated() {
     }
     let b = state(r, "b").await;
     assert_eq!(b.running.len(), 1);
-    assert_eq!(b.packages[0].remaining, 100);
+    assert_eq!(b.packages[0].remaining, u(100));
 
     // The same request id in two accounts is two requests.
     assert_eq!(
@@ -858,9 +863,9 @@ async fn dev_account_defaults_and_conflict() {
         ]
     );
     let image = s.pools.iter().find(|p| p.kind == "image").expect("image");
-    assert_eq!((image.limit, image.unit_cost), (4, 4));
+    assert_eq!((image.limit, image.unit_cost), (4, u(4)));
     let video = s.pools.iter().find(|p| p.kind == "video").expect("video");
-    assert_eq!((video.limit, video.unit_cost), (1, 20));
+    assert_eq!((video.limit, video.unit_cost), (1, u(20)));
 
     let again = call(
         r,
@@ -918,7 +923,7 @@ async fn fifty_concurrent_submits_never_overshoot() {
     assert!(s
         .finished
         .iter()
-        .all(|f| f.outcome == Outcome::Refused && f.units_charged == 0));
+        .all(|f| f.outcome == Outcome::Refused && f.units_charged.is_zero()));
 }
 
 #[tokio::test]
@@ -962,9 +967,9 @@ async fn expired_and_pending_packages_do_not_count() {
     assert_eq!(
         remaining(&s),
         vec![
-            ("expired".into(), 1000),
-            ("active".into(), 2),
-            ("pending".into(), 1000)
+            ("expired".into(), u(1000)),
+            ("active".into(), u(2)),
+            ("pending".into(), u(1000))
         ]
     );
 }
@@ -1019,4 +1024,33 @@ async fn security_headers_everywhere_and_static_files() {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn fractional_units_are_charged_exactly_and_written_as_decimals() {
+    let app = app();
+    let r = &app.router;
+    account(r, "a", 4, json!([{ "name": "pack", "total": 10.5, "expires_in_ms": 30 * DAY }])).await;
+    // Three final charges of a tenth, two tenths and three tenths: 0.6 in all, exactly.
+    for (id, units) in [("x", 0.1), ("y", 0.2), ("z", 0.3)] {
+        let acc: SubmitAccepted = submit(r, "a", "image", 1, id).await.json();
+        let body: Value = end(r, "a", &acc.task_id, "succeed", Some(json!({ "units": units }))).await.json();
+        assert_eq!(body["units_charged"], json!(units));
+    }
+    let s = state(r, "a").await;
+    assert_eq!(s.packages[0].total, Units::from_milli(10_500));
+    assert_eq!(s.packages[0].remaining, Units::from_milli(9_900));
+    let raw = call(r, Method::GET, "/api/state", Some("a"), None).await;
+    let text = String::from_utf8_lossy(&raw.body).into_owned();
+    assert!(text.contains(r#""total":10.5,"remaining":9.9,"#), "{text}");
+    // Whole amounts stay integers on the wire, as an integer-unit server writes them.
+    assert!(text.contains(r#""unit_cost":4,"#), "{text}");
+    // Finer than a thousandth is refused with a clear error, and changes nothing.
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "w").await.json();
+    let bad = end(r, "a", &acc.task_id, "succeed", Some(json!({ "units": 0.0001 }))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let err: ApiError = bad.json();
+    assert_eq!(err.code, codes::BAD_REQUEST);
+    assert!(err.message.contains("at most 3 decimals"), "{}", err.message);
+    assert_eq!(state(r, "a").await.packages[0].remaining, Units::from_milli(9_900));
 }

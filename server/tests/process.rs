@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_server::{build, Config};
-use quota_widget::core::wire::{Outcome, ServerState};
+use quota_widget::core::wire::{Outcome, ServerState, Units};
 use tower::ServiceExt;
 
 /// One HTTP/1.1 request over a plain socket; returns the raw response head.
@@ -142,11 +142,11 @@ async fn worker_ends_tasks_and_never_charges_failures() {
         .count() as u64;
     for f in &state.finished {
         match f.outcome {
-            Outcome::Succeeded => assert_eq!(f.units_charged, 4),
-            Outcome::Failed => assert!(f.units_charged == 0 && f.reason.is_some()),
+            Outcome::Succeeded => assert_eq!(f.units_charged, Units::whole(4)),
+            Outcome::Failed => assert!(f.units_charged.is_zero() && f.reason.is_some()),
             Outcome::Refused => panic!("nothing was refused"),
         }
     }
-    assert_eq!(state.packages[0].remaining, 1000 - 4 * succeeded);
+    assert_eq!(state.packages[0].remaining, Units::whole(1000 - 4 * succeeded));
     app.shutdown();
 }

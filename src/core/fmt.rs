@@ -3,11 +3,13 @@
 
 use std::cell::RefCell;
 
-use super::wire::Millis;
+use super::wire::{Millis, Units};
 
 pub trait Fmt {
-    /// A count of units or slots, grouped for the locale ("12,500").
+    /// A count of slots or items, grouped for the locale ("12,500").
     fn number(&self, n: u64) -> String;
+    /// An amount of units, with its decimals ("12,500", "0.25").
+    fn units(&self, u: Units) -> String;
     /// A calendar date ("Dec 3, 2026").
     fn date(&self, at: Millis) -> String;
 }
@@ -15,6 +17,10 @@ pub trait Fmt {
 impl<T: Fmt + ?Sized> Fmt for &T {
     fn number(&self, n: u64) -> String {
         (**self).number(n)
+    }
+
+    fn units(&self, u: Units) -> String {
+        (**self).units(u)
     }
 
     fn date(&self, at: Millis) -> String {
@@ -31,6 +37,7 @@ impl<T: Fmt + ?Sized> Fmt for &T {
 pub struct Memo<F> {
     inner: F,
     numbers: RefCell<Recent<u64>>,
+    units: RefCell<Recent<Units>>,
     dates: RefCell<Recent<Millis>>,
 }
 
@@ -66,13 +73,22 @@ impl<K: Copy + PartialEq> Recent<K> {
 
 impl<F> Memo<F> {
     pub fn new(inner: F) -> Self {
-        Memo { inner, numbers: RefCell::new(Recent::default()), dates: RefCell::new(Recent::default()) }
+        Memo {
+            inner,
+            numbers: RefCell::new(Recent::default()),
+            units: RefCell::new(Recent::default()),
+            dates: RefCell::new(Recent::default()),
+        }
     }
 }
 
 impl<F: Fmt> Fmt for Memo<F> {
     fn number(&self, n: u64) -> String {
         self.numbers.borrow_mut().get_or(n, || self.inner.number(n))
+    }
+
+    fn units(&self, u: Units) -> String {
+        self.units.borrow_mut().get_or(u, || self.inner.units(u))
     }
 
     fn date(&self, at: Millis) -> String {
@@ -84,6 +100,16 @@ impl<F: Fmt> Fmt for Memo<F> {
 pub struct PlainFmt;
 
 impl Fmt for PlainFmt {
+    fn units(&self, u: Units) -> String {
+        let mut s = self.number(u.split().0);
+        let decimals = u.decimals();
+        if !decimals.is_empty() {
+            s.push('.');
+            s.push_str(&decimals);
+        }
+        s
+    }
+
     fn number(&self, n: u64) -> String {
         let digits = n.to_string();
         let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -152,6 +178,14 @@ mod tests {
     }
 
     #[test]
+    fn units_keep_their_decimals() {
+        assert_eq!(PlainFmt.units(Units::whole(12_500)), "12,500");
+        assert_eq!(PlainFmt.units(Units::from_milli(250)), "0.25");
+        assert_eq!(PlainFmt.units(Units::from_milli(1_234_500)), "1,234.5");
+        assert_eq!(PlainFmt.units(Units::from_milli(7)), "0.007");
+    }
+
+    #[test]
     fn dates_are_utc_calendar_days() {
         assert_eq!(PlainFmt.date(0), "1970-01-01");
         assert_eq!(PlainFmt.date(1_795_478_400_000), "2026-11-24");
@@ -172,6 +206,10 @@ mod tests {
         fn number(&self, n: u64) -> String {
             self.0.set(self.0.get() + 1);
             PlainFmt.number(n)
+        }
+        fn units(&self, u: Units) -> String {
+            self.0.set(self.0.get() + 1);
+            PlainFmt.units(u)
         }
         fn date(&self, at: Millis) -> String {
             self.0.set(self.0.get() + 1);

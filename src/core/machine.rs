@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
 use super::validate::{validate, StateError};
-use super::wire::{Millis, Outcome, PackageStatus, ServerState, SlotPool};
+use super::wire::{Millis, Outcome, PackageStatus, ServerState, SlotPool, Units};
 
 /// Tunables, all with defaults a dashboard can keep.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct Config {
     /// Active packages expiring within this many days are highlighted.
     pub expiring_soon_days: u32,
     /// Available units under this are announced as low.
-    pub low_units: u64,
+    pub low_units: Units,
     /// How many recent attempts the list keeps.
     pub max_attempts: usize,
 }
@@ -29,7 +29,7 @@ impl Default for Config {
             stale_after_ms: 30_000,
             hold_timeout_ms: 20_000,
             expiring_soon_days: 7,
-            low_units: 20,
+            low_units: Units::whole(20),
             max_attempts: 8,
         }
     }
@@ -58,7 +58,7 @@ pub struct Hold {
     pub kind: String,
     pub count: u32,
     pub slots: u32,
-    pub cost: u64,
+    pub cost: Units,
     pub begun_at: Millis,
 }
 
@@ -86,7 +86,7 @@ pub enum Blocked {
     EmptyRequest,
     UnknownKind { kind: String },
     Slots { kind: String, free: u32, needed: u32, limit: u32 },
-    Units { available: u64, cost: u64 },
+    Units { available: Units, cost: Units },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,12 +96,19 @@ pub enum SubmitError {
     DuplicateId(String),
 }
 
+impl SubmitError {
+    /// The error in words, with numbers worded by `f`.
+    pub fn message(&self, f: &dyn super::Fmt) -> String {
+        match self {
+            SubmitError::Blocked(b) => format!("submit is blocked: {}", b.message(f)),
+            SubmitError::DuplicateId(id) => format!("a submit with request id \"{id}\" is already in flight"),
+        }
+    }
+}
+
 impl stdfmt::Display for SubmitError {
     fn fmt(&self, f: &mut stdfmt::Formatter<'_>) -> stdfmt::Result {
-        match self {
-            SubmitError::Blocked(b) => write!(f, "submit is blocked: {}", b.message(&super::PlainFmt)),
-            SubmitError::DuplicateId(id) => write!(f, "a submit with request id \"{id}\" is already in flight"),
-        }
+        f.write_str(&self.message(&super::PlainFmt))
     }
 }
 
@@ -149,8 +156,8 @@ pub struct Quota {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Announcement {
     SlotFree { kind: String, free: u32, limit: u32 },
-    UnitsLow { available: u64 },
-    Done { charged: u64 },
+    UnitsLow { available: Units },
+    Done { charged: Units },
     Failed,
     RequestFailed,
     Refused,
@@ -166,8 +173,8 @@ impl Announcement {
                 f.number(u64::from(*free)),
                 f.number(u64::from(*limit))
             ),
-            Announcement::UnitsLow { available } => format!("Units are low: {} available.", f.number(*available)),
-            Announcement::Done { charged } => format!("Generation done: {} units charged.", f.number(*charged)),
+            Announcement::UnitsLow { available } => format!("Units are low: {} available.", f.units(*available)),
+            Announcement::Done { charged } => format!("Generation done: {} units charged.", f.units(*charged)),
             Announcement::Failed => "Generation failed. No units were charged.".to_owned(),
             Announcement::RequestFailed => "Request failed. No units were charged.".to_owned(),
             Announcement::Refused => "Request refused. No units were charged.".to_owned(),
@@ -346,9 +353,9 @@ impl Quota {
     }
 
     /// Slots and units the current request asks for.
-    pub fn demand(&self) -> Option<(u32, u64)> {
+    pub fn demand(&self) -> Option<(u32, Units)> {
         let pool = self.pool(&self.kind)?;
-        Some((pool.slot_rule.slots_for(self.count), pool.unit_cost.saturating_mul(u64::from(self.count))))
+        Some((pool.slot_rule.slots_for(self.count), pool.unit_cost.times(self.count)))
     }
 
     pub(crate) fn held_slots(&self, kind: &str) -> u32 {
@@ -363,21 +370,21 @@ impl Quota {
 
     /// Units in active, effective, unexpired packages, by the server's clock.
     /// Holds and reservations do not change it: only a deduction does (R3).
-    pub fn remaining_units(&self) -> Option<u64> {
+    pub fn remaining_units(&self) -> Option<Units> {
         let s = self.state.as_ref()?;
         Some(remaining_of(s))
     }
 
-    pub fn reserved_units(&self) -> Option<u64> {
+    pub fn reserved_units(&self) -> Option<Units> {
         Some(self.state.as_ref()?.running.iter().map(|t| t.reserved_units).sum())
     }
 
-    pub fn held_units(&self) -> u64 {
+    pub fn held_units(&self) -> Units {
         self.holds.iter().map(|h| h.cost).sum()
     }
 
     /// Units a new request may use (R2).
-    pub fn available_units(&self) -> Option<u64> {
+    pub fn available_units(&self) -> Option<Units> {
         Some(self.remaining_units()?.saturating_sub(self.reserved_units()?).saturating_sub(self.held_units()))
     }
 
@@ -427,7 +434,7 @@ impl Quota {
                 self.announcements.push(Announcement::SlotFree { kind: pool.kind.clone(), free: now, limit: pool.limit });
             }
         }
-        let reserved: u64 = next.running.iter().map(|t| t.reserved_units).sum();
+        let reserved: Units = next.running.iter().map(|t| t.reserved_units).sum();
         let available = remaining_of(next).saturating_sub(reserved).saturating_sub(self.held_units());
         let low = self.config.low_units;
         if before.available >= low && available < low {
@@ -449,7 +456,7 @@ impl Quota {
 /// What announcements compare against.
 struct Snapshot {
     free: Vec<(String, u32)>,
-    available: u64,
+    available: Units,
     finished: Vec<String>,
 }
 
@@ -457,7 +464,7 @@ impl Snapshot {
     fn of(q: &Quota, s: &ServerState) -> Snapshot {
         Snapshot {
             free: s.pools.iter().map(|p| (p.kind.clone(), q.free_slots(&p.kind).unwrap_or(0))).collect(),
-            available: q.available_units().unwrap_or(0),
+            available: q.available_units().unwrap_or_default(),
             finished: s.finished.iter().map(|t| t.id.clone()).collect(),
         }
     }
@@ -467,6 +474,6 @@ pub(crate) fn counts(s: &ServerState, p: &super::wire::Package) -> bool {
     p.status == PackageStatus::Active && p.effective_at_ms <= s.server_time_ms && s.server_time_ms < p.expires_at_ms
 }
 
-fn remaining_of(s: &ServerState) -> u64 {
+fn remaining_of(s: &ServerState) -> Units {
     s.packages.iter().filter(|p| counts(s, p)).map(|p| p.remaining).sum()
 }

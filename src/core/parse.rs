@@ -82,6 +82,14 @@ fn u64_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<u64> {
     whole(v, path, key, 0.0, EXACT, "a whole number of 0 or more").map(|n| n as u64)
 }
 
+fn units_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Units> {
+    let x = v.get(key);
+    match x.as_ref().and_then(S::number).and_then(Units::from_number) {
+        Some(u) => Ok(u),
+        None => Err(wrong(x, path, key, "a number of units of 0 or more, with at most 3 decimals")),
+    }
+}
+
 fn u32_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<u32> {
     whole(v, path, key, 0.0, f64::from(u32::MAX), "a whole number from 0 to 4294967295").map(|n| n as u32)
 }
@@ -141,7 +149,7 @@ fn pool<S: Source>(v: &S, p: &str) -> R<SlotPool> {
         kind: str_at(v, p, "kind")?,
         limit: u32_at(v, p, "limit")?,
         in_use: u32_at(v, p, "in_use")?,
-        unit_cost: u64_at(v, p, "unit_cost")?,
+        unit_cost: units_at(v, p, "unit_cost")?,
         slot_rule: [SlotRule::PerItem, SlotRule::PerTask][one_of(v, p, "slot_rule", &["per_item", "per_task"])?],
     })
 }
@@ -152,8 +160,8 @@ fn package<S: Source>(v: &S, p: &str) -> R<Package> {
     Ok(Package {
         id: str_at(v, p, "id")?,
         name: str_at(v, p, "name")?,
-        total: u64_at(v, p, "total")?,
-        remaining: u64_at(v, p, "remaining")?,
+        total: units_at(v, p, "total")?,
+        remaining: units_at(v, p, "remaining")?,
         effective_at_ms: ms_at(v, p, "effective_at_ms")?,
         expires_at_ms: ms_at(v, p, "expires_at_ms")?,
         status: STATUS[one_of(v, p, "status", &["pending", "active", "expired", "exhausted"])?],
@@ -165,7 +173,7 @@ fn running<S: Source>(v: &S, p: &str) -> R<RunningTask> {
         id: str_at(v, p, "id")?,
         kind: str_at(v, p, "kind")?,
         slots: u32_at(v, p, "slots")?,
-        reserved_units: u64_at(v, p, "reserved_units")?,
+        reserved_units: units_at(v, p, "reserved_units")?,
         client_request_id: opt_str_at(v, p, "client_request_id")?,
         started_at_ms: ms_at(v, p, "started_at_ms")?,
     })
@@ -178,7 +186,7 @@ fn finished<S: Source>(v: &S, p: &str) -> R<FinishedTask> {
         kind: str_at(v, p, "kind")?,
         slots: u32_at(v, p, "slots")?,
         outcome: OUTCOME[one_of(v, p, "outcome", &["succeeded", "failed", "refused"])?],
-        units_charged: u64_at(v, p, "units_charged")?,
+        units_charged: units_at(v, p, "units_charged")?,
         reason: opt_str_at(v, p, "reason")?,
         client_request_id: opt_str_at(v, p, "client_request_id")?,
         finished_at_ms: ms_at(v, p, "finished_at_ms")?,

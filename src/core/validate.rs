@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::wire::{Outcome, ServerState};
+use super::wire::{Outcome, ServerState, Units};
 
 /// Longest id or name the widget accepts from the server, in UTF-8 bytes
 /// (200 ASCII characters, fewer when they are wider).
@@ -17,9 +17,9 @@ pub enum StateError {
     Malformed(String),
     DuplicatePool(String),
     DuplicatePackage(String),
-    RemainingOverTotal { package: String, remaining: u64, total: u64 },
+    RemainingOverTotal { package: String, remaining: Units, total: Units },
     /// A failed or refused task with a charge: the contract forbids it.
-    ChargedFailure { task: String, units: u64 },
+    ChargedFailure { task: String, units: Units },
     UnknownKind { task: String, kind: String },
     TooLong { field: &'static str },
     TooMany { field: &'static str },
@@ -114,7 +114,7 @@ pub fn validate(s: &ServerState) -> Result<(), StateError> {
         if let Some(r) = &t.reason {
             text("reason", r)?;
         }
-        if t.outcome != Outcome::Succeeded && t.units_charged != 0 {
+        if t.outcome != Outcome::Succeeded && !t.units_charged.is_zero() {
             return Err(StateError::ChargedFailure { task: t.id.clone(), units: t.units_charged });
         }
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::fmt::{age, title, Fmt};
 use super::machine::{counts, Blocked, HoldEnd, Link, Quota};
-use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool};
+use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
@@ -57,13 +57,13 @@ pub struct ViewModel {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct UnitsView {
     /// Units left in active packages; moves only on a deduction (R3).
-    pub remaining: u64,
+    pub remaining: Units,
     /// Set aside for running tasks.
-    pub reserved: u64,
+    pub reserved: Units,
     /// Held by submits the server has not shown yet.
-    pub held: u64,
+    pub held: Units,
     /// What a new request may use: remaining - reserved - held.
-    pub available: u64,
+    pub available: Units,
     pub low: bool,
     /// "1,200 units remaining".
     #[serde(rename = "remainingText")]
@@ -109,10 +109,10 @@ pub struct PackageView {
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct CostView {
     pub slots: u32,
-    pub cost: u64,
+    pub cost: Units,
     #[serde(rename = "leftAfter")]
     #[cfg_attr(target_arch = "wasm32", tsify(type = "number | null"))]
-    pub left_after: Option<u64>,
+    pub left_after: Option<Units>,
     /// "Uses 4 units, 96 left after".
     pub text: String,
 }
@@ -140,7 +140,7 @@ pub struct AttemptView {
     /// Stable across updates: the client request id, else the task id.
     pub key: String,
     pub status: AttemptStatus,
-    pub charged: u64,
+    pub charged: Units,
     /// "Image ×4 · failed, not charged: content moderation".
     pub text: String,
 }
@@ -185,8 +185,8 @@ impl Blocked {
             ),
             Blocked::Units { available, cost } => format!(
                 "Not enough units: this request uses {}, {} available.",
-                f.number(*cost),
-                f.number(*available)
+                f.units(*cost),
+                f.units(*available)
             ),
         }
     }
@@ -194,9 +194,9 @@ impl Blocked {
 
 /// How an ended attempt reads: "done, 8 units charged", "failed, not
 /// charged: content moderation".
-fn ended(status: AttemptStatus, charged: u64, reason: Option<&str>, f: &dyn Fmt) -> String {
+fn ended(status: AttemptStatus, charged: Units, reason: Option<&str>, f: &dyn Fmt) -> String {
     let how = match status {
-        AttemptStatus::Succeeded => return format!("done, {} units charged", f.number(charged)),
+        AttemptStatus::Succeeded => return format!("done, {} units charged", f.units(charged)),
         AttemptStatus::Refused => "refused, not charged",
         AttemptStatus::TimedOut => "not confirmed, not charged",
         _ => "failed, not charged",
@@ -219,8 +219,8 @@ pub(crate) fn join(parts: &[String], sep: &str) -> String {
     out
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
+fn plural(n: Units, one: &str, many: &str) -> String {
+    if n == Units::whole(1) {
         one.to_owned()
     } else {
         many.to_owned()
@@ -296,7 +296,7 @@ struct AttemptIn<S> {
     kind: S,
     count: u32,
     /// Units held, reserved or charged, by status.
-    amount: u64,
+    amount: Units,
     reason: Option<S>,
 }
 
@@ -325,7 +325,7 @@ impl AttemptIn<String> {
 }
 
 /// (remaining, reserved, held, available, low)
-type UnitsIn = (u64, u64, u64, u64, bool);
+type UnitsIn = (Units, Units, Units, Units, bool);
 
 /// Builds view models, one after another, with the formatter `F` (the
 /// page's `Intl` in the browser). Rows and texts whose inputs did not change
@@ -338,7 +338,7 @@ pub struct Viewer<F> {
     units: Rows<UnitsIn, UnitsView>,
     meters: Rows<(SlotPool, u32), MeterView>,
     packages: Rows<(Package, bool, bool), PackageView>,
-    cost: Rows<(u32, u64, Option<u64>), CostView>,
+    cost: Rows<(u32, Units, Option<Units>), CostView>,
     attempts: Rows<AttemptIn<String>, AttemptView>,
 }
 
@@ -374,30 +374,30 @@ impl<F: Fmt> Viewer<F> {
         };
         let state = q.state.as_ref();
         let units = state.map(|_| {
-            let available = q.available_units().unwrap_or(0);
+            let available = q.available_units().unwrap_or_default();
             let input: UnitsIn = (
-                q.remaining_units().unwrap_or(0),
-                q.reserved_units().unwrap_or(0),
+                q.remaining_units().unwrap_or_default(),
+                q.reserved_units().unwrap_or_default(),
                 q.held_units(),
                 available,
                 available < q.config.low_units,
             );
             self.units.one(input, |k, i| k == i, |i| *i, |&(remaining, reserved, held, available, low)| {
                 let mut detail = vec![];
-                if reserved > 0 {
-                    detail.push(format!("{} reserved by running tasks", f.number(reserved)));
+                if !reserved.is_zero() {
+                    detail.push(format!("{} reserved by running tasks", f.units(reserved)));
                 }
-                if held > 0 {
-                    detail.push(format!("{} held by submits in flight", f.number(held)));
+                if !held.is_zero() {
+                    detail.push(format!("{} held by submits in flight", f.units(held)));
                 }
-                detail.push(format!("{} available", f.number(available)));
+                detail.push(format!("{} available", f.units(available)));
                 UnitsView {
                     remaining,
                     reserved,
                     held,
                     available,
                     low,
-                    remaining_text: format!("{} {} remaining", f.number(remaining), plural(remaining, "unit", "units")),
+                    remaining_text: format!("{} {} remaining", f.units(remaining), plural(remaining, "unit", "units")),
                     detail_text: join(&detail, " · "),
                 }
             })
@@ -451,7 +451,7 @@ impl<F: Fmt> Viewer<F> {
                             status: p.status,
                             counts,
                             expiring_soon,
-                            units_text: format!("{} of {} units", f.number(p.remaining), f.number(p.total)),
+                            units_text: format!("{} of {} units", f.units(p.remaining), f.units(p.total)),
                             status_text: status,
                         }
                     },
@@ -463,8 +463,8 @@ impl<F: Fmt> Viewer<F> {
             self.cost.one((slots, cost, left_after), |k, i| k == i, |i| *i, |&(slots, cost, left_after)| {
                 let units = plural(cost, "unit", "units");
                 let text = match left_after {
-                    Some(left) => format!("Uses {} {units}, {} left after", f.number(cost), f.number(left)),
-                    None => format!("Uses {} {units}, more than available", f.number(cost)),
+                    Some(left) => format!("Uses {} {units}, {} left after", f.units(cost), f.units(left)),
+                    None => format!("Uses {} {units}, more than available", f.units(cost)),
                 };
                 CostView { slots, cost, left_after, text }
             })
@@ -534,7 +534,7 @@ impl<F: Fmt> Viewer<F> {
                 HoldEnd::TimedOut => AttemptStatus::TimedOut,
                 _ => AttemptStatus::Failed,
             };
-            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: 0, reason: l.reason.as_deref() };
+            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: Units::ZERO, reason: l.reason.as_deref() };
             all.push((l.at, a));
         }
         // Newest first. An insertion sort: a few dozen entries at most, and
@@ -555,14 +555,14 @@ impl<F: Fmt> Viewer<F> {
         let f = &self.fmt;
         self.attempts.build(shown, |k, a| k.same(a), AttemptIn::owned, |a| {
             let how = match a.status {
-                AttemptStatus::Sending => format!("sending, {} units held", f.number(a.amount)),
-                AttemptStatus::Running => format!("running, {} units reserved", f.number(a.amount)),
+                AttemptStatus::Sending => format!("sending, {} units held", f.units(a.amount)),
+                AttemptStatus::Running => format!("running, {} units reserved", f.units(a.amount)),
                 status => ended(status, a.amount, a.reason, f),
             };
             AttemptView {
                 key: a.key.to_owned(),
                 status: a.status,
-                charged: if a.status == AttemptStatus::Succeeded { a.amount } else { 0 },
+                charged: if a.status == AttemptStatus::Succeeded { a.amount } else { Units::ZERO },
                 text: format!("{} ×{} · {how}", title(a.kind), f.number(a.count.into())),
             }
         })

@@ -2,7 +2,9 @@
 //! shared by the widget and the reference server (`server/`).
 //!
 //! JSON uses `snake_case` field names. Times are integer milliseconds since
-//! the Unix epoch (UTC); units and slots are non-negative integers.
+//! the Unix epoch (UTC); slots are non-negative integers; units are
+//! non-negative JSON numbers with at most three decimals (0.25, 12.5, 100),
+//! carried exactly as [`Units`].
 //! `docs/wire.md` shows each type as JSON with an example.
 //!
 //! On `wasm32` each type also derives `tsify::Tsify`, so the TypeScript
@@ -20,6 +22,168 @@ use tsify::Tsify;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
+
+/// An amount of units, exact to a thousandth: integer thousandths inside,
+/// a JSON number in units on the wire (`0.25`, `12.5`, `100`). Sums and
+/// differences are integer arithmetic, so 0.1 + 0.2 is 0.3 and nothing
+/// drifts. A whole amount is written as an integer, so an integer-unit
+/// server and this one write the same JSON for the same figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(type = "number"))]
+pub struct Units(u64);
+
+impl Units {
+    pub const ZERO: Units = Units(0);
+    /// Thousandths in one unit.
+    pub const SCALE: u64 = 1000;
+    /// Largest amount a JSON number (a double) carries exactly to a
+    /// thousandth: 2^41 units (about 2.2 trillion), where doubles are still
+    /// a quarter of a thousandth apart.
+    pub const MAX: Units = Units(2_199_023_255_552_000);
+
+    pub const fn from_milli(milli: u64) -> Units {
+        Units(milli)
+    }
+
+    /// `n` whole units (saturating at [`Units::MAX`]).
+    pub const fn whole(n: u64) -> Units {
+        let m = n.saturating_mul(Self::SCALE);
+        if m > Self::MAX.0 {
+            Self::MAX
+        } else {
+            Units(m)
+        }
+    }
+
+    pub const fn milli(self) -> u64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn saturating_sub(self, o: Units) -> Units {
+        Units(self.0.saturating_sub(o.0))
+    }
+
+    pub fn checked_sub(self, o: Units) -> Option<Units> {
+        self.0.checked_sub(o.0).map(Units)
+    }
+
+    pub fn saturating_add(self, o: Units) -> Units {
+        Units(self.0.saturating_add(o.0))
+    }
+
+    /// `self` times a count (the cost of `count` items).
+    pub fn times(self, count: u32) -> Units {
+        Units(self.0.saturating_mul(u64::from(count)))
+    }
+
+    pub fn min(self, o: Units) -> Units {
+        Units(self.0.min(o.0))
+    }
+
+    /// The amount a JSON number stands for, if it has at most three
+    /// decimals and lies in `0..=MAX`. The number came from decimal text, so
+    /// `x * 1000` lands within a few ulps of an integer exactly when the
+    /// text had at most three decimals.
+    pub fn from_number(x: f64) -> Option<Units> {
+        let m = x * Self::SCALE as f64;
+        if !m.is_finite() || m < 0.0 || m > Self::MAX.0 as f64 {
+            return None;
+        }
+        let r = m.round();
+        ((m - r).abs() <= r.max(1.0) * 4.0 * f64::EPSILON).then_some(Units(r as u64))
+    }
+
+    /// The nearest number, for JavaScript and for formatting.
+    pub fn to_number(self) -> f64 {
+        self.0 as f64 / Self::SCALE as f64
+    }
+
+    /// The whole part and the thousandths.
+    pub const fn split(self) -> (u64, u64) {
+        (self.0 / Self::SCALE, self.0 % Self::SCALE)
+    }
+
+    /// The decimals after the point, without trailing zeros ("25" for
+    /// 0.25); empty for a whole amount.
+    pub fn decimals(self) -> String {
+        let frac = self.0 % Self::SCALE;
+        let digits = [frac / 100, frac / 10 % 10, frac % 10];
+        let keep = if digits[2] != 0 { 3 } else if digits[1] != 0 { 2 } else { usize::from(digits[0] != 0) };
+        digits[..keep].iter().map(|d| char::from(b'0' + *d as u8)).collect()
+    }
+}
+
+impl std::ops::Add for Units {
+    type Output = Units;
+    fn add(self, o: Units) -> Units {
+        self.saturating_add(o)
+    }
+}
+
+impl std::ops::AddAssign for Units {
+    fn add_assign(&mut self, o: Units) {
+        *self = *self + o;
+    }
+}
+
+impl std::iter::Sum for Units {
+    fn sum<I: Iterator<Item = Units>>(iter: I) -> Units {
+        iter.fold(Units::ZERO, |a, b| a + b)
+    }
+}
+
+/// Decimal text with no float formatting ("0.25", "12.5", "100").
+impl std::fmt::Display for Units {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.split().0)?;
+        let decimals = self.decimals();
+        if !decimals.is_empty() {
+            write!(f, ".{decimals}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Units {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (whole, frac) = self.split();
+        if frac == 0 {
+            s.serialize_u64(whole)
+        } else {
+            s.serialize_f64(self.to_number())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Units {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Units, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Units;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of units of 0 or more, with at most 3 decimals")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Units, E> {
+                n.checked_mul(Units::SCALE)
+                    .filter(|m| *m <= Units::MAX.0)
+                    .map(Units)
+                    .ok_or_else(|| E::custom("a number of units too large to carry exactly"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Units, E> {
+                u64::try_from(n).map_err(|_| E::custom("a negative number of units")).and_then(|n| self.visit_u64(n))
+            }
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Units, E> {
+                Units::from_number(x).ok_or_else(|| E::custom("not a number of units of 0 or more with at most 3 decimals"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// A snapshot of one account's quota, as the server holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +218,7 @@ pub struct SlotPool {
     /// Slots held by running tasks of this kind.
     pub in_use: u32,
     /// Units one item of this kind costs (one image, one video).
-    pub unit_cost: u64,
+    pub unit_cost: Units,
     /// How a request of `count` items takes slots.
     pub slot_rule: SlotRule,
 }
@@ -89,9 +253,9 @@ pub struct Package {
     /// Shown to the user as text, never as markup.
     pub name: String,
     /// Units the package came with.
-    pub total: u64,
+    pub total: Units,
     /// Units not yet deducted; never more than `total`.
-    pub remaining: u64,
+    pub remaining: Units,
     /// When the package starts to count.
     pub effective_at_ms: Millis,
     /// When its unused units lapse.
@@ -125,7 +289,7 @@ pub struct RunningTask {
     /// Slots it holds until it ends.
     pub slots: u32,
     /// Units set aside for it; deducted only if it succeeds.
-    pub reserved_units: u64,
+    pub reserved_units: Units,
     /// The id the client sent with its submit, if any.
     pub client_request_id: Option<String>,
     pub started_at_ms: Millis,
@@ -140,7 +304,7 @@ pub struct FinishedTask {
     pub slots: u32,
     pub outcome: Outcome,
     /// Units deducted. Always 0 unless `outcome` is `succeeded`.
-    pub units_charged: u64,
+    pub units_charged: Units,
     /// Why it failed or was refused, as text for the user.
     pub reason: Option<String>,
     pub client_request_id: Option<String>,
@@ -178,7 +342,7 @@ pub struct SubmitAccepted {
     pub task_id: String,
     pub client_request_id: String,
     pub slots: u32,
-    pub reserved_units: u64,
+    pub reserved_units: Units,
     /// The revision that first shows the task.
     pub revision: u64,
 }

@@ -7,16 +7,21 @@ use quota_widget::core::wire::*;
 pub const DAY: i64 = 86_400_000;
 pub const T0: i64 = 1_795_000_000_000;
 
+/// `n` whole units.
+pub fn units(n: u64) -> Units {
+    Units::whole(n)
+}
+
 pub fn pool(kind: &str, limit: u32, in_use: u32, unit_cost: u64, slot_rule: SlotRule) -> SlotPool {
-    SlotPool { kind: kind.into(), limit, in_use, unit_cost, slot_rule }
+    SlotPool { kind: kind.into(), limit, in_use, unit_cost: units(unit_cost), slot_rule }
 }
 
 pub fn package(id: &str, total: u64, remaining: u64, expires_in_days: i64) -> Package {
     Package {
         id: id.into(),
         name: format!("Package {id}"),
-        total,
-        remaining,
+        total: units(total),
+        remaining: units(remaining),
         effective_at_ms: T0 - DAY,
         expires_at_ms: T0 + expires_in_days * DAY,
         status: if remaining == 0 { PackageStatus::Exhausted } else { PackageStatus::Active },
@@ -39,7 +44,7 @@ pub fn running(id: &str, kind: &str, slots: u32, reserved: u64, client: Option<&
         id: id.into(),
         kind: kind.into(),
         slots,
-        reserved_units: reserved,
+        reserved_units: units(reserved),
         client_request_id: client.map(Into::into),
         started_at_ms: T0,
     }
@@ -51,7 +56,7 @@ pub fn finished(id: &str, kind: &str, outcome: Outcome, charged: u64, client: Op
         kind: kind.into(),
         slots: 1,
         outcome,
-        units_charged: charged,
+        units_charged: units(charged),
         reason: (outcome != Outcome::Succeeded).then(|| "content moderation".into()),
         client_request_id: client.map(Into::into),
         finished_at_ms: T0,
