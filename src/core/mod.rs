@@ -8,6 +8,7 @@ pub mod fmt;
 pub mod link;
 pub mod machine;
 pub mod parse;
+pub mod reconcile;
 pub mod validate;
 pub mod view;
 pub mod wire;
