@@ -178,24 +178,25 @@ impl Source for JsValue {
 
 /// Field names as JavaScript strings, made once each: a busy state reads
 /// about 360 fields, and making each key anew cost a call and a string
-/// copy across the boundary every time. Keyed by the literal's address in
-/// a small open-addressed table (the reader's keys are a few dozen).
+/// copy across the boundary every time. Keyed by the literal's address and
+/// length in a small open-addressed table (the reader's keys are a few dozen).
 fn with_js_key<R>(key: &'static str, f: impl FnOnce(&JsValue) -> R) -> R {
     const SLOTS: usize = 128;
     thread_local! {
-        static KEYS: std::cell::RefCell<Vec<(usize, JsValue)>> =
-            std::cell::RefCell::new((0..SLOTS).map(|_| (0, JsValue::UNDEFINED)).collect());
+        static KEYS: std::cell::RefCell<Vec<((usize, usize), JsValue)>> =
+            std::cell::RefCell::new((0..SLOTS).map(|_| ((0, 0), JsValue::UNDEFINED)).collect());
     }
-    let addr = key.as_ptr() as usize;
+    let id = (key.as_ptr() as usize, key.len());
+    let addr = id.0;
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
         let start = addr.wrapping_mul(0x9E37_79B1) >> 7;
         for i in start..start + SLOTS {
             let slot = &mut keys[i % SLOTS];
-            if slot.0 == 0 {
-                *slot = (addr, JsValue::from_str(key));
+            if slot.0 == (0, 0) {
+                *slot = (id, JsValue::from_str(key));
             }
-            if slot.0 == addr {
+            if slot.0 == id {
                 return f(&slot.1);
             }
         }
