@@ -19,6 +19,7 @@ fn full_state() -> ServerState {
     let mut s = state(9);
     s.running.push(running("t1", "image", 2, 8, Some("c1")));
     s.finished.push(finished("t0", "video", Outcome::Failed, 0, Some("c0")));
+    s.packages_synced_at_ms = Some(s.server_time_ms - 90_000);
     s
 }
 
@@ -134,7 +135,7 @@ fn the_reader_knows_every_wire_field() {
                 _ => &mut broken["finished"][0],
             };
             target.as_object_mut().unwrap().remove(&key);
-            let optional = key == "client_request_id" || key == "reason";
+            let optional = key == "client_request_id" || key == "reason" || key == "packages_synced_at_ms";
             let result = parse_state(&broken.to_string());
             if optional {
                 assert!(result.is_ok(), "{path}{key} is optional");
@@ -147,4 +148,19 @@ fn the_reader_knows_every_wire_field() {
             }
         }
     }
+}
+
+#[test]
+fn the_sync_time_is_optional_and_checked() {
+    // A server that owns its packages writes no sync time: older servers
+    // and the default mode stay valid.
+    let text = serde_json::to_string(&state(3)).unwrap();
+    assert!(!text.contains("packages_synced_at_ms"));
+    assert_eq!(parse_state(&text).unwrap().packages_synced_at_ms, None);
+    let mut v: serde_json::Value = serde_json::to_value(full_state()).unwrap();
+    v["packages_synced_at_ms"] = serde_json::Value::Null;
+    assert_eq!(read_state(&J(v.clone())).unwrap().packages_synced_at_ms, None);
+    v["packages_synced_at_ms"] = serde_json::json!("yesterday");
+    let e = read_state(&J(v)).unwrap_err().to_string();
+    assert!(e.contains("packages_synced_at_ms must be a whole number of milliseconds"), "{e}");
 }

@@ -36,8 +36,27 @@ fn a_tenth_and_two_tenths_make_three_tenths() {
     assert_eq!(PlainFmt.units(sum), "0.3");
 }
 
+#[test]
+fn decimal_text_is_read_exactly() {
+    // The upstream service writes a deduction as decimal text.
+    for (text, milli) in [("0.25", 250), ("1.5", 1_500), ("3", 3_000), ("0.100", 100), ("1.5000", 1_500), (" 2.007 ", 2_007)] {
+        assert_eq!(text.parse::<Units>(), Ok(Units::from_milli(milli)), "{text}");
+    }
+    for bad in ["", ".5", "1.", "-1", "1.2345", "1e3", "0x10", "1,5", "NaN", "2199023255553"] {
+        assert!(bad.parse::<Units>().is_err(), "{bad:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// Decimal text and units are the same thing: what `Display` writes,
+    /// `FromStr` reads back, for every amount.
+    #[test]
+    fn decimal_text_round_trips(milli in 0..=Units::MAX.milli()) {
+        let u = Units::from_milli(milli);
+        prop_assert_eq!(u.to_string().parse::<Units>(), Ok(u));
+    }
 
     /// Any amount up to the largest one carried exactly survives the trip
     /// through a JSON number (decimal text, read as a double) unchanged.

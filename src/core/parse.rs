@@ -98,6 +98,13 @@ fn ms_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Millis> {
     whole(v, path, key, -EXACT, EXACT, "a whole number of milliseconds").map(|n| n as Millis)
 }
 
+fn opt_ms_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Option<Millis>> {
+    match v.get(key) {
+        Some(x) if !x.is_null() => ms_at(v, path, key).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<String> {
     let x = v.get(key);
     match x.as_ref().and_then(S::string) {
@@ -206,6 +213,7 @@ pub fn read_state<S: Source>(v: &S) -> Result<ServerState, StateError> {
             packages: list(v, "packages", package)?,
             running: list(v, "running", running)?,
             finished: list(v, "finished", finished)?,
+            packages_synced_at_ms: opt_ms_at(v, "", "packages_synced_at_ms")?,
         })
     };
     read().map_err(StateError::Malformed)

@@ -26,6 +26,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::wire::{Millis, Units};
 
 /// A pack as the service reports it at a sync.
@@ -47,14 +49,14 @@ pub enum Standing {
     Idle,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
     task: String,
     left: Units,
     at: Millis,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Credit {
     left: Units,
     at: Millis,
@@ -72,7 +74,8 @@ pub struct SyncReport {
     pub lapsed: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serializable, so that a server keeps it across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     window_ms: Millis,
     credit_ms: Millis,

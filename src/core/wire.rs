@@ -118,6 +118,45 @@ impl Units {
     }
 }
 
+/// Why decimal text is not an amount of units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitsParseError;
+
+impl std::fmt::Display for UnitsParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a decimal number of units of 0 or more with at most 3 decimals")
+    }
+}
+
+impl std::error::Error for UnitsParseError {}
+
+/// Exact decimal text ("0.25", "12", "1.500"), as the upstream service writes
+/// a deduction: read digit by digit, never through a float.
+impl std::str::FromStr for Units {
+    type Err = UnitsParseError;
+
+    fn from_str(s: &str) -> Result<Units, UnitsParseError> {
+        let s = s.trim();
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
+            return Err(UnitsParseError);
+        }
+        // Trailing zeros past the thousandths carry nothing ("1.5000").
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 3 {
+            return Err(UnitsParseError);
+        }
+        let w: u64 = whole.parse().map_err(|_| UnitsParseError)?;
+        let f: u64 = format!("{frac:0<3}").parse().map_err(|_| UnitsParseError)?;
+        w.checked_mul(Units::SCALE)
+            .and_then(|m| m.checked_add(f))
+            .filter(|m| *m <= Units::MAX.0)
+            .map(Units)
+            .ok_or(UnitsParseError)
+    }
+}
+
 impl std::ops::Add for Units {
     type Output = Units;
     fn add(self, o: Units) -> Units {
@@ -204,6 +243,11 @@ pub struct ServerState {
     pub running: Vec<RunningTask>,
     /// Recently ended tasks, newest first. The server keeps a short window.
     pub finished: Vec<FinishedTask>,
+    /// When the package figures were last read from an upstream service
+    /// whose balances lag (absent when the server owns the packages): the
+    /// widget says how old they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_synced_at_ms: Option<Millis>,
 }
 
 /// Concurrent generation slots of one kind of work.
@@ -364,6 +408,14 @@ pub mod codes {
     pub const UNITS_EXHAUSTED: u32 = 1102;
     /// The request would exceed the concurrency limit; refused, not queued.
     pub const OVER_CONCURRENCY: u32 = 1303;
+    /// Too many requests in a short time.
+    pub const RATE_LIMITED: u32 = 1302;
+    /// The content breaks the service's policy.
+    pub const CONTENT_POLICY: u32 = 1301;
+    /// The account may not use that resource.
+    pub const NO_PERMISSION: u32 = 1103;
+    /// The upstream service could not be reached or failed.
+    pub const UPSTREAM_UNAVAILABLE: u32 = 5001;
     /// The request itself is malformed (unknown kind, zero count, ...).
     pub const BAD_REQUEST: u32 = 1200;
     /// Missing or unknown credentials.
