@@ -4,10 +4,15 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
+use quota_widget::core::wire::Units;
+
+use crate::upstream::kling::Secret;
+use crate::upstream::Settings;
 
 /// The reference quota server for quota-widget.
 #[derive(Clone, Debug, Parser)]
@@ -53,6 +58,134 @@ pub struct Config {
     /// Interval of the SSE `ping` event, in milliseconds.
     #[arg(long, env = "QW_PING_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_ms: u64,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
+/// The upstream services the server can front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamKind {
+    /// A Kling-compatible generation API (docs/kling.md).
+    Kling,
+}
+
+/// Upstream mode (docs/kling.md). The keys have no flags, so that they never
+/// show in a process list: they come from the environment or from files.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Upstream mode")]
+pub struct UpstreamArgs {
+    /// Front an upstream service: packages come from it and tasks run on it.
+    /// Without this flag the server owns its packages and simulates work.
+    #[arg(long = "upstream", env = "QW_UPSTREAM", value_enum)]
+    pub kind: Option<UpstreamKind>,
+
+    /// The service's base URL.
+    #[arg(long = "upstream-url", env = "QW_UPSTREAM_URL", default_value = "https://api.klingai.com")]
+    pub url: String,
+
+    /// File holding the access key (else the QW_KLING_ACCESS_KEY variable).
+    #[arg(long, env = "QW_KLING_ACCESS_KEY_FILE", value_name = "FILE")]
+    pub access_key_file: Option<PathBuf>,
+
+    /// File holding the secret key (else the QW_KLING_SECRET_KEY variable).
+    #[arg(long, env = "QW_KLING_SECRET_KEY_FILE", value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// The token the dashboard signs in with: the one local account that
+    /// mirrors the service's account.
+    #[arg(long = "account-token", env = "QW_ACCOUNT_TOKEN", default_value = "demo")]
+    pub account_token: String,
+
+    /// This server's address as the service can reach it, for task callbacks
+    /// (e.g. https://quota.example.com). Without it: no callbacks, polling only.
+    #[arg(long = "public-url", env = "QW_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How often packages are read from the service, in milliseconds (the
+    /// service allows about one read a second).
+    #[arg(long = "sync-ms", env = "QW_SYNC_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub sync_ms: u64,
+
+    /// How often running tasks are queried (the fallback for callbacks), in milliseconds.
+    #[arg(long = "poll-ms", env = "QW_POLL_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(200..))]
+    pub poll_ms: u64,
+
+    /// A task with no end from the service after this many milliseconds ends
+    /// as failed, not charged (and is logged).
+    #[arg(long = "deadline-ms", env = "QW_DEADLINE_MS", default_value_t = 2 * 3_600_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub deadline_ms: u64,
+
+    /// Timeout of one request to the service, in milliseconds.
+    #[arg(long = "upstream-timeout-ms", env = "QW_UPSTREAM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub timeout_ms: u64,
+
+    /// Concurrent image slots of the account (the service does not report
+    /// its limit: set the highest concurrency among your packs).
+    #[arg(long = "image-limit", env = "QW_IMAGE_LIMIT", default_value_t = 4)]
+    pub image_limit: u32,
+
+    /// Concurrent video slots of the account.
+    #[arg(long = "video-limit", env = "QW_VIDEO_LIMIT", default_value_t = 1)]
+    pub video_limit: u32,
+
+    /// Estimated units per image, reserved at submit; a success charges what
+    /// the service reports.
+    #[arg(long = "image-cost", env = "QW_IMAGE_COST", default_value = "0.25")]
+    pub image_cost: Units,
+
+    /// Estimated units per video task.
+    #[arg(long = "video-cost", env = "QW_VIDEO_COST", default_value = "1.5")]
+    pub video_cost: Units,
+}
+
+impl UpstreamArgs {
+    /// The settings of upstream mode, with the keys read; `None` without
+    /// `--upstream`.
+    pub fn settings(&self) -> Result<Option<Settings>, String> {
+        if self.kind.is_none() {
+            return Ok(None);
+        }
+        let access_key = read_key("access", "QW_KLING_ACCESS_KEY", self.access_key_file.as_deref())?;
+        let secret_key = read_key("secret", "QW_KLING_SECRET_KEY", self.secret_key_file.as_deref())?;
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("--public-url must start with http:// or https://, got {url:?}"));
+            }
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("--upstream-url must start with http:// or https://, got {:?}", self.url));
+        }
+        Ok(Some(Settings {
+            base_url: self.url.clone(),
+            access_key,
+            secret_key,
+            account_token: self.account_token.clone(),
+            public_url: self.public_url.clone(),
+            sync_every: Duration::from_millis(self.sync_ms),
+            poll_every: Duration::from_millis(self.poll_ms),
+            deadline: Duration::from_millis(self.deadline_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            image: (self.image_limit, self.image_cost),
+            video: (self.video_limit, self.video_cost),
+        }))
+    }
+}
+
+/// A key from its file (trimmed) or from the environment; never echoed.
+fn read_key(which: &str, var: &str, file: Option<&Path>) -> Result<Secret, String> {
+    let key = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the {which} key file {}: {e}", path.display()))?,
+        None => std::env::var(var).map_err(|_| {
+            format!("upstream mode needs the {which} key: set {var} or {var}_FILE")
+        })?,
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("the {which} key is empty"));
+    }
+    Ok(Secret::new(key))
 }
 
 impl Config {

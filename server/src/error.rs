@@ -16,27 +16,32 @@ pub enum StoreError {
 
 /// Why a submit was refused. A refusal is a recorded outcome, not a failure of
 /// the server: it bumps the revision and shows in the finished list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// Not enough free slots of that kind (code 1303).
     OverConcurrency,
     /// Not enough available units (code 1102).
     UnitsExhausted,
+    /// The upstream service refused the task (its own 1303, 1101, 1102,
+    /// 1301, 12xx), with its code and a message for the person.
+    Upstream { code: u32, message: String },
 }
 
 impl Refusal {
-    pub fn code(self) -> u32 {
+    pub fn code(&self) -> u32 {
         match self {
             Refusal::OverConcurrency => codes::OVER_CONCURRENCY,
             Refusal::UnitsExhausted => codes::UNITS_EXHAUSTED,
+            Refusal::Upstream { code, .. } => *code,
         }
     }
 
     /// The service's wording, shown to the user and stored as the task's reason.
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> &str {
         match self {
             Refusal::OverConcurrency => "parallel task over resource pack limit",
             Refusal::UnitsExhausted => "resource pack exhausted",
+            Refusal::Upstream { message, .. } => message,
         }
     }
 }
@@ -80,4 +85,6 @@ pub enum StartError {
     Setup(#[from] QuotaError),
     #[error("static directory {0} is not a directory")]
     StaticDir(std::path::PathBuf),
+    #[error("{0}")]
+    Config(String),
 }

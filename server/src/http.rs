@@ -20,6 +20,7 @@ use tower_http::services::ServeDir;
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::store::{AccountId, Store, SubmitOutcome};
+use crate::upstream::{Reply, Upstream};
 use crate::worker::Worker;
 use crate::{dev, now_ms, sse};
 
@@ -37,8 +38,10 @@ frame-ancestors 'none'";
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    /// `None` with `--no-worker`.
+    /// `None` with `--no-worker` and in upstream mode.
     pub worker: Option<Worker>,
+    /// Upstream mode (`--upstream`): submits go to the service.
+    pub upstream: Option<Arc<Upstream>>,
     pub ping_every: Duration,
     /// Turns true on shutdown; open event streams end on it.
     pub shutdown: watch::Receiver<bool>,
@@ -74,10 +77,13 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "not found")
     }
 
-    pub fn refused(refusal: Refusal) -> Self {
-        let status = match refusal {
-            Refusal::OverConcurrency => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::UnitsExhausted => StatusCode::PAYMENT_REQUIRED,
+    pub fn refused(refusal: &Refusal) -> Self {
+        let status = match refusal.code() {
+            codes::OVER_CONCURRENCY | codes::RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
+            codes::UNITS_EXHAUSTED | codes::ACCOUNT_IN_ARREARS => StatusCode::PAYMENT_REQUIRED,
+            codes::NO_PERMISSION => StatusCode::FORBIDDEN,
+            codes::UPSTREAM_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, refusal.code(), refusal.message())
     }
@@ -218,7 +224,8 @@ pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path:
         .route("/api/session", post(login).delete(logout))
         .route("/api/state", get(get_state))
         .route("/api/events", get(events))
-        .route("/api/generations", post(submit));
+        .route("/api/generations", post(submit))
+        .route("/api/upstream/callback/{secret}", post(upstream_callback));
     if dev_enabled {
         app = app.merge(dev::routes());
     }
@@ -346,11 +353,56 @@ async fn events(
         .into_response())
 }
 
+/// A submit: the wire's request, plus in upstream mode the generation fields
+/// to pass to the service (model, mode, duration, image ...).
+#[derive(Deserialize)]
+struct SubmitBody {
+    #[serde(flatten)]
+    request: SubmitRequest,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 async fn submit(
     State(st): State<AppState>,
     Account(account): Account,
-    JsonBody(req): JsonBody<SubmitRequest>,
+    JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<Response, HttpError> {
+    let req = body.request;
+    if let Some(up) = &st.upstream {
+        if up.account() != account {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                codes::NO_PERMISSION,
+                "in upstream mode only the service's account can submit",
+            ));
+        }
+        return match up.submit(&req, body.params.unwrap_or_default()).await? {
+            Reply::Accepted { accepted, repeat } => {
+                let status = if repeat { StatusCode::OK } else { StatusCode::CREATED };
+                Ok((status, Json(accepted)).into_response())
+            }
+            Reply::Refused { refusal, retry_after_s } => {
+                let mut res = HttpError::refused(&refusal).into_response();
+                if let Some(s) = retry_after_s {
+                    if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                        res.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                Ok(res)
+            }
+            Reply::Failed { message } => {
+                Err(HttpError::new(StatusCode::BAD_GATEWAY, codes::UPSTREAM_UNAVAILABLE, message))
+            }
+        };
+    }
+    if body.params.is_some() {
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "params are passed to an upstream service: this server runs without one",
+        ));
+    }
     match st.store.submit(account, &req, now_ms())? {
         SubmitOutcome::Accepted {
             accepted,
@@ -367,8 +419,23 @@ async fn submit(
             }
             Ok((StatusCode::CREATED, Json(accepted)).into_response())
         }
-        SubmitOutcome::Refused { refusal, .. } => Err(HttpError::refused(refusal)),
+        SubmitOutcome::Refused { refusal, .. } => Err(HttpError::refused(&refusal)),
     }
+}
+
+/// `POST /api/upstream/callback/{secret}`: the service's task callbacks. The
+/// secret path keeps strangers out cheaply; the task must be one this server
+/// created, and an end counts only once a query of the service confirms it.
+async fn upstream_callback(
+    State(st): State<AppState>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let Some(up) = st.upstream.as_ref().filter(|u| u.callback_secret_is(&secret)) else {
+        return Err(HttpError::not_found());
+    };
+    let said = up.callback(&body).await?;
+    Ok((StatusCode::OK, Json(serde_json::json!({ "code": 0, "message": said }))).into_response())
 }
 
 #[cfg(test)]

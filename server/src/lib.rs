@@ -12,6 +12,7 @@ pub mod hub;
 pub mod rules;
 pub mod sse;
 pub mod store;
+pub mod upstream;
 pub mod worker;
 
 use std::io::Write;
@@ -29,6 +30,7 @@ pub use http::AppState;
 
 use crate::hub::Hub;
 use crate::store::{AccountSpec, Store};
+use crate::upstream::Upstream;
 use crate::worker::Worker;
 
 /// The server's clock, in milliseconds since the Unix epoch: the one clock
@@ -62,11 +64,22 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             return Err(StartError::StaticDir(dir.clone()));
         }
     }
+    let upstream_settings = config.upstream.settings().map_err(StartError::Config)?;
+    if upstream_settings.is_some() && config.dev {
+        return Err(StartError::Config(
+            "--dev cannot be used with --upstream: packages and task ends come from the service".into(),
+        ));
+    }
     let store = Arc::new(Store::open(&config.db, Hub::default())?);
-    if config.seed_demo {
+    if config.seed_demo && upstream_settings.is_none() {
         store.ensure_account("demo", &AccountSpec::demo(), now_ms())?;
     }
-    let worker = if config.no_worker {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let upstream = match upstream_settings {
+        Some(settings) => Some(Upstream::start(settings, Arc::clone(&store), shutdown_rx.clone())?),
+        None => None,
+    };
+    let worker = if config.no_worker || upstream.is_some() {
         None
     } else {
         let seed = config
@@ -81,11 +94,11 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         worker.resume()?;
         Some(worker)
     };
-    let (shutdown, shutdown_rx) = watch::channel(false);
     worker::spawn_boundary_clock(Arc::clone(&store), shutdown_rx.clone());
     let state = AppState {
         store,
         worker,
+        upstream,
         ping_every: Duration::from_millis(config.ping_ms),
         shutdown: shutdown_rx,
     };

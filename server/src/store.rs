@@ -23,6 +23,9 @@ use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::{Hub, Message};
 use crate::rules::{self, Capacity, MAX_COUNT};
 
+mod mirror;
+pub use mirror::{MirrorPack, UpstreamTask};
+
 pub type AccountId = i64;
 
 /// How many ended tasks a state shows.
@@ -101,6 +104,27 @@ UPDATE pools    SET unit_cost = unit_cost * 1000;
 UPDATE packages SET total = total * 1000, remaining = remaining * 1000;
 UPDATE tasks    SET cost = cost * 1000, units_charged = units_charged * 1000;
 UPDATE charges  SET units = units * 1000;
+"#,
+// Upstream mode (docs/kling.md): an account whose packages mirror an upstream
+// service's. Its reconciliation ledger, the time of the last good sync, and
+// the secret path of its callback URL; per package, the service's own id,
+// figure and status; per task, the family, the fields it is created with
+// upstream, and the service's task id once created.
+r#"
+CREATE TABLE mirrors (
+    account_id      INTEGER PRIMARY KEY REFERENCES accounts(id),
+    ledger          TEXT    NOT NULL,
+    synced_at_ms    INTEGER,
+    callback_secret TEXT    NOT NULL
+);
+ALTER TABLE packages ADD COLUMN upstream_id TEXT;
+ALTER TABLE packages ADD COLUMN upstream_remaining INTEGER;
+ALTER TABLE packages ADD COLUMN upstream_status TEXT;
+CREATE UNIQUE INDEX packages_upstream ON packages (account_id, upstream_id) WHERE upstream_id IS NOT NULL;
+ALTER TABLE tasks ADD COLUMN upstream_family TEXT;
+ALTER TABLE tasks ADD COLUMN upstream_params TEXT;
+ALTER TABLE tasks ADD COLUMN upstream_task_id TEXT;
+CREATE UNIQUE INDEX tasks_upstream ON tasks (upstream_task_id) WHERE upstream_task_id IS NOT NULL;
 "#];
 
 /// A package to create, relative to now.
@@ -169,6 +193,15 @@ pub enum SubmitOutcome {
     },
 }
 
+/// What an accepted task is to be created upstream with.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamFields<'a> {
+    /// The family of work (`kling::Family::name`).
+    pub family: &'a str,
+    /// The JSON object of the dashboard's generation fields.
+    pub params: &'a str,
+}
+
 /// How a running task ends.
 #[derive(Clone, Debug)]
 pub enum TaskEnd {
@@ -203,22 +236,22 @@ pub fn parse_task_id(s: &str) -> Option<i64> {
     s.strip_prefix("task-")?.parse().ok()
 }
 
-fn package_wire_id(id: i64) -> String {
+pub(crate) fn package_wire_id(id: i64) -> String {
     format!("pkg-{id}")
 }
 
 /// SQLite integers are i64; the wire's are u64. Negative never gets stored
 /// (CHECK constraints), so clamping only guards against a hand-edited file.
-fn to_u64(v: i64) -> u64 {
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
 /// An amount of units as stored: integer thousandths.
-fn units_of(db: i64) -> Units {
+pub(crate) fn units_of(db: i64) -> Units {
     Units::from_milli(to_u64(db))
 }
 
-fn units_db(u: Units) -> Result<i64, QuotaError> {
+pub(crate) fn units_db(u: Units) -> Result<i64, QuotaError> {
     to_i64(u.milli(), "units")
 }
 
@@ -411,6 +444,18 @@ impl Store {
         req: &SubmitRequest,
         now: Millis,
     ) -> Result<SubmitOutcome, QuotaError> {
+        self.submit_with(account, req, None, now)
+    }
+
+    /// As [`Store::submit`]; an accepted task also keeps what it is to be
+    /// created upstream with (upstream mode).
+    pub fn submit_with(
+        &self,
+        account: AccountId,
+        req: &SubmitRequest,
+        upstream: Option<&UpstreamFields<'_>>,
+        now: Millis,
+    ) -> Result<SubmitOutcome, QuotaError> {
         if req.count == 0 || req.count > MAX_COUNT {
             return Err(QuotaError::BadRequest(format!(
                 "count must be between 1 and {MAX_COUNT}"
@@ -485,9 +530,20 @@ impl Store {
                     let revision_db = to_i64(revision, "revision")?;
                     tx.execute(
                         "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                            accepted_revision, started_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8)",
-                        params![account, req.kind, req.count, slots, cost_db, req.client_request_id, revision_db, now],
+                                            accepted_revision, started_at_ms, upstream_family, upstream_params)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10)",
+                        params![
+                            account,
+                            req.kind,
+                            req.count,
+                            slots,
+                            cost_db,
+                            req.client_request_id,
+                            revision_db,
+                            now,
+                            upstream.map(|u| u.family),
+                            upstream.map(|u| u.params)
+                        ],
                     )?;
                     let accepted = SubmitAccepted {
                         task_id: task_wire_id(tx.last_insert_rowid()),
@@ -499,24 +555,7 @@ impl Store {
                     Ok((SubmitOutcome::Accepted { accepted, repeat: false }, true))
                 }
                 Err(refusal) => {
-                    // A refusal is recorded, so the activity list can say
-                    // "refused, not charged", and it is a change (R4).
-                    let revision = bump_revision(tx, account)?;
-                    tx.execute(
-                        "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                            units_charged, reason, started_at_ms, finished_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, 0, ?7, ?8, ?8)",
-                        params![
-                            account,
-                            req.kind,
-                            req.count,
-                            slots,
-                            cost_db,
-                            req.client_request_id,
-                            refusal.message(),
-                            now
-                        ],
-                    )?;
+                    let revision = insert_refusal(tx, account, req, slots, cost, &refusal, now)?;
                     Ok((SubmitOutcome::Refused { refusal, revision }, true))
                 }
             }
@@ -551,7 +590,17 @@ impl Store {
             let ended = match end {
                 TaskEnd::Succeed { units } => {
                     let amount = units.unwrap_or_else(|| units_of(cost));
-                    let charged = deduct(tx, account, task_id, amount, now)?;
+                    let charged = match mirror::load_ledger(tx, account)? {
+                        // The service deducts; the ledger shows it until the
+                        // service's own figure does.
+                        Some(mut ledger) => {
+                            ledger.charge(task_wire_id(task_id), amount, now);
+                            mirror::save_ledger(tx, account, &ledger)?;
+                            mirror::show(tx, account, &ledger, now)?;
+                            amount
+                        }
+                        None => deduct(tx, account, task_id, amount, now)?,
+                    };
                     tx.execute(
                         "UPDATE tasks SET status = 'succeeded', units_charged = ?1, finished_at_ms = ?2 WHERE id = ?3",
                         params![units_db(charged)?, now, task_id],
@@ -677,7 +726,37 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn bump_revision(tx: &Transaction<'_>, account: AccountId) -> Result<u64, rusqlite::Error> {
+/// A refusal is recorded, so the activity list can say "refused, not
+/// charged", and it is a change (R4). Returns the new revision.
+fn insert_refusal(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    req: &SubmitRequest,
+    slots: u32,
+    cost: Units,
+    refusal: &Refusal,
+    now: Millis,
+) -> Result<u64, QuotaError> {
+    let revision = bump_revision(tx, account)?;
+    tx.execute(
+        "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
+                            units_charged, reason, started_at_ms, finished_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, 0, ?7, ?8, ?8)",
+        params![
+            account,
+            req.kind,
+            req.count,
+            slots,
+            units_db(cost)?,
+            req.client_request_id,
+            refusal.message(),
+            now
+        ],
+    )?;
+    Ok(revision)
+}
+
+pub(crate) fn bump_revision(tx: &Transaction<'_>, account: AccountId) -> Result<u64, rusqlite::Error> {
     let rev: i64 = tx.query_row(
         "UPDATE accounts SET revision = revision + 1 WHERE id = ?1 RETURNING revision",
         [account],
@@ -788,15 +867,19 @@ fn read_state(
         })?
         .collect::<Result<Vec<_>, _>>()?;
 
+    // A package the service no longer reports is kept (tasks' charges may
+    // name it) but not shown.
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms FROM packages
-         WHERE account_id = ?1 ORDER BY expires_at_ms, id",
+        "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms, upstream_status FROM packages
+         WHERE account_id = ?1 AND COALESCE(upstream_status, '') <> 'gone' ORDER BY expires_at_ms, id",
     )?;
     let packages = stmt
         .query_map([account], |r| {
             let remaining = units_of(r.get(3)?);
             let effective_at_ms: i64 = r.get(4)?;
             let expires_at_ms: i64 = r.get(5)?;
+            let local = rules::package_status(remaining, effective_at_ms, expires_at_ms, now);
+            let upstream: Option<String> = r.get(6)?;
             Ok(Package {
                 id: package_wire_id(r.get(0)?),
                 name: r.get(1)?,
@@ -804,7 +887,7 @@ fn read_state(
                 remaining,
                 effective_at_ms,
                 expires_at_ms,
-                status: rules::package_status(remaining, effective_at_ms, expires_at_ms, now),
+                status: mirror::status(upstream.as_deref(), local),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -845,6 +928,7 @@ fn read_state(
         })?
         .collect::<Result<Vec<_>, _>>()?;
 
+    let packages_synced_at_ms = mirror::synced_at(conn, account)?;
     Ok(ServerState {
         revision,
         server_time_ms: now,
@@ -852,6 +936,7 @@ fn read_state(
         packages,
         running,
         finished,
+        packages_synced_at_ms,
     })
 }
 

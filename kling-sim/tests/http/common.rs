@@ -80,7 +80,9 @@ impl Answer {
 
 /// A simulator and a client of it.
 pub struct Sim {
-    pub running: Running,
+    /// Held so that the simulator runs as long as its client: dropping it
+    /// stops the simulator.
+    _running: Running,
     pub base: String,
     pub http: reqwest::Client,
 }
@@ -94,7 +96,7 @@ impl Sim {
         let running = kling_sim::spawn(config).await.expect("simulator starts");
         let base = running.base_url();
         Sim {
-            running,
+            _running: running,
             base,
             http: reqwest::Client::new(),
         }
