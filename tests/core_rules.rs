@@ -179,6 +179,26 @@ fn r4_older_revisions_are_ignored_and_duplicates_are_no_ops() {
 }
 
 #[test]
+fn the_age_of_package_figures_read_from_a_service_is_shown_and_grows() {
+    // A server that mirrors an upstream service read its packages two
+    // minutes before this state; a minute later they are three minutes old.
+    let mut s = state(1);
+    s.packages_synced_at_ms = Some(s.server_time_ms - 120_000);
+    let mut q = quota();
+    q.apply_state(s, T0).unwrap();
+    assert_eq!(q.packages_age(T0 + 60_000), Some(180_000));
+    let v = q.view(T0 + 60_000, &PlainFmt);
+    assert!(v.freshness.ends_with(" · package figures from the service, 3 min ago"), "{}", v.freshness);
+    // A ping confirms the state but not the package figures: they age on.
+    q.confirm_current(T0 + 3_600_000);
+    assert_eq!(q.packages_age(T0 + 3_600_000), Some(3_720_000));
+    // A server with packages of its own says nothing of them.
+    let q = live(1);
+    assert_eq!(q.packages_age(T0), None);
+    assert!(!q.view(T0, &PlainFmt).freshness.contains("package"));
+}
+
+#[test]
 fn r5_stale_state_and_a_lost_link_block_submit() {
     let mut q = live(1);
     let limit = q.config().stale_after_ms;

@@ -142,6 +142,8 @@ pub struct Quota {
     pub(crate) state: Option<ServerState>,
     /// Local time the current revision arrived or was last confirmed.
     pub(crate) confirmed_at: Millis,
+    /// Local time the current revision arrived.
+    pub(crate) arrived_at: Millis,
     pub(crate) link: Link,
     pub(crate) holds: Vec<Hold>,
     pub(crate) kind: String,
@@ -189,6 +191,7 @@ impl Quota {
             config,
             state: None,
             confirmed_at: 0,
+            arrived_at: 0,
             link: Link::Manual,
             holds: Vec::new(),
             kind: "image".to_owned(),
@@ -290,6 +293,7 @@ impl Quota {
         }
         self.state = Some(next);
         self.confirmed_at = now;
+        self.arrived_at = now;
         Ok(applied)
     }
 
@@ -391,6 +395,15 @@ impl Quota {
     /// Age of the state shown, by the local clock.
     pub fn age(&self, now: Millis) -> Option<Millis> {
         self.state.as_ref().map(|_| (now - self.confirmed_at).max(0))
+    }
+
+    /// How old the package figures are at local time `now`, when the
+    /// server reads them from an upstream service: its sync time as of the
+    /// state's server time, plus the time since that state arrived.
+    pub fn packages_age(&self, now: Millis) -> Option<Millis> {
+        let s = self.state.as_ref()?;
+        let synced = s.packages_synced_at_ms?;
+        Some((s.server_time_ms - synced).max(0) + (now - self.arrived_at).max(0))
     }
 
     /// Why submit is blocked now, or `None` when the gate is open.

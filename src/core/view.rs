@@ -42,7 +42,9 @@ pub struct ViewModel {
     pub cost: Option<Rc<CostView>>,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "AttemptView[]"))]
     pub attempts: Vec<Rc<AttemptView>>,
-    /// "Live · updated 3 s ago · revision 42".
+    /// "Live · updated 3 s ago · revision 42", and when the server reads its
+    /// packages from an upstream service, " · package figures from the
+    /// service, 5 min ago".
     pub freshness: String,
     /// Whether the figures are too old or the link is down.
     pub stale: bool,
@@ -469,7 +471,7 @@ impl<F: Fmt> Viewer<F> {
                 CostView { slots, cost, left_after, text }
             })
         });
-        let freshness = match (q.age(now), q.link) {
+        let mut freshness = match (q.age(now), q.link) {
             (None, Link::Reconnecting { .. }) => "Reconnecting…".to_owned(),
             (None, _) => "Waiting for data…".to_owned(),
             (Some(a), link) => {
@@ -483,6 +485,9 @@ impl<F: Fmt> Viewer<F> {
                 format!("{lead} {} · revision {}", age(a), q.revision().unwrap_or(0))
             }
         };
+        if let Some(a) = q.packages_age(now) {
+            freshness.push_str(&format!(" · package figures from the service, {}", age(a)));
+        }
         let stale = matches!(
             blocked,
             Some(Blocked::NoState | Blocked::Connecting | Blocked::Reconnecting | Blocked::Paused | Blocked::Stale { .. })

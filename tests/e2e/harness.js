@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../chromium.mjs";
@@ -51,10 +52,10 @@ function withTimeout(promise, ms, what) {
  * `addr` defaults to a free port; pass the previous server's to restart on
  * the same port. Resolves once it has printed its listening line.
  */
-export async function startServer({ db, addr = "127.0.0.1:0", retries = 20 } = {}) {
+export async function startServer({ db, addr = "127.0.0.1:0", retries = 20, args, env = {} } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await spawnServer({ db, addr });
+      return await spawnServer({ db, addr, args, env });
     } catch (error) {
       // Restarting on the same port can race the old socket's release.
       if (attempt >= retries || !/in use|AddrInUse/i.test(error.message)) throw error;
@@ -63,12 +64,74 @@ export async function startServer({ db, addr = "127.0.0.1:0", retries = 20 } = {
   }
 }
 
-function spawnServer({ db, addr }) {
+/**
+ * Starts quota-server in upstream mode (docs/kling.md) in front of the
+ * simulator `sim`, with its keys in the environment, quick syncs and polls,
+ * and the dashboard. The account's token is "demo".
+ */
+export async function startUpstreamServer({ sim, db, addr, extra = [] }) {
+  // The callback URL names this server's port, so the port is picked first.
+  const at = addr ?? `127.0.0.1:${await freePort()}`;
+  return startServer({
+    db,
+    addr: at,
+    env: { QW_KLING_ACCESS_KEY: SIM_ACCESS_KEY, QW_KLING_SECRET_KEY: SIM_SECRET_KEY },
+    args: ["--upstream", "kling", "--upstream-url", sim.url, "--sync-ms", "1000", "--poll-ms", "500",
+      "--public-url", `http://${at}`, ...extra],
+  });
+}
+
+function spawnServer({ db, addr, args = ["--dev", "--no-worker"], env: extraEnv }) {
   // QW_* variables would override nothing given on the command line, but
   // could add flags (QW_SEED_DEMO, QW_TASK_MS...): start from a clean slate.
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("QW_")));
-  const args = ["--addr", addr, "--dev", "--no-worker", "--static", STATIC_DIR, "--db", db, "--ping-ms", "1000"];
-  const child = spawn(SERVER_BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  Object.assign(env, extraEnv);
+  const all = ["--addr", addr, ...args, "--static", STATIC_DIR, "--db", db, "--ping-ms", "1000"];
+  return spawnChild(SERVER_BIN, all, env, /^quota-server listening on (http:\/\/[^\s:]+:(\d+))\s*$/, "quota-server", db);
+}
+
+/** A TCP port free on 127.0.0.1 a moment ago. */
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+export const SIM_BIN = process.env.QW_SIM_BIN ?? join(ROOT, "target/release/kling-sim");
+export const SIM_ACCESS_KEY = "e2e-access-key";
+export const SIM_SECRET_KEY = "e2e-secret-key";
+
+/**
+ * Starts target/release/kling-sim, the simulator of the upstream service,
+ * on a free port with the test keys and `args` (for example `--lag-ms`).
+ * `sim.control(path, body)` drives its `/sim/*` paths.
+ */
+export async function startSim(args = []) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("KSIM_")));
+  Object.assign(env, { KSIM_ACCESS_KEY: SIM_ACCESS_KEY, KSIM_SECRET_KEY: SIM_SECRET_KEY });
+  const all = ["--addr", "127.0.0.1:0", "--seed", "1", ...args];
+  const sim = await spawnChild(SIM_BIN, all, env, /^kling-sim listening on (http:\/\/[^\s:]+:(\d+))\s*$/, "kling-sim");
+  sim.control = async (path, body) => {
+    const response = await fetch(sim.url + path, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    const json = await response.json();
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
+    return json.data;
+  };
+  return sim;
+}
+
+function spawnChild(bin, args, env, listeningLine, name, db) {
+  const child = spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const log = [];
   const remember = (line) => {
     log.push(line);
@@ -84,13 +147,13 @@ function spawnServer({ db, addr }) {
       remember(line);
       if (!first) return;
       first = false;
-      const match = /^quota-server listening on (http:\/\/[^\s:]+:(\d+))\s*$/.exec(line);
+      const match = listeningLine.exec(line);
       if (match) resolveUrl({ url: match[1], port: Number(match[2]) });
-      else reject(new Error(`unexpected first line from quota-server: ${JSON.stringify(line)}`));
+      else reject(new Error(`unexpected first line from ${name}: ${JSON.stringify(line)}`));
     });
     child.once("error", reject);
     exited.then(({ code, signal }) =>
-      reject(new Error(`quota-server exited (${signal ?? code}) before listening:\n${log.join("\n")}`)),
+      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${log.join("\n")}`)),
     );
   });
 
@@ -98,14 +161,14 @@ function spawnServer({ db, addr }) {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill(signal);
     try {
-      await withTimeout(exited, STOP_TIMEOUT_MS, `quota-server to exit on ${signal}`);
+      await withTimeout(exited, STOP_TIMEOUT_MS, `${name} to exit on ${signal}`);
     } catch {
       child.kill("SIGKILL");
-      await withTimeout(exited, STOP_TIMEOUT_MS, "quota-server to exit on SIGKILL");
+      await withTimeout(exited, STOP_TIMEOUT_MS, `${name} to exit on SIGKILL`);
     }
   };
 
-  return withTimeout(listening, START_TIMEOUT_MS, "quota-server to print its listening line")
+  return withTimeout(listening, START_TIMEOUT_MS, `${name} to print its listening line`)
     .then(({ url, port }) => ({ url, port, addr: `127.0.0.1:${port}`, db, log, stop, process: child }))
     .catch(async (error) => {
       await stop("SIGKILL");
