@@ -10,7 +10,9 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
+  SIM_ACCESS_KEY,
   SIM_BIN,
+  SIM_SECRET_KEY,
   apiOk,
   buttonDescription,
   checkPrerequisites,
@@ -63,6 +65,9 @@ async function chain(simArgs = []) {
     await c.server.stop();
     await sim.stop();
     assert.deepEqual(problems, [], "no script errors or CSP violations on the page");
+    for (const line of c.server.log) {
+      assert.ok(!line.includes(SIM_SECRET_KEY) && !line.includes(SIM_ACCESS_KEY), `a key in the log: ${line}`);
+    }
   };
   return c;
 }
