@@ -1,6 +1,7 @@
 //! Typed errors. The store and the rules speak in these; only the HTTP layer
 //! (`http.rs`) turns them into status codes and `ApiError` bodies.
 
+use quota_widget::core::rules::Shortfall;
 use quota_widget::core::wire::codes;
 
 /// Failures of the storage layer itself (not of a request).
@@ -25,6 +26,15 @@ pub enum Refusal {
     /// The upstream service refused the task (its own 1303, 1101, 1102,
     /// 1301, 12xx), with its code and a message for the person.
     Upstream { code: u32, message: String },
+}
+
+impl From<Shortfall> for Refusal {
+    fn from(s: Shortfall) -> Self {
+        match s {
+            Shortfall::Slots { .. } => Refusal::OverConcurrency,
+            Shortfall::Units { .. } => Refusal::UnitsExhausted,
+        }
+    }
 }
 
 impl Refusal {

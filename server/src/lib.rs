@@ -9,7 +9,6 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod hub;
-pub mod rules;
 pub mod sse;
 pub mod store;
 pub mod upstream;

@@ -21,7 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::{Hub, Message};
-use crate::rules::{self, Capacity, MAX_COUNT};
+use quota_widget::core::rules::{self, Capacity, MAX_COUNT};
 
 mod mirror;
 pub use mirror::{MirrorPack, UpstreamTask};
@@ -524,7 +524,7 @@ impl Store {
             };
 
             let cost_db = units_db(cost)?;
-            match rules::admit(cap, slots, cost) {
+            match cap.admit(slots, cost).map_err(Refusal::from) {
                 Ok(()) => {
                     let revision = bump_revision(tx, account)?;
                     let revision_db = to_i64(revision, "revision")?;

@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
+use super::rules::{self, Capacity, Shortfall};
 use super::validate::{validate, StateError};
-use super::wire::{Millis, Outcome, PackageStatus, ServerState, SlotPool, Units};
+use super::wire::{Millis, Outcome, ServerState, SlotPool, Units};
 
 /// Tunables, all with defaults a dashboard can keep.
 #[derive(Clone, Debug, PartialEq)]
@@ -366,17 +367,28 @@ impl Quota {
         self.holds.iter().filter(|h| h.kind == kind).map(|h| h.slots).sum()
     }
 
+    /// The figures of a kind's pool that a request is judged on: the
+    /// server's, with this tab's holds counted as taken.
+    fn capacity(&self, kind: &str) -> Option<Capacity> {
+        let pool = self.pool(kind)?;
+        Some(Capacity {
+            limit: pool.limit,
+            in_use: pool.in_use.saturating_add(self.held_slots(kind)),
+            spendable: self.remaining_units()?,
+            reserved: self.reserved_units()?.saturating_add(self.held_units()),
+        })
+    }
+
     /// Free slots of a kind (R1): limit - in use - held locally.
     pub fn free_slots(&self, kind: &str) -> Option<u32> {
-        let pool = self.pool(kind)?;
-        Some(pool.limit.saturating_sub(pool.in_use).saturating_sub(self.held_slots(kind)))
+        Some(self.capacity(kind)?.free_slots())
     }
 
     /// Units in active, effective, unexpired packages, by the server's clock.
     /// Holds and reservations do not change it: only a deduction does (R3).
     pub fn remaining_units(&self) -> Option<Units> {
         let s = self.state.as_ref()?;
-        Some(remaining_of(s))
+        Some(rules::remaining(s))
     }
 
     pub fn reserved_units(&self) -> Option<Units> {
@@ -428,15 +440,13 @@ impl Quota {
             return Some(Blocked::UnknownKind { kind: self.kind.clone() });
         };
         let (needed, cost) = self.demand()?;
-        let free = self.free_slots(&self.kind)?;
-        if free < needed {
-            return Some(Blocked::Slots { kind: self.kind.clone(), free, needed, limit: pool.limit });
+        match self.capacity(&self.kind)?.admit(needed, cost) {
+            Ok(()) => None,
+            Err(Shortfall::Slots { free }) => {
+                Some(Blocked::Slots { kind: self.kind.clone(), free, needed, limit: pool.limit })
+            }
+            Err(Shortfall::Units { available }) => Some(Blocked::Units { available, cost }),
         }
-        let available = self.available_units()?;
-        if available < cost {
-            return Some(Blocked::Units { available, cost });
-        }
-        None
     }
 
     fn announce_changes(&mut self, before: &Snapshot, next: &ServerState) {
@@ -448,7 +458,7 @@ impl Quota {
             }
         }
         let reserved: Units = next.running.iter().map(|t| t.reserved_units).sum();
-        let available = remaining_of(next).saturating_sub(reserved).saturating_sub(self.held_units());
+        let available = rules::remaining(next).saturating_sub(reserved).saturating_sub(self.held_units());
         let low = self.config.low_units;
         if before.available >= low && available < low {
             self.announcements.push(Announcement::UnitsLow { available });
@@ -483,10 +493,3 @@ impl Snapshot {
     }
 }
 
-pub(crate) fn counts(s: &ServerState, p: &super::wire::Package) -> bool {
-    p.status == PackageStatus::Active && p.effective_at_ms <= s.server_time_ms && s.server_time_ms < p.expires_at_ms
-}
-
-fn remaining_of(s: &ServerState) -> Units {
-    s.packages.iter().filter(|p| counts(s, p)).map(|p| p.remaining).sum()
-}

@@ -9,6 +9,7 @@ pub mod link;
 pub mod machine;
 pub mod parse;
 pub mod reconcile;
+pub mod rules;
 pub mod validate;
 pub mod view;
 pub mod wire;

@@ -12,7 +12,8 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use super::fmt::{age, title, Fmt};
-use super::machine::{counts, Blocked, HoldEnd, Link, Quota};
+use super::machine::{Blocked, HoldEnd, Link, Quota};
+use super::rules::counts;
 use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
@@ -434,7 +435,7 @@ impl<F: Fmt> Viewer<F> {
                 let soon = Millis::from(q.config.expiring_soon_days) * DAY_MS;
                 self.packages.build(
                     s.packages.iter().map(|p| {
-                        let counts = counts(s, p);
+                        let counts = counts(p, s.server_time_ms);
                         (p, counts, counts && p.expires_at_ms - s.server_time_ms <= soon)
                     }),
                     |(kp, kc, ke), (p, c, e)| kc == c && ke == e && kp == *p,
