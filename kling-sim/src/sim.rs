@@ -132,6 +132,8 @@ pub struct LedgerTask {
     pub status: Status,
     pub price: Units,
     pub deducted: Units,
+    /// Where its callbacks go, as the client asked.
+    pub callback_url: Option<String>,
 }
 
 /// A change of a running task's state.
@@ -554,6 +556,7 @@ impl Sim {
                     status: t.status,
                     price: t.price,
                     deducted: t.deducted,
+                    callback_url: t.callback_url.clone(),
                 })
                 .collect(),
             creates: state.tasks.len() as u64,

@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "QW_NO_WORKER")]
     pub no_worker: bool,
 
+    /// Print the API's OpenAPI document (JSON) and exit; nothing is opened.
+    #[arg(long)]
+    pub print_openapi: bool,
+
     /// Interval of the SSE `ping` event, in milliseconds.
     #[arg(long, env = "QW_PING_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_ms: u64,

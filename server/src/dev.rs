@@ -6,37 +6,44 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Json, Router};
-use quota_widget::core::wire::{Outcome, Units};
+use axum::Json;
+use quota_widget::core::wire::{ApiError, Outcome, ServerState, Units};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::QuotaError;
 use crate::http::{Account, AppState, HttpError, JsonBody, OptionalJsonBody};
+use crate::openapi::{Common, Fault};
 use crate::hub::Message;
 use crate::now_ms;
 use crate::store::{parse_task_id, task_wire_id, AccountSpec, PackageSpec, TaskEnd};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/dev/accounts", post(create_account))
-        .route("/api/dev/packages", post(grant_package))
-        .route("/api/dev/limits/{kind}", put(set_limit))
-        .route("/api/dev/tasks/{task_id}/succeed", post(succeed))
-        .route("/api/dev/tasks/{task_id}/fail", post(fail))
-        .route("/api/dev/raw-event", post(raw_event))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_account))
+        .routes(routes!(grant_package))
+        .routes(routes!(set_limit))
+        .routes(routes!(succeed))
+        .routes(routes!(fail))
+        .routes(routes!(raw_event))
 }
 
 const DAY_MS: i64 = 86_400_000;
 
-#[derive(Deserialize)]
+/// A package to grant, its times relative to now.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageBody {
     #[serde(default = "default_package_name")]
+    #[schema(default = "Granted pack")]
     pub name: String,
     pub total: Units,
+    /// Milliseconds from now to its expiry (default 30 days).
     #[serde(default = "default_expires_in")]
+    #[schema(default = 2_592_000_000_i64)]
     pub expires_in_ms: i64,
+    /// Milliseconds from now to when it starts to count (default 0: now).
     #[serde(default)]
     pub effective_in_ms: i64,
 }
@@ -60,15 +67,27 @@ impl From<PackageBody> for PackageSpec {
     }
 }
 
-#[derive(Deserialize)]
+/// A new account; absent fields take the demo account's figures.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountBody {
+    /// Its token: 1 to 128 characters of `A-Z a-z 0-9 - _ . ~`.
+    #[schema(pattern = "^[A-Za-z0-9._~-]{1,128}$")]
     token: String,
     image_limit: Option<u32>,
     video_limit: Option<u32>,
     packages: Option<Vec<PackageBody>>,
 }
 
+/// Creates an account.
+#[utoipa::path(post, path = "/api/dev/accounts", tag = "dev", security(()),
+    request_body = AccountBody,
+    responses(
+        (status = 201, description = "Created: its first state.", body = ServerState),
+        (status = 400, description = "A malformed body or an invalid token (code 1200).", body = ApiError),
+        (status = 409, description = "The token is taken (code 1200).", body = ApiError),
+        Fault,
+    ))]
 async fn create_account(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<AccountBody>,
@@ -89,12 +108,20 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(state)).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Granted {
     package_id: String,
     revision: u64,
 }
 
+/// Grants a package to the signed-in account.
+#[utoipa::path(post, path = "/api/dev/packages", tag = "dev",
+    request_body = PackageBody,
+    responses(
+        (status = 201, description = "Granted.", body = Granted),
+        (status = 400, description = "A malformed body (code 1200).", body = ApiError),
+        Common,
+    ))]
 async fn grant_package(
     State(st): State<AppState>,
     Account(account): Account,
@@ -111,17 +138,26 @@ async fn grant_package(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitBody {
     limit: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Revision {
     revision: u64,
 }
 
+/// Sets a pool's limit (a plan change), creating the pool if absent.
+#[utoipa::path(put, path = "/api/dev/limits/{kind}", tag = "dev",
+    params(("kind" = String, Path, description = "The kind of work.")),
+    request_body = LimitBody,
+    responses(
+        (status = 200, description = "Set.", body = Revision),
+        (status = 400, description = "A malformed body or kind (code 1200).", body = ApiError),
+        Common,
+    ))]
 async fn set_limit(
     State(st): State<AppState>,
     Account(account): Account,
@@ -132,19 +168,21 @@ async fn set_limit(
     Ok(Json(Revision { revision }))
 }
 
-#[derive(Deserialize, Default)]
+/// How a task succeeds: the units it costs (default: what it reserved).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SucceedBody {
     units: Option<Units>,
 }
 
-#[derive(Deserialize, Default)]
+/// Why a task fails (default: "generation error").
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FailBody {
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TaskEnded {
     task_id: String,
     outcome: Outcome,
@@ -168,6 +206,17 @@ fn end_task(
     }))
 }
 
+/// Ends a running task as succeeded: deducts its cost, earliest expiry first.
+#[utoipa::path(post, path = "/api/dev/tasks/{task_id}/succeed", tag = "dev",
+    params(("task_id" = String, Path, description = "`task-<n>`")),
+    request_body(content = Option<SucceedBody>, description = "Optional; an empty body takes the defaults."),
+    responses(
+        (status = 200, description = "Ended.", body = TaskEnded),
+        (status = 400, description = "A malformed body (code 1200).", body = ApiError),
+        (status = 404, description = "No such task of this account (code 1404).", body = ApiError),
+        (status = 409, description = "The task has already ended (code 1200).", body = ApiError),
+        Common,
+    ))]
 async fn succeed(
     State(st): State<AppState>,
     Account(account): Account,
@@ -182,6 +231,17 @@ async fn succeed(
     )
 }
 
+/// Ends a running task as failed: nothing is charged.
+#[utoipa::path(post, path = "/api/dev/tasks/{task_id}/fail", tag = "dev",
+    params(("task_id" = String, Path, description = "`task-<n>`")),
+    request_body(content = Option<FailBody>, description = "Optional; an empty body takes the defaults."),
+    responses(
+        (status = 200, description = "Ended.", body = TaskEnded),
+        (status = 400, description = "A malformed body (code 1200).", body = ApiError),
+        (status = 404, description = "No such task of this account (code 1404).", body = ApiError),
+        (status = 409, description = "The task has already ended (code 1200).", body = ApiError),
+        Common,
+    ))]
 async fn fail(
     State(st): State<AppState>,
     Account(account): Account,
@@ -192,12 +252,22 @@ async fn fail(
     end_task(&st, account, &task_id, &TaskEnd::Fail { reason })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Delivered {
     /// Open streams of the account that received the event.
     receivers: usize,
 }
 
+/// Sends the body, as it is, as the `data` of a `state` event to the
+/// account's open streams: the widget's handling of bad input is tested
+/// with it.
+#[utoipa::path(post, path = "/api/dev/raw-event", tag = "dev",
+    request_body(content = Option<String>, content_type = "text/plain", description = "Any UTF-8 text, empty included."),
+    responses(
+        (status = 200, description = "Sent.", body = Delivered),
+        (status = 400, description = "Not UTF-8 (code 1200).", body = ApiError),
+        Common,
+    ))]
 async fn raw_event(
     State(st): State<AppState>,
     Account(account): Account,

@@ -10,19 +10,22 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use axum::{Json, Router};
-use quota_widget::core::wire::{codes, ApiError, SubmitRequest};
+use quota_widget::core::wire::{codes, ApiError, ServerState, SubmitAccepted, SubmitRequest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tower_http::services::ServeDir;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::store::{AccountId, Store, SubmitOutcome};
 use crate::upstream::{Reply, Upstream};
 use crate::worker::Worker;
-use crate::{dev, now_ms, sse};
+use crate::openapi::{Common, Fault};
+use crate::{dev, now_ms, openapi, sse};
 
 
 /// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
@@ -148,8 +151,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Like `JsonBody` but an empty body means `T::default()` (optional bodies of
-/// the dev endpoints).
+/// Like `JsonBody` but an empty body or `null` means `T::default()`
+/// (optional bodies of the dev endpoints).
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
@@ -162,7 +165,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        parse_json(&bytes).map(OptionalJsonBody)
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalJsonBody(body.unwrap_or_default()))
     }
 }
 
@@ -217,18 +220,26 @@ impl FromRequestParts<AppState> for Account {
     }
 }
 
+/// The API's routes, each with its OpenAPI description: the document
+/// (`crate::openapi`) is collected from these very registrations.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(login, logout))
+        .routes(routes!(get_state))
+        .routes(routes!(events))
+        .routes(routes!(submit))
+        .routes(routes!(upstream_callback))
+        .routes(routes!(openapi::document))
+}
+
 /// Builds the application. `static_dir` is served at `/` when given.
 pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path::Path>) -> Router {
-    let mut app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/api/session", post(login).delete(logout))
-        .route("/api/state", get(get_state))
-        .route("/api/events", get(events))
-        .route("/api/generations", post(submit))
-        .route("/api/upstream/callback/{secret}", post(upstream_callback));
+    let mut api = api_routes();
     if dev_enabled {
-        app = app.merge(dev::routes());
+        api = api.merge(dev::routes());
     }
+    let (mut app, _) = api.split_for_parts();
     // Unknown API paths (and /api/dev/* without --dev) answer in JSON and are
     // never handed to the static files.
     app = app
@@ -261,11 +272,31 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+/// `GET /healthz`: whether the server is up.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "The server is up.", body = String, content_type = "text/plain", example = "ok")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The body of a sign-in.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LoginBody {
+    /// An account's token.
     token: String,
 }
 
+/// Signs in: sets the session cookie that authenticates the page's requests
+/// and its event stream.
+#[utoipa::path(post, path = "/api/session", tag = "session", security(()),
+    request_body = LoginBody,
+    responses(
+        (status = 204, description = "Signed in.",
+            headers(("Set-Cookie" = String, description = "`qw_session=<token>; HttpOnly; SameSite=Strict; Path=/`"))),
+        (status = 400, description = "A malformed body (code 1200).", body = ApiError),
+        (status = 401, description = "No account has that token (code 1000).", body = ApiError),
+        Fault,
+    ))]
 async fn login(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<LoginBody>,
@@ -282,6 +313,10 @@ async fn login(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
 }
 
+/// Signs out: the browser drops the session cookie. Needs no credentials.
+#[utoipa::path(delete, path = "/api/session", tag = "session", security(()),
+    responses((status = 204, description = "Signed out.",
+        headers(("Set-Cookie" = String, description = "`qw_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`")))))]
 async fn logout() -> Response {
     let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     match HeaderValue::from_str(&cookie) {
@@ -305,6 +340,19 @@ fn none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
 }
 
+/// The account's quota state.
+#[utoipa::path(get, path = "/api/state", tag = "quota",
+    params(("If-None-Match" = Option<String>, Header,
+        description = "An `ETag` of an earlier answer (weak forms, lists and `*` accepted): 304 if the state is still that one.")),
+    responses(
+        (status = 200, description = "The state.", body = ServerState, headers(
+            ("ETag" = String, description = "`\"<revision>\"`"),
+            ("Cache-Control" = String, description = "`no-cache`"))),
+        (status = 304, description = "Unchanged since the `ETag` named; no body.", headers(
+            ("ETag" = String, description = "`\"<revision>\"`"),
+            ("Cache-Control" = String, description = "`no-cache`"))),
+        Common,
+    ))]
 async fn get_state(
     State(st): State<AppState>,
     Account(account): Account,
@@ -323,6 +371,24 @@ async fn get_state(
     Ok((caching, Json(state)).into_response())
 }
 
+/// The account's event stream (`text/event-stream`). Two named events:
+/// `state` (`id:` the revision, `data:` the whole `ServerState` as JSON on
+/// one line), sent after every change in revision order, and `ping` (`data:`
+/// the current revision) every `--ping-ms`. On connect the current state
+/// comes first unless `Last-Event-ID` names it already. OpenAPI cannot
+/// describe the events' own schema; `docs/api.md` does.
+#[utoipa::path(get, path = "/api/events", tag = "quota",
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "The revision the client has (the last `id:` it saw): only newer states are sent.")),
+    responses(
+        (status = 200, description = "The stream, open until the client or the server closes it.",
+            content_type = "text/event-stream", body = String,
+            headers(
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream")),
+            example = "event: state\nid: 7\ndata: {\"revision\":7,...}\n\nevent: ping\ndata: 7\n\n"),
+        Common,
+    ))]
 async fn events(
     State(st): State<AppState>,
     Account(account): Account,
@@ -355,14 +421,34 @@ async fn events(
 
 /// A submit: the wire's request, plus in upstream mode the generation fields
 /// to pass to the service (model, mode, duration, image ...).
-#[derive(Deserialize)]
-struct SubmitBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SubmitBody {
     #[serde(flatten)]
     request: SubmitRequest,
+    /// Upstream mode only: the service's own task fields, passed through
+    /// (at most 16 KiB of JSON). A server without an upstream refuses it.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// Starts a generation: checks free slots (R1), then available units (R2),
+/// and reserves both in one step, or refuses and records the refusal.
+#[utoipa::path(post, path = "/api/generations", tag = "quota",
+    request_body = SubmitBody,
+    responses(
+        (status = 201, description = "Accepted: the task holds its slots and reserves its units until it ends.", body = SubmitAccepted),
+        (status = 200, description = "A repeat of an accepted `client_request_id`: the first answer, nothing more reserved.", body = SubmitAccepted),
+        (status = 400, description = "A malformed request (code 1200), `params` without an upstream, or in upstream mode the service's 1301 or 12xx.", body = ApiError),
+        (status = 402, description = "Not enough available units (code 1102), or upstream the account in arrears (1101).", body = ApiError),
+        (status = 403, description = "Upstream mode: no permission (1103), or an account other than the service's.", body = ApiError),
+        (status = 429, description = "Not enough free slots (code 1303), or upstream too many requests (1302). Refused, not queued.", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before a retry (at least 1)."))),
+        (status = 502, description = "Upstream mode: the service did not take the task (code 5001); nothing charged.", body = ApiError),
+        (status = 503, description = "Upstream mode: the packages are not loaded from the service yet (code 5001).", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before a retry."))),
+        Common,
+    ))]
 async fn submit(
     State(st): State<AppState>,
     Account(account): Account,
@@ -426,6 +512,17 @@ async fn submit(
 /// `POST /api/upstream/callback/{secret}`: the service's task callbacks. The
 /// secret path keeps strangers out cheaply; the task must be one this server
 /// created, and an end counts only once a query of the service confirms it.
+#[utoipa::path(post, path = "/api/upstream/callback/{secret}", tag = "upstream", security(()),
+    params(("secret" = String, Path, description = "The store's random callback secret (part of the callback URL given to the service).")),
+    request_body(content = Object, description = "The service's task object (`task_id`, `task_status`, `task_info.external_task_id`, ...)."),
+    responses(
+        (status = 200, description = "Taken: `settled`, `noted` (still running) or `already settled`.", body = CallbackAnswer),
+        (status = 400, description = "A malformed body (code 1200).", body = ApiError),
+        (status = 404, description = "Not upstream mode, a wrong secret, or no task of this server (code 1404).", body = ApiError),
+        (status = 409, description = "The service does not confirm the end the callback claims; nothing changed.", body = ApiError),
+        (status = 503, description = "The service cannot be asked to confirm now (code 5001); polling settles the task later.", body = ApiError),
+        Fault,
+    ))]
 async fn upstream_callback(
     State(st): State<AppState>,
     axum::extract::Path(secret): axum::extract::Path<String>,
@@ -435,7 +532,15 @@ async fn upstream_callback(
         return Err(HttpError::not_found());
     };
     let said = up.callback(&body).await?;
-    Ok((StatusCode::OK, Json(serde_json::json!({ "code": 0, "message": said }))).into_response())
+    Ok((StatusCode::OK, Json(CallbackAnswer { code: 0, message: said.to_owned() })).into_response())
+}
+
+/// The answer to a callback, in the service's envelope style.
+#[derive(serde::Serialize, ToSchema)]
+pub(crate) struct CallbackAnswer {
+    /// Always 0.
+    code: u32,
+    message: String,
 }
 
 #[cfg(test)]

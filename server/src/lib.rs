@@ -8,6 +8,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod http;
+pub mod openapi;
 pub mod hub;
 pub mod sse;
 pub mod store;

@@ -461,9 +461,9 @@ impl Store {
                 "count must be between 1 and {MAX_COUNT}"
             )));
         }
-        if req.client_request_id.is_empty() || req.client_request_id.len() > MAX_REQUEST_ID_LEN {
+        if req.client_request_id.is_empty() || req.client_request_id.chars().count() > MAX_REQUEST_ID_LEN {
             return Err(QuotaError::BadRequest(format!(
-                "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} bytes"
+                "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"
             )));
         }
         self.change(account, now, |tx| {

@@ -33,6 +33,26 @@ pub type Millis = i64;
 #[cfg_attr(target_arch = "wasm32", tsify(type = "number"))]
 pub struct Units(u64);
 
+/// On the wire a JSON number of units, at most three decimals, never
+/// negative (the schema says so; utoipa cannot read it from a newtype).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Units {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(0))
+            .maximum(Some(Units::MAX.0 / Units::SCALE))
+            .multiple_of(Some(0.001))
+            .description(Some("An amount of units, exact to a thousandth (at most 3 decimals)."))
+            .examples([12.25])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Units {}
+
 impl Units {
     pub const ZERO: Units = Units(0);
     /// Thousandths in one unit.
@@ -86,16 +106,18 @@ impl Units {
     }
 
     /// The amount a JSON number stands for, if it has at most three
-    /// decimals and lies in `0..=MAX`. The number came from decimal text, so
-    /// `x * 1000` lands within a few ulps of an integer exactly when the
-    /// text had at most three decimals.
+    /// decimals and lies in `0..=MAX`: exactly when `x` is the double
+    /// nearest to some amount of thousandths. Below `MAX` (< 2^51
+    /// thousandths) `x * 1000` rounds to that amount's thousandths, and
+    /// dividing them by 1000 is correctly rounded, so it gives back `x`;
+    /// for a number with more decimals it gives another double.
     pub fn from_number(x: f64) -> Option<Units> {
         let m = x * Self::SCALE as f64;
         if !m.is_finite() || m < 0.0 || m > Self::MAX.0 as f64 {
             return None;
         }
         let r = m.round();
-        ((m - r).abs() <= r.max(1.0) * 4.0 * f64::EPSILON).then_some(Units(r as u64))
+        (r / Self::SCALE as f64 == x).then_some(Units(r as u64))
     }
 
     /// The nearest number, for JavaScript and for formatting.
@@ -227,6 +249,7 @@ impl<'de> Deserialize<'de> for Units {
 /// A snapshot of one account's quota, as the server holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerState {
     /// Grows by at least one with every change the server makes to this
     /// account. A client never lets an older revision replace a newer one (R4).
@@ -253,6 +276,7 @@ pub struct ServerState {
 /// Concurrent generation slots of one kind of work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotPool {
     /// The kind of work: "image", "video", ...; unique within a state.
     pub kind: String,
@@ -270,6 +294,7 @@ pub struct SlotPool {
 /// How many slots a request holds while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SlotRule {
     /// One slot per item: a request for 4 images holds 4 slots.
     #[serde(rename = "per_item")]
@@ -291,6 +316,7 @@ impl SlotRule {
 /// A resource package: a block of units with a validity window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Package {
     /// Unique within a state.
     pub id: String,
@@ -309,6 +335,7 @@ pub struct Package {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PackageStatus {
     /// Bought, not yet effective.
     #[serde(rename = "pending")]
@@ -327,6 +354,7 @@ pub enum PackageStatus {
 /// A task holding slots and reserving units.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningTask {
     pub id: String,
     pub kind: String,
@@ -342,6 +370,7 @@ pub struct RunningTask {
 /// A task that ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinishedTask {
     pub id: String,
     pub kind: String,
@@ -357,6 +386,7 @@ pub struct FinishedTask {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     #[serde(rename = "succeeded")]
     Succeeded,
@@ -369,12 +399,15 @@ pub enum Outcome {
 /// The body of `POST /api/generations`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitRequest {
     pub kind: String,
     /// Items asked for: images, or 1 for a video.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16))]
     pub count: u32,
     /// Chosen by the client; a repeat with the same id returns the first
     /// answer and reserves nothing more.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub client_request_id: String,
     pub prompt: Option<String>,
 }
@@ -382,6 +415,7 @@ pub struct SubmitRequest {
 /// The answer to an accepted submit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitAccepted {
     pub task_id: String,
     pub client_request_id: String,
@@ -394,6 +428,7 @@ pub struct SubmitAccepted {
 /// Every error body the server sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// One of the `codes` below.
     pub code: u32,
