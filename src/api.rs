@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use gloo_events::{EventListener, EventListenerOptions, EventListenerPhase};
 use gloo_timers::callback::Interval;
-use js_sys::{Date, Function};
+use js_sys::Function;
 use serde::Serialize;
 use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
@@ -149,8 +149,20 @@ fn resolve(doc: &Document, what: &str, v: &JsValue) -> Result<Element, JsError> 
         .ok_or_else(|| JsError::new(&format!("quota-widget: the {what} must be an element or a CSS selector")))
 }
 
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(thread_local_v2, js_namespace = performance, js_name = timeOrigin)]
+    static TIME_ORIGIN: f64;
+}
+
+/// The core's clock: wall-clock milliseconds that never go back. The
+/// page's start in wall time plus a monotonic clock, so that setting the
+/// system clock back (or an NTP step) cannot keep a hold alive or make a
+/// stale state look fresh.
 fn now() -> i64 {
-    Date::now() as i64
+    (TIME_ORIGIN.with(|t| *t) + performance_now()) as i64
 }
 
 /// The browser's parsed JSON, read by the core's state reader.
