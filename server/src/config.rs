@@ -55,6 +55,29 @@ pub struct Config {
     #[arg(long, env = "QW_NO_WORKER")]
     pub no_worker: bool,
 
+    /// Largest request body, in bytes; a larger one is answered 413.
+    #[arg(long, env = "QW_MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub max_body_bytes: u64,
+
+    /// Requests a second per account on this instance (0: no limit); past
+    /// it, 429 with code 1302 and Retry-After.
+    #[arg(long, env = "QW_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+
+    /// Requests an account may make at once above its rate.
+    #[arg(long, env = "QW_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// Open event streams per account on this instance; the next one is
+    /// refused (429, code 1302) and the widget polls instead.
+    #[arg(long, env = "QW_MAX_STREAMS_PER_ACCOUNT", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_account: u64,
+
+    /// Open event streams on this instance in all; the next one is refused
+    /// (503, code 1500).
+    #[arg(long, env = "QW_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams: u64,
+
     /// Print the API's OpenAPI document (JSON) and exit; nothing is opened.
     #[arg(long)]
     pub print_openapi: bool,

@@ -2,7 +2,6 @@
 //! change limits, end tasks by hand, and inject a raw stream event. The
 //! end-to-end tests drive the widget through every state with them.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,8 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::QuotaError;
-use crate::http::{Account, AppState, HttpError, JsonBody, OptionalJsonBody};
-use crate::openapi::{Common, Fault};
+use crate::http::{Account, AppState, HttpError, JsonBody, OptionalJsonBody, RawBody};
+use crate::openapi::{Common, Fault, TooLarge};
 use crate::hub::Message;
 use crate::now_ms;
 use crate::store::{parse_task_id, task_wire_id, AccountSpec, PackageSpec, TaskEnd};
@@ -86,6 +85,7 @@ struct AccountBody {
         (status = 201, description = "Created: its first state.", body = ServerState),
         (status = 400, description = "A malformed body or an invalid token (code 1200).", body = ApiError),
         (status = 409, description = "The token is taken (code 1200).", body = ApiError),
+        TooLarge,
         Fault,
     ))]
 async fn create_account(
@@ -121,6 +121,7 @@ struct Granted {
         (status = 201, description = "Granted.", body = Granted),
         (status = 400, description = "A malformed body (code 1200).", body = ApiError),
         Common,
+        TooLarge,
     ))]
 async fn grant_package(
     State(st): State<AppState>,
@@ -157,6 +158,7 @@ struct Revision {
         (status = 200, description = "Set.", body = Revision),
         (status = 400, description = "A malformed body or kind (code 1200).", body = ApiError),
         Common,
+        TooLarge,
     ))]
 async fn set_limit(
     State(st): State<AppState>,
@@ -216,6 +218,7 @@ fn end_task(
         (status = 404, description = "No such task of this account (code 1404).", body = ApiError),
         (status = 409, description = "The task has already ended (code 1200).", body = ApiError),
         Common,
+        TooLarge,
     ))]
 async fn succeed(
     State(st): State<AppState>,
@@ -241,6 +244,7 @@ async fn succeed(
         (status = 404, description = "No such task of this account (code 1404).", body = ApiError),
         (status = 409, description = "The task has already ended (code 1200).", body = ApiError),
         Common,
+        TooLarge,
     ))]
 async fn fail(
     State(st): State<AppState>,
@@ -267,11 +271,12 @@ struct Delivered {
         (status = 200, description = "Sent.", body = Delivered),
         (status = 400, description = "Not UTF-8 (code 1200).", body = ApiError),
         Common,
+        TooLarge,
     ))]
 async fn raw_event(
     State(st): State<AppState>,
     Account(account): Account,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Delivered>, HttpError> {
     let data = String::from_utf8(body.to_vec())
         .map_err(|_| HttpError::from(QuotaError::BadRequest("raw event must be UTF-8".into())))?;

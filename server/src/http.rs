@@ -21,10 +21,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{QuotaError, Refusal, StoreError};
+use crate::limits::{Limits, StreamRefusal};
 use crate::store::{AccountId, Store, SubmitOutcome};
 use crate::upstream::{Reply, Upstream};
 use crate::worker::Worker;
-use crate::openapi::{Common, Fault};
+use crate::openapi::{Common, Fault, TooLarge};
 use crate::{dev, now_ms, openapi, sse};
 
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub worker: Option<Worker>,
     /// Upstream mode (`--upstream`): submits go to the service.
     pub upstream: Option<Arc<Upstream>>,
+    /// Request rate and event stream caps of this instance.
+    pub limits: Arc<Limits>,
     pub ping_every: Duration,
     /// Turns true on shutdown; open event streams end on it.
     pub shutdown: watch::Receiver<bool>,
@@ -92,10 +95,37 @@ impl HttpError {
     }
 }
 
+impl HttpError {
+    /// The account's request rate is used up for `wait` (code 1302).
+    pub fn rate_limited(wait: Duration) -> Response {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut res = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            "too many requests for this account: try again shortly",
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+
+    /// A body over the size limit, or unreadable.
+    fn body(e: &axum::extract::rejection::BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::BAD_REQUEST, "the request body is too large")
+        } else {
+            Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())
+        }
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(self.body)).into_response();
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        let status = self.status;
+        let mut res = (status, Json(self.body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             // The service tells clients to wait at least 1 s before a retry.
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -144,9 +174,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| HttpError::body(&e))?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -159,13 +187,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| HttpError::body(&e))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
         parse_json::<Option<T>>(&bytes).map(|body| OptionalJsonBody(body.unwrap_or_default()))
+    }
+}
+
+/// A raw body, its rejections (too large) as `ApiError`s.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| HttpError::body(&e))
     }
 }
 
@@ -205,18 +242,21 @@ pub fn request_token(headers: &HeaderMap) -> Option<String> {
 pub struct Account(pub AccountId);
 
 impl FromRequestParts<AppState> for Account {
-    type Rejection = HttpError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = request_token(&parts.headers).ok_or_else(HttpError::unauthorized)?;
-        state
+        let token = request_token(&parts.headers).ok_or_else(|| HttpError::unauthorized().into_response())?;
+        let account = state
             .store
-            .account_by_token(&token)?
-            .map(Account)
-            .ok_or_else(HttpError::unauthorized)
+            .account_by_token(&token)
+            .map_err(|e| HttpError::from(e).into_response())?
+            .ok_or_else(|| HttpError::unauthorized().into_response())?;
+        // Every authenticated request counts against the account's rate.
+        state.limits.request(account).map_err(HttpError::rate_limited)?;
+        Ok(Account(account))
     }
 }
 
@@ -234,7 +274,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Builds the application. `static_dir` is served at `/` when given.
-pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path::Path>) -> Router {
+pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path::Path>, body_limit: usize) -> Router {
     let mut api = api_routes();
     if dev_enabled {
         api = api.merge(dev::routes());
@@ -249,7 +289,8 @@ pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path:
         Some(dir) => app.fallback_service(ServeDir::new(dir)),
         None => app.fallback(api_not_found),
     };
-    app.layer(axum::middleware::map_response(security_headers))
+    app.layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -295,6 +336,7 @@ pub(crate) struct LoginBody {
             headers(("Set-Cookie" = String, description = "`qw_session=<token>; HttpOnly; SameSite=Strict; Path=/`"))),
         (status = 400, description = "A malformed body (code 1200).", body = ApiError),
         (status = 401, description = "No account has that token (code 1000).", body = ApiError),
+        TooLarge,
         Fault,
     ))]
 async fn login(
@@ -387,6 +429,8 @@ async fn get_state(
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream")),
             example = "event: state\nid: 7\ndata: {\"revision\":7,...}\n\nevent: ping\ndata: 7\n\n"),
+        (status = 503, description = "This instance holds its most event streams (code 1500): poll `GET /api/state` instead.", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before a retry."))),
         Common,
     ))]
 async fn events(
@@ -394,6 +438,18 @@ async fn events(
     Account(account): Account,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    let place = st.limits.open_stream(account).map_err(|refusal| match refusal {
+        StreamRefusal::Account(max) => HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            format!("this account has {max} event streams open here, the most allowed: poll GET /api/state instead"),
+        ),
+        StreamRefusal::Instance(max) => HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INTERNAL_ERROR,
+            format!("this server holds {max} event streams, its most: poll GET /api/state instead"),
+        ),
+    })?;
     let last_event_id = headers
         .get(HeaderName::from_static("last-event-id"))
         .and_then(|v| v.to_str().ok())
@@ -401,6 +457,7 @@ async fn events(
     let sse = sse::open(
         Arc::clone(&st.store),
         account,
+        place,
         last_event_id,
         st.ping_every,
         st.shutdown.clone(),
@@ -442,12 +499,14 @@ pub(crate) struct SubmitBody {
         (status = 400, description = "A malformed request (code 1200), `params` without an upstream, or in upstream mode the service's 1301 or 12xx.", body = ApiError),
         (status = 402, description = "Not enough available units (code 1102), or upstream the account in arrears (1101).", body = ApiError),
         (status = 403, description = "Upstream mode: no permission (1103), or an account other than the service's.", body = ApiError),
-        (status = 429, description = "Not enough free slots (code 1303), or upstream too many requests (1302). Refused, not queued.", body = ApiError,
+        (status = 429, description = "Not enough free slots (code 1303), the account's request rate used up (1302), or upstream the service's 1302. Refused, not queued.", body = ApiError,
             headers(("Retry-After" = u64, description = "Seconds to wait before a retry (at least 1)."))),
         (status = 502, description = "Upstream mode: the service did not take the task (code 5001); nothing charged.", body = ApiError),
         (status = 503, description = "Upstream mode: the packages are not loaded from the service yet (code 5001).", body = ApiError,
             headers(("Retry-After" = u64, description = "Seconds to wait before a retry."))),
-        Common,
+        (status = 401, description = "Missing or unknown credentials (code 1000).", body = ApiError),
+        (status = 500, description = "A fault of the server (code 1500); the detail goes to its log only.", body = ApiError),
+        TooLarge,
     ))]
 async fn submit(
     State(st): State<AppState>,
@@ -521,12 +580,13 @@ async fn submit(
         (status = 404, description = "Not upstream mode, a wrong secret, or no task of this server (code 1404).", body = ApiError),
         (status = 409, description = "The service does not confirm the end the callback claims; nothing changed.", body = ApiError),
         (status = 503, description = "The service cannot be asked to confirm now (code 5001); polling settles the task later.", body = ApiError),
+        TooLarge,
         Fault,
     ))]
 async fn upstream_callback(
     State(st): State<AppState>,
     axum::extract::Path(secret): axum::extract::Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, HttpError> {
     let Some(up) = st.upstream.as_ref().filter(|u| u.callback_secret_is(&secret)) else {
         return Err(HttpError::not_found());

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod hub;
+pub mod limits;
 pub mod sse;
 pub mod store;
 pub mod upstream;
@@ -95,14 +96,22 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         Some(worker)
     };
     worker::spawn_boundary_clock(Arc::clone(&store), shutdown_rx.clone());
+    let limits = Arc::new(limits::Limits::new(
+        config.rate_limit,
+        config.rate_burst,
+        usize::try_from(config.max_streams_per_account).unwrap_or(usize::MAX),
+        usize::try_from(config.max_streams).unwrap_or(usize::MAX),
+    ));
     let state = AppState {
         store,
         worker,
         upstream,
+        limits,
         ping_every: Duration::from_millis(config.ping_ms),
         shutdown: shutdown_rx,
     };
-    let router = http::router(state.clone(), config.dev, config.static_dir.as_deref());
+    let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let router = http::router(state.clone(), config.dev, config.static_dir.as_deref(), body_limit);
     Ok(App {
         router,
         state,

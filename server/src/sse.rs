@@ -18,12 +18,15 @@ use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::error::StoreError;
 use crate::hub::Message;
+use crate::limits::StreamGuard;
 use crate::now_ms;
 use crate::store::{AccountId, Store};
 
 /// Everything one open stream needs between two events.
 struct Conn {
     store: Arc<Store>,
+    /// The stream's place under the instance's caps, given back on drop.
+    _place: StreamGuard,
     account: AccountId,
     rx: broadcast::Receiver<Message>,
     ping: Interval,
@@ -91,6 +94,7 @@ impl Conn {
 pub fn open(
     store: Arc<Store>,
     account: AccountId,
+    place: StreamGuard,
     last_event_id: Option<u64>,
     ping_every: Duration,
     shutdown: watch::Receiver<bool>,
@@ -103,6 +107,7 @@ pub fn open(
     let state = store.state(account, now_ms())?;
     let mut conn = Conn {
         store,
+        _place: place,
         account,
         rx,
         ping,

@@ -1054,3 +1054,89 @@ async fn fractional_units_are_charged_exactly_and_written_as_decimals() {
     assert!(err.message.contains("at most 3 decimals"), "{}", err.message);
     assert_eq!(state(r, "a").await.packages[0].remaining, Units::from_milli(9_900));
 }
+
+fn config_with(extra: &[&str]) -> Config {
+    let mut args = vec!["quota-server", "--db", ":memory:", "--no-worker", "--dev", "--addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    <Config as clap::Parser>::parse_from(args)
+}
+
+#[tokio::test]
+async fn event_streams_are_capped_per_account_and_per_instance() {
+    let app = app_with(config_with(&["--max-streams-per-account", "2", "--max-streams", "3"]));
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    account(r, "b", 4, one_pack(100)).await;
+    let (s1, _, first) = Events::open(r, "a", None).await;
+    let (s2, _, _second) = Events::open(r, "a", None).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    // The account's third stream is refused, with a reason and a wait.
+    let (s3, h3, mut refused) = Events::open(r, "a", None).await;
+    assert_eq!(s3, StatusCode::TOO_MANY_REQUESTS);
+    assert!(h3.get(header::RETRY_AFTER).is_some());
+    let body = refused.body.collect().await.expect("body").to_bytes();
+    let e: ApiError = serde_json::from_slice(&body).expect("an ApiError");
+    assert_eq!(e.code, codes::RATE_LIMITED);
+    assert!(e.message.contains("poll GET /api/state"), "{}", e.message);
+    refused.buf.clear();
+    // Another account still gets one, up to the instance's cap.
+    let (s4, _, _b1) = Events::open(r, "b", None).await;
+    assert_eq!(s4, StatusCode::OK);
+    let (s5, _, _) = Events::open(r, "b", None).await;
+    assert_eq!(s5, StatusCode::SERVICE_UNAVAILABLE);
+    // A closed stream gives its place back.
+    drop(first);
+    let (s6, _, _again) = Events::open(r, "a", None).await;
+    assert_eq!(s6, StatusCode::OK);
+    // Polling stays open to the account whose streams are full.
+    assert_eq!(call(r, Method::GET, "/api/state", Some("a"), None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_account_over_its_request_rate_gets_1302_and_others_do_not() {
+    let app = app_with(config_with(&["--rate-limit", "2", "--rate-burst", "5"]));
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    account(r, "b", 4, one_pack(100)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(call(r, Method::GET, "/api/state", Some("a"), None).await.status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
+    let over = call(r, Method::GET, "/api/state", Some("a"), None).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.error().code, codes::RATE_LIMITED);
+    let wait: u64 = over.headers[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=1).contains(&wait), "{wait}");
+    // Submits count too, and a refused request changes nothing.
+    let refused = submit(r, "a", "image", 1, "r1").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another account is not slowed down.
+    assert_eq!(call(r, Method::GET, "/api/state", Some("b"), None).await.status, StatusCode::OK);
+    // After a second the rate has room again, and nothing was recorded.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = state(r, "a").await;
+    assert!(s.running.is_empty() && s.finished.is_empty(), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_with_the_error_body() {
+    let app = app_with(config_with(&["--max-body-bytes", "2048"]));
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let big = json!({ "kind": "image", "count": 1, "client_request_id": "x", "prompt": "p".repeat(4000) });
+    let res = call(r, Method::POST, "/api/generations", Some("a"), Some(big)).await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.error().code, codes::BAD_REQUEST);
+    // The raw-event endpoint reads its body raw: the same answer.
+    let raw = Request::post("/api/dev/raw-event")
+        .header(header::AUTHORIZATION, "Bearer a")
+        .body(Body::from("x".repeat(3000)))
+        .expect("request");
+    let res = send(r, raw).await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.error().code, codes::BAD_REQUEST);
+    // Nothing was recorded; a body within the limit works.
+    assert!(state(r, "a").await.finished.is_empty());
+    assert_eq!(submit(r, "a", "image", 1, "ok").await.status, StatusCode::CREATED);
+}

@@ -509,6 +509,54 @@ describe("quota-widget demo dashboard", () => {
     await closeClean(context);
   });
 
+  test("over the server's cap of event streams per account, a tab polls instead", { timeout: 60_000 }, async () => {
+    // One stream per account on this server: the second tab's stream is
+    // refused (429, code 1302); after three refusals it polls /api/state.
+    const own = tempDir();
+    const srv = await startServer({
+      db: join(own.dir, "cap.sqlite3"),
+      args: ["--dev", "--no-worker", "--max-streams-per-account", "1"],
+    });
+    const contexts = [];
+    try {
+      const { token } = await createAccount(srv);
+      const pages = [];
+      for (let i = 0; i < 2; i += 1) {
+        const context = await newContext(browser);
+        contexts.push(context);
+        const page = await context.newPage();
+        const refusals = [];
+        page.on("response", (r) => {
+          if (r.url().endsWith("/api/events") && r.status() === 429) refusals.push(r.status());
+        });
+        await signIn(page, srv, token).catch(async () => waitForLive(page, 30_000));
+        pages.push({ page, refusals });
+      }
+      const [first, second] = pages;
+      await waitForLive(second.page, 30_000);
+      console.log(`second tab: ${second.refusals.length} streams refused, then polling`);
+      assert.equal(first.refusals.length, 0, "the first tab streams");
+      assert.ok(second.refusals.length >= 3, `the second tab's streams were refused (${second.refusals.length})`);
+      // Both stay in step: a submit in the polling tab reaches the streaming one.
+      await submitAndWaitRunning(second.page, srv, token, 1);
+      await first.page.waitForFunction(() =>
+        [...document.querySelectorAll(".qw-meter-text")].some((e) => e.textContent.includes("1 of 4 in use")),
+      );
+      await second.page.waitForFunction(() =>
+        [...document.querySelectorAll(".qw-meter-text")].some((e) => e.textContent.includes("1 of 4 in use")),
+      );
+      for (const context of contexts.splice(0)) {
+        const problems = context.problems.filter((p) => !/429|Too Many Requests/.test(p));
+        await context.close();
+        assert.deepEqual(problems, [], "no script errors or CSP violations");
+      }
+    } finally {
+      for (const context of contexts) await context.close().catch(() => {});
+      await srv.stop();
+      own.remove();
+    }
+  });
+
   test("the server restarts: reconnecting, blocked, then resynced", { timeout: 60_000 }, async () => {
     // A server of its own, with a database file that outlives the process.
     const own = tempDir("qw-e2e-restart-");
