@@ -55,6 +55,20 @@ pub struct Config {
     #[arg(long, env = "QW_NO_WORKER")]
     pub no_worker: bool,
 
+    /// How long a sign-in lasts, in milliseconds.
+    #[arg(long, env = "QW_SESSION_TTL_MS", default_value_t = 12 * 3_600_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub session_ttl_ms: u64,
+
+    /// Mark the session cookie `Secure` always (the server is reached over
+    /// HTTPS through a proxy that terminates TLS).
+    #[arg(long, env = "QW_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Trust `X-Forwarded-Proto` from the proxy in front: a sign-in that
+    /// came over HTTPS gets a `Secure` cookie.
+    #[arg(long, env = "QW_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// Largest request body, in bytes; a larger one is answered 413.
     #[arg(long, env = "QW_MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
     pub max_body_bytes: u64,

@@ -48,9 +48,39 @@ pub struct AppState {
     pub upstream: Option<Arc<Upstream>>,
     /// Request rate and event stream caps of this instance.
     pub limits: Arc<Limits>,
+    pub sessions: SessionSettings,
     pub ping_every: Duration,
     /// Turns true on shutdown; open event streams end on it.
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// How sign-ins last and when their cookie is `Secure`.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionSettings {
+    pub ttl_ms: i64,
+    /// `Secure` on every cookie.
+    pub secure: bool,
+    /// `Secure` when the proxy says the request came over HTTPS.
+    pub trust_proxy: bool,
+}
+
+impl SessionSettings {
+    fn secure_for(&self, headers: &HeaderMap) -> bool {
+        self.secure
+            || (self.trust_proxy
+                && headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|p| p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))))
+    }
+
+    fn cookie(&self, headers: &HeaderMap, value: &str, max_age_s: i64) -> Option<HeaderValue> {
+        let secure = if self.secure_for(headers) { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+        ))
+        .ok()
+    }
 }
 
 /// An error answer: status, `ApiError` body, and `Retry-After` for 1303.
@@ -216,8 +246,18 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     })
 }
 
-/// The token of a request: `Authorization: Bearer` first, else the session cookie.
-pub fn request_token(headers: &HeaderMap) -> Option<String> {
+/// How a request says who it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`: scripts, tests, other servers.
+    Token(String),
+    /// The session cookie set by a sign-in: the dashboard and its stream.
+    Session(String),
+}
+
+/// The credential of a request: `Authorization: Bearer` first, else the
+/// session cookie.
+pub fn request_credential(headers: &HeaderMap) -> Option<Credential> {
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -225,8 +265,12 @@ pub fn request_token(headers: &HeaderMap) -> Option<String> {
         let (scheme, token) = auth.trim().split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
+            .then(|| Credential::Token(token.trim().to_string()));
     }
+    session_cookie(headers).map(Credential::Session)
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -248,10 +292,12 @@ impl FromRequestParts<AppState> for Account {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = request_token(&parts.headers).ok_or_else(|| HttpError::unauthorized().into_response())?;
-        let account = state
-            .store
-            .account_by_token(&token)
+        let credential = request_credential(&parts.headers).ok_or_else(|| HttpError::unauthorized().into_response())?;
+        let found = match credential {
+            Credential::Token(token) => state.store.account_by_token(&token),
+            Credential::Session(id) => state.store.session_account(&id, now_ms()),
+        };
+        let account = found
             .map_err(|e| HttpError::from(e).into_response())?
             .ok_or_else(|| HttpError::unauthorized().into_response())?;
         // Every authenticated request counts against the account's rate.
@@ -333,7 +379,7 @@ pub(crate) struct LoginBody {
     request_body = LoginBody,
     responses(
         (status = 204, description = "Signed in.",
-            headers(("Set-Cookie" = String, description = "`qw_session=<token>; HttpOnly; SameSite=Strict; Path=/`"))),
+            headers(("Set-Cookie" = String, description = "`qw_session=<session id>; HttpOnly; SameSite=Strict; Path=/; Max-Age=<ttl>`, and `Secure` over HTTPS: a random id, never the token"))),
         (status = 400, description = "A malformed body (code 1200).", body = ApiError),
         (status = 401, description = "No account has that token (code 1000).", body = ApiError),
         TooLarge,
@@ -341,30 +387,37 @@ pub(crate) struct LoginBody {
     ))]
 async fn login(
     State(st): State<AppState>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, HttpError> {
-    if st.store.account_by_token(&body.token)?.is_none() {
+    let Some(account) = st.store.account_by_token(&body.token)? else {
         return Err(HttpError::unauthorized());
-    }
-    // Stored tokens passed `valid_token`, so the value needs no quoting.
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        body.token
-    );
-    let value = HeaderValue::from_str(&cookie).map_err(|_| HttpError::unauthorized())?;
+    };
+    let now = now_ms();
+    let ttl = st.sessions.ttl_ms;
+    // The cookie carries a random session id, never the token.
+    let id = st.store.create_session(account, now, now.saturating_add(ttl))?;
+    let value = st.sessions.cookie(&headers, &id, ttl / 1000).ok_or_else(HttpError::unauthorized)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
 }
 
-/// Signs out: the browser drops the session cookie. Needs no credentials.
+/// Signs out: the session ends on the server and the browser drops the
+/// cookie. Needs no credentials.
 #[utoipa::path(delete, path = "/api/session", tag = "session", security(()),
-    responses((status = 204, description = "Signed out.",
-        headers(("Set-Cookie" = String, description = "`qw_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`")))))]
-async fn logout() -> Response {
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    match HeaderValue::from_str(&cookie) {
-        Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
-        Err(_) => StatusCode::NO_CONTENT.into_response(),
+    responses(
+        (status = 204, description = "Signed out.",
+            headers(("Set-Cookie" = String, description = "`qw_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`"))),
+        Fault,
+    ))]
+async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    // A copy of the cookie is worth nothing after sign-out.
+    if let Some(id) = session_cookie(&headers) {
+        st.store.delete_session(&id)?;
     }
+    Ok(match st.sessions.cookie(&headers, "", 0) {
+        Some(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 fn etag(revision: u64) -> String {
@@ -612,16 +665,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=b; qw_session=tok-1; c=d"),
+            HeaderValue::from_static("a=b; qw_session=sess-1; c=d"),
         );
-        assert_eq!(request_token(&h).as_deref(), Some("tok-1"));
+        assert_eq!(request_credential(&h), Some(Credential::Session("sess-1".into())));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer tok-2"),
         );
-        assert_eq!(request_token(&h).as_deref(), Some("tok-2"));
+        assert_eq!(request_credential(&h), Some(Credential::Token("tok-2".into())));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(request_token(&h), None);
+        assert_eq!(request_credential(&h), None);
     }
 
     #[test]

@@ -107,6 +107,11 @@ pub fn build(config: &Config) -> Result<App, StartError> {
         worker,
         upstream,
         limits,
+        sessions: http::SessionSettings {
+            ttl_ms: i64::try_from(config.session_ttl_ms).unwrap_or(i64::MAX),
+            secure: config.secure_cookies,
+            trust_proxy: config.trust_proxy,
+        },
         ping_every: Duration::from_millis(config.ping_ms),
         shutdown: shutdown_rx,
     };

@@ -125,7 +125,48 @@ ALTER TABLE tasks ADD COLUMN upstream_family TEXT;
 ALTER TABLE tasks ADD COLUMN upstream_params TEXT;
 ALTER TABLE tasks ADD COLUMN upstream_task_id TEXT;
 CREATE UNIQUE INDEX tasks_upstream ON tasks (upstream_task_id) WHERE upstream_task_id IS NOT NULL;
+"#,
+// Sessions that are not the account's secret: the cookie carries a random
+// id, and the store keeps only its SHA-256, as it now keeps the tokens'
+// (`token_hash`, filled from `token` by `backfill_token_hashes`), so that a
+// lookup compares hashes, never the secret itself.
+r#"
+CREATE TABLE sessions (
+    id_hash       TEXT    PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+ALTER TABLE accounts ADD COLUMN token_hash TEXT;
 "#];
+
+/// The migration after which `accounts.token_hash` is filled (index in
+/// `MIGRATIONS`).
+const TOKEN_HASH_MIGRATION: usize = 4;
+
+/// Hex SHA-256 of a secret: what the store keeps and looks up.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fills `token_hash` for the accounts made before it existed (and puts the
+/// hash in place of the token, which the store no longer keeps), then makes
+/// it the unique key of a lookup.
+fn backfill_token_hashes(tx: &Transaction<'_>) -> Result<(), rusqlite::Error> {
+    let tokens: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, token FROM accounts")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, token) in tokens {
+        // The token itself is not kept: its hash takes its place.
+        let hash = secret_hash(&token);
+        tx.execute("UPDATE accounts SET token_hash = ?2, token = ?2 WHERE id = ?1", params![id, hash])?;
+    }
+    tx.execute_batch("CREATE UNIQUE INDEX accounts_token_hash ON accounts (token_hash);")
+}
 
 /// A package to create, relative to now.
 #[derive(Clone, Debug)]
@@ -358,13 +399,47 @@ impl Store {
         }
     }
 
+    /// The account of a token. It is found by the token's SHA-256, so the
+    /// lookup compares hashes, and how long it takes tells nothing of how
+    /// much of a guessed token was right.
     pub fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
         let conn = self.lock()?;
         Ok(conn
-            .query_row("SELECT id FROM accounts WHERE token = ?1", [token], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT id FROM accounts WHERE token_hash = ?1", [secret_hash(token)], |r| r.get(0))
             .optional()?)
+    }
+
+    /// A new session of `account` until `expires_at_ms`: returns its id (32
+    /// random bytes, hex), which only the cookie carries; the store keeps
+    /// its hash. Expired sessions are dropped on the way.
+    pub fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
+        let id: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+        let conn = self.lock()?;
+        conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ?1", [now])?;
+        conn.execute(
+            "INSERT INTO sessions (id_hash, account_id, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![secret_hash(&id), account, now, expires_at_ms],
+        )?;
+        Ok(id)
+    }
+
+    /// The account of a session that has not expired at `now`.
+    pub fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT account_id FROM sessions WHERE id_hash = ?1 AND expires_at_ms > ?2",
+                params![secret_hash(id), now],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Ends a session (sign-out); unknown ids are no error.
+    pub fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [secret_hash(id)])?;
+        Ok(())
     }
 
     /// Creates an account; `AccountExists` if the token is taken.
@@ -382,16 +457,16 @@ impl Store {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: Option<i64> = tx
-            .query_row("SELECT id FROM accounts WHERE token = ?1", [token], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT id FROM accounts WHERE token_hash = ?1", [secret_hash(token)], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
             return Err(QuotaError::AccountExists);
         }
         tx.execute(
-            "INSERT INTO accounts (token, revision, created_at_ms, revised_at_ms) VALUES (?1, 1, ?2, ?2)",
-            params![token, now],
+            // `token` keeps its UNIQUE NOT NULL column but holds the hash:
+            // the store never keeps an account's secret.
+            "INSERT INTO accounts (token, token_hash, revision, created_at_ms, revised_at_ms) VALUES (?1, ?2, 1, ?3, ?3)",
+            params![secret_hash(token), secret_hash(token), now],
         )?;
         let account = tx.last_insert_rowid();
         for (kind, unit_cost, rule) in KINDS {
@@ -716,6 +791,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i == TOKEN_HASH_MIGRATION {
+            backfill_token_hashes(&tx)?;
+        }
         tx.pragma_update(
             None,
             "user_version",

@@ -747,16 +747,41 @@ async fn auth_by_bearer_or_session_cookie() {
         .expect("cookie")
         .to_str()
         .expect("ascii");
-    assert_eq!(cookie, "qw_session=a; HttpOnly; SameSite=Strict; Path=/");
+    // The cookie carries a random session id, not the token.
+    let id = cookie
+        .strip_prefix("qw_session=")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    assert_eq!(id.len(), 64, "{cookie}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{cookie}");
+    assert_eq!(&cookie[11 + 64..], "; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
+    assert!(login.body.is_empty(), "nothing echoed");
 
     let with_cookie = Request::get("/api/state")
-        .header(header::COOKIE, "other=1; qw_session=a")
+        .header(header::COOKIE, format!("other=1; qw_session={id}"))
         .body(Body::empty())
         .expect("request");
     assert_eq!(send(r, with_cookie).await.status, StatusCode::OK);
+    // The token itself is no session.
+    let token_as_cookie = Request::get("/api/state")
+        .header(header::COOKIE, "qw_session=a")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(r, token_as_cookie).await.status, StatusCode::UNAUTHORIZED);
 
-    let logout = call(r, Method::DELETE, "/api/session", None, None).await;
+    let logout = Request::delete("/api/session")
+        .header(header::COOKIE, format!("qw_session={id}"))
+        .body(Body::empty())
+        .expect("request");
+    let logout = send(r, logout).await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    // Signing out ended the session on the server: a kept copy is refused.
+    let replay = Request::get("/api/state")
+        .header(header::COOKIE, format!("qw_session={id}"))
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(r, replay).await.status, StatusCode::UNAUTHORIZED);
     let cleared = logout
         .headers
         .get(header::SET_COOKIE)
@@ -1056,7 +1081,10 @@ async fn fractional_units_are_charged_exactly_and_written_as_decimals() {
 }
 
 fn config_with(extra: &[&str]) -> Config {
-    let mut args = vec!["quota-server", "--db", ":memory:", "--no-worker", "--dev", "--addr", "127.0.0.1:0"];
+    let mut args = vec!["quota-server", "--no-worker", "--dev", "--addr", "127.0.0.1:0"];
+    if !extra.contains(&"--db") {
+        args.extend(["--db", ":memory:"]);
+    }
     args.extend_from_slice(extra);
     <Config as clap::Parser>::parse_from(args)
 }
@@ -1139,4 +1167,92 @@ async fn a_body_over_the_limit_is_413_with_the_error_body() {
     // Nothing was recorded; a body within the limit works.
     assert!(state(r, "a").await.finished.is_empty());
     assert_eq!(submit(r, "a", "image", 1, "ok").await.status, StatusCode::CREATED);
+}
+
+async fn sign_in(r: &Router, token: &str, headers: &[(&str, &str)]) -> String {
+    let mut b = Request::post("/api/session").header(header::CONTENT_TYPE, "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let res = send(r, b.body(Body::from(json!({ "token": token }).to_string())).expect("request")).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    res.headers[header::SET_COOKIE].to_str().expect("ascii").to_owned()
+}
+
+fn with_session(cookie: &str) -> Request<Body> {
+    let pair = cookie.split(';').next().expect("name=value");
+    Request::get("/api/state").header(header::COOKIE, pair).body(Body::empty()).expect("request")
+}
+
+#[tokio::test]
+async fn sessions_expire_survive_a_restart_and_are_secure_over_https() {
+    let dir = std::env::temp_dir().join(format!("qw-sessions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("s.sqlite3");
+    let _ = std::fs::remove_file(&db);
+    let db = db.to_str().expect("utf-8");
+    let args = ["--db", db, "--session-ttl-ms", "1500", "--trust-proxy"];
+    let app = app_with(config_with(&args));
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+
+    // Over plain HTTP no Secure; behind a proxy that says HTTPS, Secure.
+    let plain = sign_in(r, "a", &[]).await;
+    assert!(!plain.contains("Secure") && plain.contains("Max-Age=1"), "{plain}");
+    let https = sign_in(r, "a", &[("x-forwarded-proto", "https")]).await;
+    assert!(https.ends_with("; Secure"), "{https}");
+    assert_eq!(send(r, with_session(&plain)).await.status, StatusCode::OK);
+
+    // Sessions are in the store: a new process on it knows them.
+    drop(app);
+    let app = app_with(config_with(&args));
+    let r = &app.router;
+    assert_eq!(send(r, with_session(&plain)).await.status, StatusCode::OK);
+    // ... until they expire.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(send(r, with_session(&plain)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(r, with_session(&https)).await.status, StatusCode::UNAUTHORIZED);
+    // Without --trust-proxy the header is not believed; --secure-cookies always sets it.
+    let app = app_with(config_with(&["--db", db]));
+    assert!(!sign_in(&app.router, "a", &[("x-forwarded-proto", "https")]).await.contains("Secure"));
+    let app = app_with(config_with(&["--db", db, "--secure-cookies"]));
+    assert!(sign_in(&app.router, "a", &[]).await.ends_with("; Secure"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_store_keeps_no_token_and_an_old_store_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("qw-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("t.sqlite3");
+    let _ = std::fs::remove_file(&path);
+    // This server builds the store; then it is rolled back to what the
+    // previous release left (schema version 4, a plain token in a row).
+    let db = path.to_str().expect("utf-8");
+    {
+        let app = app_with(config_with(&["--db", db]));
+        account(&app.router, "fresh", 4, one_pack(10)).await;
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let stored: String = conn.query_row("SELECT token FROM accounts", [], |r| r.get(0)).expect("row");
+    assert_ne!(stored, "fresh", "the token itself is not stored");
+    assert_eq!(stored.len(), 64);
+    // Rows as version 4 kept them (plain tokens); the migration hashes them.
+    conn.execute_batch(
+        "UPDATE accounts SET token = 'fresh';
+         DROP INDEX accounts_token_hash; DROP TABLE sessions; ALTER TABLE accounts DROP COLUMN token_hash;
+         INSERT INTO accounts (token, revision, created_at_ms, revised_at_ms) VALUES ('old-token', 1, 0, 0);
+         PRAGMA user_version = 4;",
+    )
+    .expect("roll back");
+    drop(conn);
+    let app = app_with(config_with(&["--db", db]));
+    assert_eq!(call(&app.router, Method::GET, "/api/state", Some("old-token"), None).await.status, StatusCode::OK);
+    assert_eq!(call(&app.router, Method::GET, "/api/state", Some("fresh"), None).await.status, StatusCode::OK);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let plain: i64 = conn
+        .query_row("SELECT COUNT(*) FROM accounts WHERE token IN ('old-token', 'fresh')", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(plain, 0, "no token is kept in the clear");
+    let _ = std::fs::remove_dir_all(&dir);
 }
