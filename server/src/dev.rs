@@ -73,7 +73,9 @@ struct AccountBody {
     /// Its token: 1 to 128 characters of `A-Z a-z 0-9 - _ . ~`.
     #[schema(pattern = "^[A-Za-z0-9._~-]{1,128}$")]
     token: String,
+    #[schema(maximum = 10000)]
     image_limit: Option<u32>,
+    #[schema(maximum = 10000)]
     video_limit: Option<u32>,
     packages: Option<Vec<PackageBody>>,
 }
@@ -93,6 +95,9 @@ async fn create_account(
     JsonBody(body): JsonBody<AccountBody>,
 ) -> Result<Response, HttpError> {
     // Absent fields take the demo account's figures.
+    for limit in [body.image_limit, body.video_limit].into_iter().flatten() {
+        check_limit(limit)?;
+    }
     let demo = AccountSpec::demo();
     let spec = AccountSpec {
         image_limit: body.image_limit.unwrap_or(demo.image_limit),
@@ -103,8 +108,8 @@ async fn create_account(
         },
     };
     let now = now_ms();
-    let account = st.store.create_account(&body.token, &spec, now)?;
-    let state = st.store.state(account, now)?;
+    let account = st.store.create_account(&body.token, &spec, now).await?;
+    let state = st.store.state(account, now).await?;
     Ok((StatusCode::CREATED, Json(state)).into_response())
 }
 
@@ -128,7 +133,7 @@ async fn grant_package(
     Account(account): Account,
     JsonBody(body): JsonBody<PackageBody>,
 ) -> Result<Response, HttpError> {
-    let (package_id, revision) = st.store.grant_package(account, &body.into(), now_ms())?;
+    let (package_id, revision) = st.store.grant_package(account, &body.into(), now_ms()).await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
@@ -142,7 +147,19 @@ async fn grant_package(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitBody {
+    #[schema(maximum = 10000)]
     limit: u32,
+}
+
+/// Most slots a pool may have: far above any plan, and small enough that
+/// every figure built on it stays exact (and within the document's bounds).
+const MAX_LIMIT: u32 = 10_000;
+
+fn check_limit(limit: u32) -> Result<(), HttpError> {
+    if limit > MAX_LIMIT {
+        return Err(HttpError::from(QuotaError::BadRequest(format!("a limit is at most {MAX_LIMIT}"))));
+    }
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -166,7 +183,8 @@ async fn set_limit(
     Path(kind): Path<String>,
     JsonBody(body): JsonBody<LimitBody>,
 ) -> Result<Json<Revision>, HttpError> {
-    let revision = st.store.set_limit(account, &kind, body.limit, now_ms())?;
+    check_limit(body.limit)?;
+    let revision = st.store.set_limit(account, &kind, body.limit, now_ms()).await?;
     Ok(Json(Revision { revision }))
 }
 
@@ -192,14 +210,14 @@ struct TaskEnded {
     revision: u64,
 }
 
-fn end_task(
+async fn end_task(
     st: &AppState,
     account: i64,
     task_id: &str,
     end: &TaskEnd,
 ) -> Result<Json<TaskEnded>, HttpError> {
     let id = parse_task_id(task_id).ok_or_else(|| QuotaError::TaskNotFound(task_id.to_string()))?;
-    let ended = st.store.finish(account, id, end, now_ms())?;
+    let ended = st.store.finish(account, id, end, now_ms()).await?;
     Ok(Json(TaskEnded {
         task_id: task_wire_id(id),
         outcome: ended.outcome,
@@ -231,7 +249,7 @@ async fn succeed(
         account,
         &task_id,
         &TaskEnd::Succeed { units: body.units },
-    )
+    ).await
 }
 
 /// Ends a running task as failed: nothing is charged.
@@ -253,7 +271,7 @@ async fn fail(
     OptionalJsonBody(body): OptionalJsonBody<FailBody>,
 ) -> Result<Json<TaskEnded>, HttpError> {
     let reason = body.reason.unwrap_or_else(|| "generation error".into());
-    end_task(&st, account, &task_id, &TaskEnd::Fail { reason })
+    end_task(&st, account, &task_id, &TaskEnd::Fail { reason }).await
 }
 
 #[derive(Serialize, ToSchema)]

@@ -13,6 +13,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("the store lock is poisoned: a previous request panicked while holding it")]
     Poisoned,
+    #[error("PostgreSQL error: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
 }
 
 /// Why a submit was refused. A refusal is a recorded outcome, not a failure of

@@ -22,7 +22,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::limits::{Limits, StreamRefusal};
-use crate::store::{AccountId, Store, SubmitOutcome};
+use crate::storage::Storage;
+use crate::store::{AccountId, SubmitOutcome};
 use crate::upstream::{Reply, Upstream};
 use crate::worker::Worker;
 use crate::openapi::{Common, Fault, TooLarge};
@@ -41,7 +42,7 @@ frame-ancestors 'none'";
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Storage>,
     /// `None` with `--no-worker` and in upstream mode.
     pub worker: Option<Worker>,
     /// Upstream mode (`--upstream`): submits go to the service.
@@ -294,8 +295,8 @@ impl FromRequestParts<AppState> for Account {
     ) -> Result<Self, Self::Rejection> {
         let credential = request_credential(&parts.headers).ok_or_else(|| HttpError::unauthorized().into_response())?;
         let found = match credential {
-            Credential::Token(token) => state.store.account_by_token(&token),
-            Credential::Session(id) => state.store.session_account(&id, now_ms()),
+            Credential::Token(token) => state.store.account_by_token(&token).await,
+            Credential::Session(id) => state.store.session_account(&id, now_ms()).await,
         };
         let account = found
             .map_err(|e| HttpError::from(e).into_response())?
@@ -390,13 +391,13 @@ async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, HttpError> {
-    let Some(account) = st.store.account_by_token(&body.token)? else {
+    let Some(account) = st.store.account_by_token(&body.token).await? else {
         return Err(HttpError::unauthorized());
     };
     let now = now_ms();
     let ttl = st.sessions.ttl_ms;
     // The cookie carries a random session id, never the token.
-    let id = st.store.create_session(account, now, now.saturating_add(ttl))?;
+    let id = st.store.create_session(account, now, now.saturating_add(ttl)).await?;
     let value = st.sessions.cookie(&headers, &id, ttl / 1000).ok_or_else(HttpError::unauthorized)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
 }
@@ -412,7 +413,7 @@ async fn login(
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     // A copy of the cookie is worth nothing after sign-out.
     if let Some(id) = session_cookie(&headers) {
-        st.store.delete_session(&id)?;
+        st.store.delete_session(&id).await?;
     }
     Ok(match st.sessions.cookie(&headers, "", 0) {
         Some(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
@@ -453,7 +454,7 @@ async fn get_state(
     Account(account): Account,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let state = st.store.state(account, now_ms())?;
+    let state = st.store.state(account, now_ms()).await?;
     let tag = etag(state.revision);
     let tag_value = HeaderValue::from_str(&tag).map_err(|_| HttpError::not_found())?;
     let caching = [
@@ -514,7 +515,8 @@ async fn events(
         last_event_id,
         st.ping_every,
         st.shutdown.clone(),
-    )?;
+    )
+    .await?;
     Ok((
         [
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -601,7 +603,7 @@ async fn submit(
             "params are passed to an upstream service: this server runs without one",
         ));
     }
-    match st.store.submit(account, &req, now_ms())? {
+    match st.store.submit(account, &req, now_ms()).await? {
         SubmitOutcome::Accepted {
             accepted,
             repeat: true,

@@ -42,6 +42,12 @@ impl Hub {
         map.get(&account).is_some_and(|tx| tx.receiver_count() > 0)
     }
 
+    /// The accounts that have open streams here.
+    pub fn accounts(&self) -> Vec<AccountId> {
+        let map = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter().filter(|(_, tx)| tx.receiver_count() > 0).map(|(a, _)| *a).collect()
+    }
+
     /// Sends to the account's streams; returns how many received it.
     pub fn send(&self, account: AccountId, msg: Message) -> usize {
         let mut map = self.channels.lock().unwrap_or_else(PoisonError::into_inner);

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod hub;
 pub mod limits;
 pub mod sse;
+pub mod storage;
 pub mod store;
 pub mod upstream;
 pub mod worker;
@@ -30,7 +31,7 @@ pub use error::StartError;
 pub use http::AppState;
 
 use crate::hub::Hub;
-use crate::store::{AccountSpec, Store};
+use crate::store::AccountSpec;
 use crate::upstream::Upstream;
 use crate::worker::Worker;
 
@@ -59,7 +60,7 @@ impl App {
 
 /// Opens the store, seeds the demo account if asked, starts the worker and
 /// the boundary clock, and builds the routes. Must run inside a tokio runtime.
-pub fn build(config: &Config) -> Result<App, StartError> {
+pub async fn build(config: &Config) -> Result<App, StartError> {
     if let Some(dir) = &config.static_dir {
         if !dir.is_dir() {
             return Err(StartError::StaticDir(dir.clone()));
@@ -71,13 +72,18 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             "--dev cannot be used with --upstream: packages and task ends come from the service".into(),
         ));
     }
-    let store = Arc::new(Store::open(&config.db, Hub::default())?);
+    let (store, sqlite) = storage::open(&config.db, Hub::default()).await?;
     if config.seed_demo && upstream_settings.is_none() {
-        store.ensure_account("demo", &AccountSpec::demo(), now_ms())?;
+        store.ensure_account("demo", &AccountSpec::demo(), now_ms()).await?;
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let upstream = match upstream_settings {
-        Some(settings) => Some(Upstream::start(settings, Arc::clone(&store), shutdown_rx.clone())?),
+        Some(settings) => {
+            let sqlite = sqlite.ok_or_else(|| {
+                StartError::Config("upstream mode runs on the SQLite store: --db must be a file or :memory:".into())
+            })?;
+            Some(Upstream::start(settings, sqlite, shutdown_rx.clone())?)
+        }
         None => None,
     };
     let worker = if config.no_worker || upstream.is_some() {
@@ -92,7 +98,8 @@ pub fn build(config: &Config) -> Result<App, StartError> {
             config.task_ms.clone(),
             config.fail_rate,
         );
-        worker.resume()?;
+        worker.resume().await?;
+        worker.spawn_sweeper(shutdown_rx.clone());
         Some(worker)
     };
     worker::spawn_boundary_clock(Arc::clone(&store), shutdown_rx.clone());
@@ -126,7 +133,7 @@ pub fn build(config: &Config) -> Result<App, StartError> {
 
 /// Binds, prints the listening line, and serves until Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let app = build(&config)?;
+    let app = build(&config).await?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Bind {

@@ -20,11 +20,12 @@ use crate::error::StoreError;
 use crate::hub::Message;
 use crate::limits::StreamGuard;
 use crate::now_ms;
-use crate::store::{AccountId, Store};
+use crate::storage::Storage;
+use crate::store::AccountId;
 
 /// Everything one open stream needs between two events.
 struct Conn {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     /// The stream's place under the instance's caps, given back on drop.
     _place: StreamGuard,
     account: AccountId,
@@ -47,8 +48,8 @@ fn state_event(revision: u64, json: &str) -> Event {
 
 impl Conn {
     /// Queues the current state unless the stream has already sent it.
-    fn queue_current_state(&mut self) -> Result<(), StoreError> {
-        let state = self.store.state(self.account, now_ms())?;
+    async fn queue_current_state(&mut self) -> Result<(), StoreError> {
+        let state = self.store.state(self.account, now_ms()).await?;
         if state.revision > self.sent {
             // ServerState holds only strings and integers: serializing cannot fail.
             if let Ok(json) = serde_json::to_string(&state) {
@@ -67,7 +68,7 @@ impl Conn {
             tokio::select! {
                 _ = self.shutdown.changed() => return None,
                 _ = self.ping.tick() => {
-                    let rev = self.store.revision(self.account).ok()?;
+                    let rev = self.store.revision(self.account).await.ok()?;
                     return Some(Event::default().event("ping").data(rev.to_string()));
                 }
                 msg = self.rx.recv() => match msg {
@@ -81,7 +82,7 @@ impl Conn {
                         return Some(Event::default().event("state").data(&*data));
                     }
                     // Missed messages are superseded by the current state.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.queue_current_state().ok()?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.queue_current_state().await.ok()?,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
             }
@@ -91,8 +92,8 @@ impl Conn {
 
 /// Opens the stream. `last_event_id` is the `Last-Event-ID` the client sent
 /// on reconnect: if it equals the current revision, no initial state is sent.
-pub fn open(
-    store: Arc<Store>,
+pub async fn open(
+    store: Arc<dyn Storage>,
     account: AccountId,
     place: StreamGuard,
     last_event_id: Option<u64>,
@@ -104,7 +105,7 @@ pub fn open(
     let rx = store.hub().subscribe(account);
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let state = store.state(account, now_ms())?;
+    let state = store.state(account, now_ms()).await?;
     let mut conn = Conn {
         store,
         _place: place,

@@ -24,6 +24,7 @@ use crate::hub::{Hub, Message};
 use quota_widget::core::rules::{self, Capacity, MAX_COUNT};
 
 mod mirror;
+pub mod pg;
 pub use mirror::{MirrorPack, UpstreamTask};
 
 pub type AccountId = i64;

@@ -15,22 +15,27 @@ use tokio::sync::watch;
 use crate::config::MsRange;
 use crate::error::QuotaError;
 use crate::now_ms;
-use crate::store::{AccountId, Store, TaskEnd};
+use crate::storage::Storage;
+use crate::store::{AccountId, TaskEnd};
 
 /// Reasons a simulated task fails; the first mirrors the service's most
 /// common one. None of them is charged (R3).
 const FAILURE_REASONS: [&str; 3] = ["content moderation", "generation error", "upstream timeout"];
 
+/// How long past its longest duration a task may run before another
+/// instance takes it for dead and ends it.
+const SWEEP_GRACE_MS: i64 = 2_000;
+
 #[derive(Clone)]
 pub struct Worker {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     rng: Arc<Mutex<StdRng>>,
     duration: MsRange,
     fail_rate: f64,
 }
 
 impl Worker {
-    pub fn new(store: Arc<Store>, seed: u64, duration: MsRange, fail_rate: f64) -> Self {
+    pub fn new(store: Arc<dyn Storage>, seed: u64, duration: MsRange, fail_rate: f64) -> Self {
         Worker {
             store,
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
@@ -42,23 +47,11 @@ impl Worker {
     /// Draws the task's fate now (in submit order, so a seed replays a run)
     /// and ends it later. Must be called inside a tokio runtime.
     pub fn schedule(&self, account: AccountId, task_id: i64) {
-        let (ms, end) = {
-            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            let ms = rng.random_range(self.duration.as_range());
-            let end = if rng.random_bool(self.fail_rate) {
-                let reason = FAILURE_REASONS[rng.random_range(0..FAILURE_REASONS.len())];
-                TaskEnd::Fail {
-                    reason: reason.to_string(),
-                }
-            } else {
-                TaskEnd::Succeed { units: None }
-            };
-            (ms, end)
-        };
+        let (ms, end) = self.draw();
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            match store.finish(account, task_id, &end, now_ms()) {
+            match store.finish(account, task_id, &end, now_ms()).await {
                 // A dev endpoint may have ended it first: nothing to do.
                 Ok(_) | Err(QuotaError::TaskEnded(_) | QuotaError::TaskNotFound(_)) => {}
                 Err(e) => eprintln!("quota-server: worker could not end task {task_id}: {e}"),
@@ -66,9 +59,66 @@ impl Worker {
         });
     }
 
+    /// On a database that other instances share: once a second, ends the
+    /// tasks that should have ended long ago (an instance that took them
+    /// died). Every instance sweeps; a task ends once whichever gets there
+    /// first, since the store refuses to end an ended task.
+    pub fn spawn_sweeper(&self, mut shutdown: watch::Receiver<bool>) {
+        if !self.store.shared() {
+            return;
+        }
+        let worker = self.clone();
+        // Past its longest duration and a grace for the instance that owns it.
+        let overdue_after = i64::try_from(self.duration.max).unwrap_or(i64::MAX).saturating_add(SWEEP_GRACE_MS);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tick.tick() => {}
+                }
+                match worker.store.overdue_tasks(now_ms().saturating_sub(overdue_after)).await {
+                    Ok(tasks) => {
+                        for (account, task) in tasks {
+                            worker.end_now(account, task).await;
+                        }
+                    }
+                    Err(e) => eprintln!("quota-server: worker sweep: {e}"),
+                }
+            }
+        });
+    }
+
+    /// Ends a task now with a drawn outcome.
+    async fn end_now(&self, account: AccountId, task_id: i64) {
+        let end = self.draw().1;
+        match self.store.finish(account, task_id, &end, now_ms()).await {
+            Ok(_) | Err(QuotaError::TaskEnded(_) | QuotaError::TaskNotFound(_)) => {}
+            Err(e) => eprintln!("quota-server: worker could not end task {task_id}: {e}"),
+        }
+    }
+
+    /// A task's duration and end, from the seeded RNG.
+    fn draw(&self) -> (u64, TaskEnd) {
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        let ms = rng.random_range(self.duration.as_range());
+        let end = if rng.random_bool(self.fail_rate) {
+            let reason = FAILURE_REASONS[rng.random_range(0..FAILURE_REASONS.len())];
+            TaskEnd::Fail { reason: reason.to_string() }
+        } else {
+            TaskEnd::Succeed { units: None }
+        };
+        (ms, end)
+    }
+
     /// Picks up tasks left running by a previous process (file database).
-    pub fn resume(&self) -> Result<usize, QuotaError> {
-        let tasks = self.store.running_tasks()?;
+    /// On a shared database the running tasks may be other instances':
+    /// those of a dead one are the sweeper's.
+    pub async fn resume(&self) -> Result<usize, QuotaError> {
+        if self.store.shared() {
+            return Ok(0);
+        }
+        let tasks = self.store.running_tasks().await?;
         for &(account, task) in &tasks {
             self.schedule(account, task);
         }
@@ -78,7 +128,7 @@ impl Worker {
 
 /// Checks once a second whether a package became effective or expired, and
 /// if so bumps that account's revision (see `Store::pass_boundaries`).
-pub fn spawn_boundary_clock(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+pub fn spawn_boundary_clock(store: Arc<dyn Storage>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut last = now_ms();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -90,7 +140,7 @@ pub fn spawn_boundary_clock(store: Arc<Store>, mut shutdown: watch::Receiver<boo
             }
             let now = now_ms();
             if now > last {
-                match store.pass_boundaries(last, now) {
+                match store.pass_boundaries(last, now).await {
                     Ok(_) => last = now,
                     Err(e) => eprintln!("quota-server: boundary clock: {e}"),
                 }

@@ -39,12 +39,37 @@ impl Reply {
     }
 }
 
-fn app_with(config: Config) -> App {
-    build(&config).expect("build app")
+/// The app on the store under test: the config's own, or with
+/// `QW_TEST_STORE=postgres` a fresh database on the test cluster of
+/// `scripts/pg` (`QW_TEST_PG_DIR`) in place of `:memory:`. Tests that name a
+/// SQLite file keep it.
+async fn app_with(mut config: Config) -> App {
+    if config.db == ":memory:" {
+        if let Some(url) = pg_database().await {
+            config.db = url;
+        }
+    }
+    build(&config).await.expect("build app")
 }
 
-fn app() -> App {
-    app_with(Config::for_tests())
+async fn pg_database() -> Option<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    if std::env::var("QW_TEST_STORE").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let dir = std::env::var("QW_TEST_PG_DIR").expect("QW_TEST_PG_DIR: start the test cluster with scripts/pg start");
+    let name = format!("qw_api_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let (client, conn) = tokio_postgres::connect(&format!("host={dir} user=postgres dbname=postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("the test cluster answers");
+    tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    Some(format!("postgresql:///{name}?host={dir}&user=postgres"))
+}
+
+async fn app() -> App {
+    app_with(Config::for_tests()).await
 }
 
 fn request(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
@@ -161,7 +186,7 @@ fn remaining(s: &ServerState) -> Vec<(String, Units)> {
 
 #[tokio::test]
 async fn accepts_within_limits() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     let s0 = account(r, "a", 4, one_pack(100)).await;
     let res = submit(r, "a", "image", 3, "req-1").await;
@@ -201,7 +226,7 @@ async fn accepts_within_limits() {
 
 #[tokio::test]
 async fn over_concurrency_is_1303_and_recorded_as_refused() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(1000)).await;
     assert_eq!(
@@ -238,7 +263,7 @@ async fn over_concurrency_is_1303_and_recorded_as_refused() {
 
 #[tokio::test]
 async fn short_units_is_1102() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(10)).await;
     // 2 images cost 8 of 10: accepted; the 8 are now reserved.
@@ -262,7 +287,7 @@ async fn short_units_is_1102() {
 
 #[tokio::test]
 async fn success_deducts_exact_cost_earliest_expiry_first() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     // Created later-expiring first, so that the order cannot come from ids.
     account(
@@ -321,7 +346,7 @@ async fn success_deducts_exact_cost_earliest_expiry_first() {
 
 #[tokio::test]
 async fn failure_charges_nothing_at_any_instant() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(
         r,
@@ -375,7 +400,7 @@ async fn revision_increases_on_every_change_and_survives_reopen() {
     config.db = path.to_string_lossy().into_owned();
 
     let last = {
-        let app = app_with(config.clone());
+        let app = app_with(config.clone()).await;
         let r = &app.router;
         let mut revs = vec![account(r, "a", 1, one_pack(100)).await.revision];
         let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
@@ -423,7 +448,7 @@ async fn revision_increases_on_every_change_and_survives_reopen() {
         *revs.last().expect("revs")
     };
 
-    let app = app_with(config);
+    let app = app_with(config).await;
     let r = &app.router;
     let s = state(r, "a").await;
     assert_eq!(s.revision, last, "the revision is stored");
@@ -442,7 +467,7 @@ async fn revision_increases_on_every_change_and_survives_reopen() {
 
 #[tokio::test]
 async fn submit_is_idempotent_on_accepted_ids_only() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 2, one_pack(100)).await;
     let first = submit(r, "a", "image", 2, "same").await;
@@ -482,7 +507,7 @@ async fn submit_is_idempotent_on_accepted_ids_only() {
 
 #[tokio::test]
 async fn state_etag_and_304() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     let first = call(r, Method::GET, "/api/state", Some("a"), None).await;
@@ -589,7 +614,7 @@ impl Events {
 
 #[tokio::test]
 async fn sse_sends_state_first_with_revision_id() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     let rev = state(r, "a").await.revision;
@@ -645,7 +670,7 @@ async fn sse_sends_state_first_with_revision_id() {
 async fn sse_resumes_without_initial_state_and_pings() {
     let mut config = Config::for_tests();
     config.ping_ms = 50;
-    let app = app_with(config);
+    let app = app_with(config).await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     let rev = state(r, "a").await.revision;
@@ -671,14 +696,14 @@ async fn sse_resumes_without_initial_state_and_pings() {
 
 #[tokio::test]
 async fn sse_requires_auth() {
-    let app = app();
+    let app = app().await;
     let (status, _, _) = Events::open(&app.router, "nobody", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn accounts_are_isolated() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     account(r, "b", 4, one_pack(100)).await;
@@ -709,7 +734,7 @@ async fn accounts_are_isolated() {
 
 #[tokio::test]
 async fn auth_by_bearer_or_session_cookie() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
 
@@ -801,7 +826,7 @@ async fn auth_by_bearer_or_session_cookie() {
 
 #[tokio::test]
 async fn bad_requests_are_1200_and_not_recorded() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     let rev = state(r, "a").await.revision;
@@ -834,7 +859,7 @@ async fn bad_requests_are_1200_and_not_recorded() {
 async fn dev_endpoints_404_without_dev() {
     let mut config = Config::for_tests();
     config.dev = false;
-    let app = app_with(config);
+    let app = app_with(config).await;
     let r = &app.router;
     let create = call(
         r,
@@ -860,7 +885,7 @@ async fn dev_endpoints_404_without_dev() {
 
 #[tokio::test]
 async fn dev_account_defaults_and_conflict() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     let s: ServerState = {
         let res = call(
@@ -914,7 +939,7 @@ async fn dev_account_defaults_and_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submits_never_overshoot() {
-    let app = app();
+    let app = app().await;
     let r = app.router.clone();
     account(&r, "a", 4, one_pack(10_000)).await;
     let mut handles = Vec::new();
@@ -953,7 +978,7 @@ async fn fifty_concurrent_submits_never_overshoot() {
 
 #[tokio::test]
 async fn expired_and_pending_packages_do_not_count() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(
         r,
@@ -1011,7 +1036,7 @@ async fn security_headers_everywhere_and_static_files() {
     std::fs::write(dir.join("w.wasm"), b"\0asm\x01\0\0\0").expect("write");
     let mut config = Config::for_tests();
     config.static_dir = Some(dir.clone());
-    let app = app_with(config);
+    let app = app_with(config).await;
     let r = &app.router;
 
     let index = call(r, Method::GET, "/", None, None).await;
@@ -1053,7 +1078,7 @@ async fn security_headers_everywhere_and_static_files() {
 
 #[tokio::test]
 async fn fractional_units_are_charged_exactly_and_written_as_decimals() {
-    let app = app();
+    let app = app().await;
     let r = &app.router;
     account(r, "a", 4, json!([{ "name": "pack", "total": 10.5, "expires_in_ms": 30 * DAY }])).await;
     // Three final charges of a tenth, two tenths and three tenths: 0.6 in all, exactly.
@@ -1091,7 +1116,7 @@ fn config_with(extra: &[&str]) -> Config {
 
 #[tokio::test]
 async fn event_streams_are_capped_per_account_and_per_instance() {
-    let app = app_with(config_with(&["--max-streams-per-account", "2", "--max-streams", "3"]));
+    let app = app_with(config_with(&["--max-streams-per-account", "2", "--max-streams", "3"])).await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     account(r, "b", 4, one_pack(100)).await;
@@ -1122,7 +1147,7 @@ async fn event_streams_are_capped_per_account_and_per_instance() {
 
 #[tokio::test]
 async fn an_account_over_its_request_rate_gets_1302_and_others_do_not() {
-    let app = app_with(config_with(&["--rate-limit", "2", "--rate-burst", "5"]));
+    let app = app_with(config_with(&["--rate-limit", "2", "--rate-burst", "5"])).await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     account(r, "b", 4, one_pack(100)).await;
@@ -1149,7 +1174,7 @@ async fn an_account_over_its_request_rate_gets_1302_and_others_do_not() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_with_the_error_body() {
-    let app = app_with(config_with(&["--max-body-bytes", "2048"]));
+    let app = app_with(config_with(&["--max-body-bytes", "2048"])).await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
     let big = json!({ "kind": "image", "count": 1, "client_request_id": "x", "prompt": "p".repeat(4000) });
@@ -1192,7 +1217,7 @@ async fn sessions_expire_survive_a_restart_and_are_secure_over_https() {
     let _ = std::fs::remove_file(&db);
     let db = db.to_str().expect("utf-8");
     let args = ["--db", db, "--session-ttl-ms", "1500", "--trust-proxy"];
-    let app = app_with(config_with(&args));
+    let app = app_with(config_with(&args)).await;
     let r = &app.router;
     account(r, "a", 4, one_pack(100)).await;
 
@@ -1205,7 +1230,7 @@ async fn sessions_expire_survive_a_restart_and_are_secure_over_https() {
 
     // Sessions are in the store: a new process on it knows them.
     drop(app);
-    let app = app_with(config_with(&args));
+    let app = app_with(config_with(&args)).await;
     let r = &app.router;
     assert_eq!(send(r, with_session(&plain)).await.status, StatusCode::OK);
     // ... until they expire.
@@ -1213,9 +1238,9 @@ async fn sessions_expire_survive_a_restart_and_are_secure_over_https() {
     assert_eq!(send(r, with_session(&plain)).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(send(r, with_session(&https)).await.status, StatusCode::UNAUTHORIZED);
     // Without --trust-proxy the header is not believed; --secure-cookies always sets it.
-    let app = app_with(config_with(&["--db", db]));
+    let app = app_with(config_with(&["--db", db])).await;
     assert!(!sign_in(&app.router, "a", &[("x-forwarded-proto", "https")]).await.contains("Secure"));
-    let app = app_with(config_with(&["--db", db, "--secure-cookies"]));
+    let app = app_with(config_with(&["--db", db, "--secure-cookies"])).await;
     assert!(sign_in(&app.router, "a", &[]).await.ends_with("; Secure"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1230,7 +1255,7 @@ async fn the_store_keeps_no_token_and_an_old_store_is_migrated() {
     // previous release left (schema version 4, a plain token in a row).
     let db = path.to_str().expect("utf-8");
     {
-        let app = app_with(config_with(&["--db", db]));
+        let app = app_with(config_with(&["--db", db])).await;
         account(&app.router, "fresh", 4, one_pack(10)).await;
     }
     let conn = rusqlite::Connection::open(&path).expect("open");
@@ -1246,7 +1271,7 @@ async fn the_store_keeps_no_token_and_an_old_store_is_migrated() {
     )
     .expect("roll back");
     drop(conn);
-    let app = app_with(config_with(&["--db", db]));
+    let app = app_with(config_with(&["--db", db])).await;
     assert_eq!(call(&app.router, Method::GET, "/api/state", Some("old-token"), None).await.status, StatusCode::OK);
     assert_eq!(call(&app.router, Method::GET, "/api/state", Some("fresh"), None).await.status, StatusCode::OK);
     let conn = rusqlite::Connection::open(&path).expect("open");

@@ -67,7 +67,7 @@ fn every_endpoint_of_the_api_is_described() {
 #[tokio::test]
 async fn the_server_serves_it() {
     let config = <quota_server::Config as clap::Parser>::parse_from(["quota-server", "--db", ":memory:", "--no-worker"]);
-    let app = quota_server::build(&config).expect("build");
+    let app = quota_server::build(&config).await.expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let router = app.router.clone();

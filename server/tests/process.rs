@@ -90,7 +90,7 @@ async fn worker_ends_tasks_and_never_charges_failures() {
     config.task_ms = "10..40".parse().expect("range");
     config.fail_rate = 0.5;
     config.seed = Some(7);
-    let app = build(&config).expect("build");
+    let app = build(&config).await.expect("build");
     let r = &app.router;
     let create = Request::post("/api/dev/accounts")
         .body(Body::from(r#"{"token":"w","image_limit":8,"packages":[{"name":"p","total":1000,"expires_in_ms":86400000}]}"#))

@@ -81,7 +81,7 @@ async fn start_server(sim_url: &str, dir: &std::path::Path, db: &str, args: &[St
     .collect();
     argv.extend(args.iter().cloned());
     let config = <Config as clap::Parser>::parse_from(argv);
-    let app = build(&config).expect("build");
+    let app = build(&config).await.expect("build");
     let router = app.router.clone();
     let serving = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -310,7 +310,7 @@ async fn a_success_charges_the_reported_fraction_once_also_after_the_service_cat
     c.upstream().sync_once().await.expect("sync");
     let s = c.state().await;
     assert_eq!(spendable(&s), before.saturating_sub(units("0.75")), "caught up, counted once: {s:#?}");
-    assert_eq!(c.app.state.store.pending_charges(c.upstream().account()).expect("pending"), Units::ZERO);
+    assert_eq!(c.upstream().store().pending_charges(c.upstream().account()).expect("pending"), Units::ZERO);
     c.stop().await;
 }
 

@@ -129,6 +129,11 @@ impl Upstream {
         Ok(up)
     }
 
+    /// The SQLite store that upstream mode runs on.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn account(&self) -> AccountId {
         self.account
     }
