@@ -44,7 +44,7 @@ pub async fn reference_with(tune: impl FnOnce(&mut quota_server::Config)) -> Ref
     let mut config = quota_server::Config::for_tests();
     config.ping_ms = 200;
     tune(&mut config);
-    let app = quota_server::build(&config).expect("build the reference server");
+    let app = quota_server::build(&config).await.expect("build the reference server");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let router = app.router.clone();
