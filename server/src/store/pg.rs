@@ -463,7 +463,10 @@ impl PgStore {
     /// As the SQLite store's: bumps the accounts with a package boundary in
     /// `(after, upto]` not yet in their last state. Every instance runs its
     /// boundary clock; the row lock and `revised_at_ms` make a boundary bump
-    /// an account once, whichever instance sees it first.
+    /// an account once, whichever instance sees it first: an instance that
+    /// waited for the lock finds `revised_at_ms` moved (PostgreSQL checks
+    /// the condition again on the locked row) and skips the account. Rows
+    /// are locked in id order, as every change locks one row: no deadlock.
     pub async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -473,7 +476,7 @@ impl PgStore {
                  WHERE EXISTS (SELECT 1 FROM packages p WHERE p.account_id = a.id AND (
                          (p.effective_at_ms > $1 AND p.effective_at_ms <= $2 AND p.effective_at_ms > a.revised_at_ms)
                       OR (p.expires_at_ms > $1 AND p.expires_at_ms <= $2 AND p.expires_at_ms > a.revised_at_ms)))
-                 ORDER BY a.id FOR UPDATE OF a SKIP LOCKED",
+                 ORDER BY a.id FOR UPDATE OF a",
                 &[&after, &upto],
             )
             .await?;
