@@ -363,6 +363,8 @@ pub struct RunningTask {
     /// Units set aside for it; deducted only if it succeeds.
     pub reserved_units: Units,
     /// The id the client sent with its submit, if any.
+    // Absent or null on the wire (serde writes null): both are declared.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
     pub client_request_id: Option<String>,
     pub started_at_ms: Millis,
 }
@@ -379,7 +381,11 @@ pub struct FinishedTask {
     /// Units deducted. Always 0 unless `outcome` is `succeeded`.
     pub units_charged: Units,
     /// Why it failed or was refused, as text for the user.
+    // Absent or null on the wire (serde writes null): both are declared.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
     pub reason: Option<String>,
+    // Absent or null on the wire (serde writes null): both are declared.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
     pub client_request_id: Option<String>,
     pub finished_at_ms: Millis,
 }
@@ -409,6 +415,8 @@ pub struct SubmitRequest {
     /// answer and reserves nothing more.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub client_request_id: String,
+    // Absent or null on the wire (serde writes null): both are declared.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
     pub prompt: Option<String>,
 }
 
