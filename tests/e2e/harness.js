@@ -25,7 +25,7 @@ const HTTP_TIMEOUT_MS = 5_000;
 /** Fails early, with the command to run, when a build product is missing. */
 export function checkPrerequisites() {
   const missing = [];
-  if (!existsSync(SERVER_BIN)) missing.push(`${SERVER_BIN} (cargo build --release -p quota-server)`);
+  if (!existsSync(SERVER_BIN)) missing.push(`${SERVER_BIN} (cargo build --release -p quota-server, or QW_SERVER_BIN)`);
   if (!existsSync(join(STATIC_DIR, "index.html"))) {
     missing.push(`${STATIC_DIR}/index.html (scripts/build-pkg, then npm ci && npm run build in www/)`);
   }

@@ -38,7 +38,7 @@ let chains = 0;
 
 before(async () => {
   checkPrerequisites();
-  if (!existsSync(SIM_BIN)) throw new Error(`${SIM_BIN} missing (cargo build --release -p kling-sim)`);
+  if (!existsSync(SIM_BIN)) throw new Error(`${SIM_BIN} missing (cargo build --release -p kling-sim, or QW_SIM_BIN)`);
   tmp = tempDir("qw-e2e-upstream-");
   browser = await launchBrowser();
 });
