@@ -11,7 +11,7 @@ use quota_widget::core::wire::{Millis, ServerState, SubmitRequest};
 use crate::error::{QuotaError, StoreError};
 use crate::hub::Hub;
 use crate::store::pg::{is_postgres_url, PgStore};
-use crate::store::{AccountId, AccountSpec, Ended, PackageSpec, Store, SubmitOutcome, TaskEnd};
+use crate::store::{AccountId, AccountSpec, Ended, PackageSpec, SqliteStore, SubmitOutcome, TaskEnd};
 
 #[async_trait]
 pub trait Storage: Send + Sync {
@@ -55,62 +55,62 @@ pub trait Storage: Send + Sync {
 /// The store `--db` names: a `postgres://` or `postgresql://` URL, else a
 /// SQLite file (or `:memory:`). The SQLite store is also returned as
 /// itself, for upstream mode, which runs on it alone.
-pub async fn open(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<Store>>), StoreError> {
+pub async fn open(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStore>>), StoreError> {
     if is_postgres_url(db) {
         let pg = PgStore::open(db, hub).await?;
         Ok((Arc::new(pg), None))
     } else {
-        let sqlite = Arc::new(Store::open(db, hub)?);
+        let sqlite = Arc::new(SqliteStore::open(db, hub)?);
         Ok((Arc::clone(&sqlite) as Arc<dyn Storage>, Some(sqlite)))
     }
 }
 
 #[async_trait]
-impl Storage for Store {
+impl Storage for SqliteStore {
     fn hub(&self) -> &Hub {
-        Store::hub(self)
+        SqliteStore::hub(self)
     }
     fn shared(&self) -> bool {
         false
     }
     async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
-        Store::account_by_token(self, token)
+        SqliteStore::account_by_token(self, token)
     }
     async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
-        Store::create_account(self, token, spec, now)
+        SqliteStore::create_account(self, token, spec, now)
     }
     async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
-        Store::state(self, account, now)
+        SqliteStore::state(self, account, now)
     }
     async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
-        Store::revision(self, account)
+        SqliteStore::revision(self, account)
     }
     async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        Store::submit(self, account, req, now)
+        SqliteStore::submit(self, account, req, now)
     }
     async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-        Store::finish(self, account, task_id, end, now)
+        SqliteStore::finish(self, account, task_id, end, now)
     }
     async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
-        Store::grant_package(self, account, spec, now)
+        SqliteStore::grant_package(self, account, spec, now)
     }
     async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
-        Store::set_limit(self, account, kind, limit, now)
+        SqliteStore::set_limit(self, account, kind, limit, now)
     }
     async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
-        Store::running_tasks(self)
+        SqliteStore::running_tasks(self)
     }
     async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
-        Store::pass_boundaries(self, after, upto)
+        SqliteStore::pass_boundaries(self, after, upto)
     }
     async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
-        Store::create_session(self, account, now, expires_at_ms)
+        SqliteStore::create_session(self, account, now, expires_at_ms)
     }
     async fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
-        Store::session_account(self, id, now)
+        SqliteStore::session_account(self, id, now)
     }
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        Store::delete_session(self, id)
+        SqliteStore::delete_session(self, id)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The SQLite store: schema, migrations, and every change as one transaction.
+//! The SQLite store (`SqliteStore`, the embedded default; `pg.rs` is the
+//! PostgreSQL one): schema, migrations, and every change as one transaction.
 //!
 //! One connection behind a `std::sync::Mutex`: a change reads the figures,
 //! applies the rules and writes the result while holding it, inside one
@@ -264,7 +265,7 @@ pub struct Ended {
     pub revision: u64,
 }
 
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
     hub: Hub,
 }
@@ -325,7 +326,7 @@ pub fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) the database at `path` (`:memory:` for none) and
     /// brings its schema up to date.
     pub fn open(path: &str, hub: Hub) -> Result<Self, StoreError> {
@@ -342,7 +343,7 @@ impl Store {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
         migrate(&mut conn)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Mutex::new(conn),
             hub,
         })
@@ -523,7 +524,7 @@ impl Store {
         self.submit_with(account, req, None, now)
     }
 
-    /// As [`Store::submit`]; an accepted task also keeps what it is to be
+    /// As [`SqliteStore::submit`]; an accepted task also keeps what it is to be
     /// created upstream with (upstream mode).
     pub fn submit_with(
         &self,
@@ -1033,8 +1034,8 @@ pub fn spendable_units(state: &ServerState) -> Units {
 mod tests {
     use super::*;
 
-    fn store_with(spec: &AccountSpec) -> (Store, AccountId) {
-        let store = Store::open(":memory:", Hub::default()).expect("open");
+    fn store_with(spec: &AccountSpec) -> (SqliteStore, AccountId) {
+        let store = SqliteStore::open(":memory:", Hub::default()).expect("open");
         let a = store.create_account("t1", spec, 1_000).expect("account");
         (store, a)
     }
@@ -1050,7 +1051,7 @@ mod tests {
 
     #[test]
     fn schema_version_is_set() {
-        let store = Store::open(":memory:", Hub::default()).expect("open");
+        let store = SqliteStore::open(":memory:", Hub::default()).expect("open");
         let conn = store.lock().expect("lock");
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -1081,7 +1082,7 @@ mod tests {
             )
             .expect("v2 data");
         }
-        let store = Store::open(path.to_str().expect("utf-8"), Hub::default()).expect("migrate");
+        let store = SqliteStore::open(path.to_str().expect("utf-8"), Hub::default()).expect("migrate");
         let s = store.state(1, 1_000).expect("state");
         assert_eq!(s.pools[0].unit_cost, Units::whole(4));
         assert_eq!((s.packages[0].total, s.packages[0].remaining), (Units::whole(100), Units::whole(92)));

@@ -127,7 +127,7 @@ impl Worker {
 }
 
 /// Checks once a second whether a package became effective or expired, and
-/// if so bumps that account's revision (see `Store::pass_boundaries`).
+/// if so bumps that account's revision (see `Storage::pass_boundaries`).
 pub fn spawn_boundary_clock(store: Arc<dyn Storage>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut last = now_ms();

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
     bump_revision, insert_refusal, slot_rule_parse, task_wire_id, to_u64, units_db, units_of,
-    AccountId, Store,
+    AccountId, SqliteStore,
 };
 use crate::error::{QuotaError, Refusal};
 
@@ -153,7 +153,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UpstreamTask> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Makes `account` mirror an upstream service, if it does not yet, and
     /// returns the secret part of its callback URL (`new_secret` the first
     /// time; the stored one after).

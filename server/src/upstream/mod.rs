@@ -22,7 +22,7 @@ use crate::error::{QuotaError, Refusal};
 use crate::http::HttpError;
 use crate::now_ms;
 use crate::store::{
-    parse_task_id, AccountId, AccountSpec, MirrorPack, Store, SubmitOutcome, TaskEnd, UpstreamFields,
+    parse_task_id, AccountId, AccountSpec, MirrorPack, SqliteStore, SubmitOutcome, TaskEnd, UpstreamFields,
     UpstreamTask,
 };
 use kling::{Client, Family, KlingError, Status, TaskData};
@@ -78,7 +78,7 @@ pub enum Reply {
 
 pub struct Upstream {
     client: Client,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
     account: AccountId,
     secret: String,
     settings: Settings,
@@ -96,7 +96,7 @@ impl Upstream {
     /// settings) and starts the package sync and the task poller.
     pub fn start(
         settings: Settings,
-        store: Arc<Store>,
+        store: Arc<SqliteStore>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Upstream>, QuotaError> {
         let client = Client::new(
@@ -130,7 +130,7 @@ impl Upstream {
     }
 
     /// The SQLite store that upstream mode runs on.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SqliteStore {
         &self.store
     }
 
