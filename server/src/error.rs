@@ -83,6 +83,12 @@ impl From<rusqlite::Error> for QuotaError {
     }
 }
 
+impl From<tokio_postgres::Error> for QuotaError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        QuotaError::Store(StoreError::Pg(e))
+    }
+}
+
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -36,6 +36,35 @@ pub const FINISHED_WINDOW: u32 = 20;
 /// Longest accepted `client_request_id`, to bound what a client can store.
 const MAX_REQUEST_ID_LEN: usize = 200;
 
+// What both stores check of a request before they decide on it.
+
+pub(crate) fn check_token(token: &str) -> Result<(), QuotaError> {
+    if valid_token(token) {
+        Ok(())
+    } else {
+        Err(QuotaError::BadRequest("token must be 1-128 characters of A-Z a-z 0-9 - _ . ~".into()))
+    }
+}
+
+pub(crate) fn check_submit(req: &SubmitRequest) -> Result<(), QuotaError> {
+    if req.count == 0 || req.count > MAX_COUNT {
+        return Err(QuotaError::BadRequest(format!("count must be between 1 and {MAX_COUNT}")));
+    }
+    if req.client_request_id.is_empty() || req.client_request_id.chars().count() > MAX_REQUEST_ID_LEN {
+        return Err(QuotaError::BadRequest(format!(
+            "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_package(p: &PackageSpec) -> Result<(), QuotaError> {
+    if p.name.chars().count() > 200 {
+        return Err(QuotaError::BadRequest("package name is longer than 200 characters".into()));
+    }
+    Ok(())
+}
+
 /// The kinds of work every account has, with their fixed cost and slot rule.
 pub const KINDS: [(&str, Units, SlotRule); 2] = [
     ("image", Units::whole(4), SlotRule::PerItem),
@@ -451,11 +480,7 @@ impl SqliteStore {
         spec: &AccountSpec,
         now: Millis,
     ) -> Result<AccountId, QuotaError> {
-        if !valid_token(token) {
-            return Err(QuotaError::BadRequest(
-                "token must be 1-128 characters of A-Z a-z 0-9 - _ . ~".into(),
-            ));
-        }
+        check_token(token)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: Option<i64> = tx
@@ -533,16 +558,7 @@ impl SqliteStore {
         upstream: Option<&UpstreamFields<'_>>,
         now: Millis,
     ) -> Result<SubmitOutcome, QuotaError> {
-        if req.count == 0 || req.count > MAX_COUNT {
-            return Err(QuotaError::BadRequest(format!(
-                "count must be between 1 and {MAX_COUNT}"
-            )));
-        }
-        if req.client_request_id.is_empty() || req.client_request_id.chars().count() > MAX_REQUEST_ID_LEN {
-            return Err(QuotaError::BadRequest(format!(
-                "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"
-            )));
-        }
+        check_submit(req)?;
         self.change(account, now, |tx| {
             let pool: Option<(i64, i64, String)> = tx
                 .query_row(
@@ -851,11 +867,7 @@ fn insert_package(
     p: &PackageSpec,
     now: Millis,
 ) -> Result<i64, QuotaError> {
-    if p.name.chars().count() > 200 {
-        return Err(QuotaError::BadRequest(
-            "package name is longer than 200 characters".into(),
-        ));
-    }
+    check_package(p)?;
     let total = units_db(p.total)?;
     let effective = now.saturating_add(p.effective_in_ms);
     let expires = now.saturating_add(p.expires_in_ms);

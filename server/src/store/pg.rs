@@ -35,11 +35,9 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::{
     outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
     units_of, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd, FINISHED_WINDOW, KINDS,
-    MAX_REQUEST_ID_LEN,
 };
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::{Hub, Message};
-use quota_widget::core::rules::MAX_COUNT;
 
 /// The channel of state changes.
 const CHANNEL: &str = "qw_state";
@@ -124,7 +122,7 @@ impl PgStore {
     /// Connects, migrates (one instance at a time) and starts listening for
     /// the changes of every instance.
     pub async fn open(url: &str, hub: Hub) -> Result<PgStore, StoreError> {
-        let config: tokio_postgres::Config = url.parse().map_err(StoreError::Pg)?;
+        let config: tokio_postgres::Config = url.parse()?;
         let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(16).build().map_err(pool_error)?;
         let store = PgStore { pool, hub };
@@ -167,9 +165,12 @@ impl PgStore {
 
     /// Begins a change of `account`: its row lock first, so that every
     /// change of one account, on any instance, waits for the one before.
-    /// `false` if the account does not exist.
-    async fn lock_account(tx: &Tx<'_>, account: AccountId) -> Result<bool, StoreError> {
-        Ok(tx.query_opt("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await?.is_some())
+    async fn begin(client: &mut Object, account: AccountId) -> Result<Tx<'_>, QuotaError> {
+        let tx = client.transaction().await?;
+        if tx.query_opt("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await?.is_none() {
+            return Err(QuotaError::Unauthorized);
+        }
+        Ok(tx)
     }
 
     /// Ends a change: bumps the revision, marks when, and tells every
@@ -192,19 +193,16 @@ impl PgStore {
     }
 
     pub async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
-        if !super::valid_token(token) {
-            return Err(QuotaError::BadRequest("token must be 1-128 characters of A-Z a-z 0-9 - _ . ~".into()));
-        }
+        super::check_token(token)?;
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::Pg)?;
+        let tx = client.transaction().await?;
         let row = tx
             .query_opt(
                 "INSERT INTO accounts (token_hash, revision, created_at_ms, revised_at_ms) VALUES ($1, 1, $2, $2)
                  ON CONFLICT (token_hash) DO NOTHING RETURNING id",
                 &[&secret_hash(token), &now],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         let Some(row) = row else {
             return Err(QuotaError::AccountExists);
         };
@@ -215,13 +213,12 @@ impl PgStore {
                 "INSERT INTO pools (account_id, kind, slot_limit, unit_cost, slot_rule) VALUES ($1, $2, $3, $4, $5)",
                 &[&account, &kind, &limit, &units_db(unit_cost)?, &slot_rule_str(rule)],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         }
         for p in &spec.packages {
             insert_package(&tx, account, p, now).await?;
         }
-        tx.commit().await.map_err(StoreError::Pg)?;
+        tx.commit().await?;
         Ok(account)
     }
 
@@ -241,26 +238,15 @@ impl PgStore {
     }
 
     pub async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        if req.count == 0 || req.count > MAX_COUNT {
-            return Err(QuotaError::BadRequest(format!("count must be between 1 and {MAX_COUNT}")));
-        }
-        if req.client_request_id.is_empty() || req.client_request_id.chars().count() > MAX_REQUEST_ID_LEN {
-            return Err(QuotaError::BadRequest(format!(
-                "client_request_id must be 1 to {MAX_REQUEST_ID_LEN} characters"
-            )));
-        }
+        super::check_submit(req)?;
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::Pg)?;
-        if !Self::lock_account(&tx, account).await? {
-            return Err(QuotaError::Unauthorized);
-        }
+        let tx = Self::begin(&mut client, account).await?;
         let pool = tx
             .query_opt(
                 "SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = $1 AND kind = $2",
                 &[&account, &req.kind],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         let Some(pool) = pool else {
             return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
         };
@@ -274,8 +260,7 @@ impl PgStore {
                  WHERE account_id = $1 AND client_request_id = $2 AND status <> 'refused'",
                 &[&account, &req.client_request_id],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         if let Some(p) = prior {
             let accepted = SubmitAccepted {
                 task_id: task_wire_id(p.get(0)),
@@ -284,7 +269,7 @@ impl PgStore {
                 reserved_units: units_of(p.get(2)),
                 revision: to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
             };
-            tx.commit().await.map_err(StoreError::Pg)?;
+            tx.commit().await?;
             return Ok(SubmitOutcome::Accepted { accepted, repeat: true });
         }
 
@@ -299,8 +284,7 @@ impl PgStore {
                      WHERE account_id = $1 AND effective_at_ms <= $3 AND expires_at_ms > $3)",
                 &[&account, &req.kind, &now],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         let cap = Capacity {
             limit: u32::try_from(limit).unwrap_or(0),
             in_use: u32::try_from(figures.get::<_, i64>(0)).unwrap_or(u32::MAX),
@@ -327,8 +311,7 @@ impl PgStore {
                             &now,
                         ],
                     )
-                    .await
-                    .map_err(StoreError::Pg)?;
+                    .await?;
                 let accepted = SubmitAccepted {
                     task_id: task_wire_id(row.get(0)),
                     client_request_id: req.client_request_id.clone(),
@@ -355,25 +338,24 @@ impl PgStore {
                         &now,
                     ],
                 )
-                .await
-                .map_err(StoreError::Pg)?;
+                .await?;
                 SubmitOutcome::Refused { refusal, revision }
             }
         };
-        tx.commit().await.map_err(StoreError::Pg)?;
+        tx.commit().await?;
         Ok(outcome)
     }
 
     pub async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::Pg)?;
-        if !Self::lock_account(&tx, account).await? {
-            return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
-        }
+        // No such account: no such task of it either, as the SQLite store says.
+        let tx = Self::begin(&mut client, account).await.map_err(|e| match e {
+            QuotaError::Unauthorized => QuotaError::TaskNotFound(task_wire_id(task_id)),
+            e => e,
+        })?;
         let row = tx
             .query_opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&task_id, &account])
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         let Some(row) = row else {
             return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
         };
@@ -391,8 +373,7 @@ impl PgStore {
                     "UPDATE tasks SET status = 'succeeded', units_charged = $1, finished_at_ms = $2 WHERE id = $3",
                     &[&units_db(charged)?, &now, &task_id],
                 )
-                .await
-                .map_err(StoreError::Pg)?;
+                .await?;
                 (Outcome::Succeeded, charged)
             }
             TaskEnd::Fail { reason } => {
@@ -400,46 +381,38 @@ impl PgStore {
                     "UPDATE tasks SET status = 'failed', units_charged = 0, reason = $1, finished_at_ms = $2 WHERE id = $3",
                     &[reason, &now, &task_id],
                 )
-                .await
-                .map_err(StoreError::Pg)?;
+                .await?;
                 (Outcome::Failed, Units::ZERO)
             }
         };
         let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await.map_err(StoreError::Pg)?;
+        tx.commit().await?;
         Ok(Ended { outcome, units_charged: charged, revision })
     }
 
     pub async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::Pg)?;
-        if !Self::lock_account(&tx, account).await? {
-            return Err(QuotaError::Unauthorized);
-        }
+        let tx = Self::begin(&mut client, account).await?;
         let id = insert_package(&tx, account, spec, now).await?;
         let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await.map_err(StoreError::Pg)?;
+        tx.commit().await?;
         Ok((package_wire_id(id), revision))
     }
 
     pub async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::Pg)?;
-        if !Self::lock_account(&tx, account).await? {
-            return Err(QuotaError::Unauthorized);
-        }
+        let tx = Self::begin(&mut client, account).await?;
         let n = tx
             .execute(
                 "UPDATE pools SET slot_limit = $1 WHERE account_id = $2 AND kind = $3",
                 &[&i64::from(limit), &account, &kind],
             )
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         if n == 0 {
             return Err(QuotaError::BadRequest(format!("unknown kind {kind:?}")));
         }
         let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await.map_err(StoreError::Pg)?;
+        tx.commit().await?;
         Ok(revision)
     }
 
@@ -520,9 +493,7 @@ impl PgStore {
 }
 
 async fn insert_package(tx: &Tx<'_>, account: AccountId, p: &PackageSpec, now: Millis) -> Result<i64, QuotaError> {
-    if p.name.chars().count() > 200 {
-        return Err(QuotaError::BadRequest("package name is longer than 200 characters".into()));
-    }
+    super::check_package(p)?;
     let total = units_db(p.total)?;
     let effective = now.saturating_add(p.effective_in_ms);
     let expires = now.saturating_add(p.expires_in_ms);
@@ -532,8 +503,7 @@ async fn insert_package(tx: &Tx<'_>, account: AccountId, p: &PackageSpec, now: M
              VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
             &[&account, &p.name, &total, &effective, &expires],
         )
-        .await
-        .map_err(StoreError::Pg)?;
+        .await?;
     Ok(row.get(0))
 }
 
@@ -546,21 +516,18 @@ async fn deduct(tx: &Tx<'_>, account: AccountId, task_id: i64, amount: Units, no
              ORDER BY expires_at_ms, id",
             &[&account, &now],
         )
-        .await
-        .map_err(StoreError::Pg)?;
+        .await?;
     let active: Vec<(i64, Units)> = rows.iter().map(|r| (r.get(0), units_of(r.get(1)))).collect();
     let mut charged = Units::ZERO;
     for (package, units) in rules::plan_deduction(&active, amount) {
         let units_db = units_db(units)?;
         tx.execute("UPDATE packages SET remaining = remaining - $1 WHERE id = $2", &[&units_db, &package])
-            .await
-            .map_err(StoreError::Pg)?;
+            .await?;
         tx.execute(
             "INSERT INTO charges (task_id, package_id, units) VALUES ($1, $2, $3)",
             &[&task_id, &package, &units_db],
         )
-        .await
-        .map_err(StoreError::Pg)?;
+        .await?;
         charged += units;
     }
     Ok(charged)
