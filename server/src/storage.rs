@@ -1,6 +1,7 @@
 //! The store behind one trait, two implementations: SQLite (embedded, the
 //! default: one process) and PostgreSQL (several instances on one
-//! database). Handlers, the event streams and the worker see only
+//! database; its implementation of the trait is in `store/pg.rs`).
+//! Handlers, the event streams and the worker see only
 //! [`Storage`]; `--db` picks the implementation.
 
 use std::sync::Arc;
@@ -111,57 +112,5 @@ impl Storage for SqliteStore {
     }
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         SqliteStore::delete_session(self, id)
-    }
-}
-
-#[async_trait]
-impl Storage for PgStore {
-    fn hub(&self) -> &Hub {
-        PgStore::hub(self)
-    }
-    fn shared(&self) -> bool {
-        true
-    }
-    async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
-        PgStore::account_by_token(self, token).await
-    }
-    async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
-        PgStore::create_account(self, token, spec, now).await
-    }
-    async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
-        PgStore::state(self, account, now).await
-    }
-    async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
-        PgStore::revision(self, account).await
-    }
-    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        PgStore::submit(self, account, req, now).await
-    }
-    async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-        PgStore::finish(self, account, task_id, end, now).await
-    }
-    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
-        PgStore::grant_package(self, account, spec, now).await
-    }
-    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
-        PgStore::set_limit(self, account, kind, limit, now).await
-    }
-    async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
-        PgStore::running_tasks(self).await
-    }
-    async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
-        PgStore::pass_boundaries(self, after, upto).await
-    }
-    async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
-        PgStore::create_session(self, account, now, expires_at_ms).await
-    }
-    async fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
-        PgStore::session_account(self, id, now).await
-    }
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        PgStore::delete_session(self, id).await
-    }
-    async fn overdue_tasks(&self, before: Millis) -> Result<Vec<(AccountId, i64)>, StoreError> {
-        PgStore::overdue_tasks(self, before).await
     }
 }

@@ -29,6 +29,7 @@ use quota_widget::core::rules::{self, Capacity};
 use quota_widget::core::wire::{
     FinishedTask, Millis, Outcome, Package, RunningTask, ServerState, SlotPool, SubmitAccepted, SubmitRequest, Units,
 };
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -38,6 +39,7 @@ use super::{
 };
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::{Hub, Message};
+use crate::storage::Storage;
 
 /// The channel of state changes.
 const CHANNEL: &str = "qw_state";
@@ -131,10 +133,6 @@ impl PgStore {
         Ok(store)
     }
 
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -185,14 +183,25 @@ impl PgStore {
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &account.to_string()]).await?;
         Ok(to_u64(row.get(0)))
     }
+}
 
-    pub async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
+#[async_trait]
+impl Storage for PgStore {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
         let client = self.client().await?;
         let row = client.query_opt("SELECT id FROM accounts WHERE token_hash = $1", &[&secret_hash(token)]).await?;
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
+    async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
         super::check_token(token)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -222,7 +231,7 @@ impl PgStore {
         Ok(account)
     }
 
-    pub async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
+    async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
         let mut client = self.client().await?;
         // One snapshot for the revision and every row it describes.
         let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
@@ -231,13 +240,13 @@ impl PgStore {
         Ok(state)
     }
 
-    pub async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
+    async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let row = client.query_one("SELECT revision FROM accounts WHERE id = $1", &[&account]).await?;
         Ok(to_u64(row.get(0)))
     }
 
-    pub async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
+    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
         super::check_submit(req)?;
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client, account).await?;
@@ -346,7 +355,7 @@ impl PgStore {
         Ok(outcome)
     }
 
-    pub async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
+    async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
         let mut client = self.client().await?;
         // No such account: no such task of it either, as the SQLite store says.
         let tx = Self::begin(&mut client, account).await.map_err(|e| match e {
@@ -390,7 +399,7 @@ impl PgStore {
         Ok(Ended { outcome, units_charged: charged, revision })
     }
 
-    pub async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
+    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client, account).await?;
         let id = insert_package(&tx, account, spec, now).await?;
@@ -399,7 +408,7 @@ impl PgStore {
         Ok((package_wire_id(id), revision))
     }
 
-    pub async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
+    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client, account).await?;
         let n = tx
@@ -416,13 +425,13 @@ impl PgStore {
         Ok(revision)
     }
 
-    pub async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
+    async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
         let client = self.client().await?;
         let rows = client.query("SELECT account_id, id FROM tasks WHERE status = 'running' ORDER BY id", &[]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn overdue_tasks(&self, before: Millis) -> Result<Vec<(AccountId, i64)>, StoreError> {
+    async fn overdue_tasks(&self, before: Millis) -> Result<Vec<(AccountId, i64)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -440,7 +449,7 @@ impl PgStore {
     /// waited for the lock finds `revised_at_ms` moved (PostgreSQL checks
     /// the condition again on the locked row) and skips the account. Rows
     /// are locked in id order, as every change locks one row: no deadlock.
-    pub async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
+    async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let rows = tx
@@ -461,7 +470,7 @@ impl PgStore {
         Ok(accounts)
     }
 
-    pub async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
+    async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
         let id: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
         let client = self.client().await?;
         client.execute("DELETE FROM sessions WHERE expires_at_ms <= $1", &[&now]).await?;
@@ -474,7 +483,7 @@ impl PgStore {
         Ok(id)
     }
 
-    pub async fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
+    async fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -485,7 +494,7 @@ impl PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.execute("DELETE FROM sessions WHERE id_hash = $1", &[&secret_hash(id)]).await?;
         Ok(())
