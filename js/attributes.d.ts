@@ -1,0 +1,32 @@
+// The attributes and events of <quota-widget>, without any framework: the
+// React (./react.d.ts) and Vue (./vue.d.ts) typings are built from these.
+import type { QuotaWidgetElementEventMap } from "./element.js";
+
+/** A number, written as a number or as the text of one. */
+export type NumericAttribute = number | `${number}`;
+
+/** The element's attributes, as the element reads them (see defineQuotaWidget). */
+export interface QuotaWidgetAttributes {
+  /** CSS selector of the dashboard's submit button, which the widget gates. */
+  button: string;
+  /** CSS selector of the form; by default the button's form. */
+  form?: string;
+  /** The pool of the request being prepared: "image" by default. */
+  kind?: string;
+  /** Items in the request being prepared: 1 by default. */
+  count?: NumericAttribute;
+  /** Base URL of the quota API ("/api"); without it, push states yourself. */
+  endpoint?: string;
+  /** BCP 47 locale of numbers and dates; the page's by default. */
+  locale?: string;
+  /** Packages expiring within this many days are highlighted. */
+  "expiring-soon-days"?: NumericAttribute;
+  /** A state older than this blocks submit (fail closed). */
+  "stale-after-ms"?: NumericAttribute;
+}
+
+/** Names of the DOM events that the element dispatches. */
+export type QuotaWidgetEventName = Exclude<keyof QuotaWidgetElementEventMap, keyof HTMLElementEventMap>;
+
+/** The element's own events by name: quota-ready, quota-change, quota-error, quota-hold, quota-announce. */
+export type QuotaWidgetEvents = { [K in QuotaWidgetEventName]: QuotaWidgetElementEventMap[K] };
