@@ -1,0 +1,64 @@
+"use client";
+
+import { useEffect, useRef, useState, type FormEvent } from "react";
+import type { QuotaWidgetElement } from "quota-widget/element";
+// Types <quota-widget> in JSX: its attributes and its events.
+import type {} from "quota-widget/react";
+
+export function Dashboard() {
+  const quota = useRef<QuotaWidgetElement>(null);
+  const [count, setCount] = useState(1);
+  const [status, setStatus] = useState("");
+
+  // Defines <quota-widget> in the browser only (effects do not run on the
+  // server); the server-rendered element upgrades and loads its wasm then.
+  useEffect(() => {
+    void import("quota-widget/define");
+  }, []);
+
+  // The widget's capture listener has run first: when submit is blocked this
+  // never runs; otherwise the widget holds slots and units for this request.
+  async function generate(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const widget = quota.current?.widget;
+    const id = widget?.lastRequestId;
+    if (!widget || !id) return;
+    const prompt = new FormData(event.currentTarget).get("prompt");
+    const response = await fetch("/api/generations", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ kind: "image", count, client_request_id: id, prompt }),
+    }).catch(() => null);
+    if (!response) widget.submitFailed(id, "network error");
+    else if (!response.ok) widget.submitRefused(id, (await response.json()).message);
+    // On success the server's next state confirms the hold.
+    setStatus(response?.ok ? "Started." : "Not started; nothing was charged.");
+  }
+
+  return (
+    <main id="dashboard">
+      <form id="generate-form" onSubmit={generate}>
+        <h1>Generate</h1>
+        <label htmlFor="prompt">Prompt</label>
+        <textarea id="prompt" name="prompt" defaultValue="A lighthouse at dusk, oil on canvas" />
+        <label htmlFor="count">Images</label>
+        <select id="count" value={count} onChange={(e) => setCount(Number(e.target.value))}>
+          {[1, 2, 3, 4].map((n) => (
+            <option key={n}>{n}</option>
+          ))}
+        </select>
+        {/* No disabled={...} here: the widget owns the button's disabled state. */}
+        <button id="generate" type="submit">Generate</button>
+        <p role="status">{status}</p>
+      </form>
+      <quota-widget
+        ref={quota}
+        button="#generate"
+        endpoint="/api"
+        kind="image"
+        count={count}
+        onquota-error={(event) => setStatus(event.detail.message)}
+      />
+    </main>
+  );
+}

@@ -1,0 +1,31 @@
+import { useState, type FormEvent } from "react";
+
+// The quota API authenticates the widget's event stream with a session
+// cookie: POST the account's token to /api/session once (docs/api.md).
+export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
+  const [error, setError] = useState("");
+
+  async function signIn(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const token = new FormData(event.currentTarget).get("token");
+    const response = await fetch("/api/session", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    }).catch(() => null);
+    if (response?.ok) onSignedIn();
+    else setError(response ? "Unknown token." : "The server cannot be reached.");
+  }
+
+  return (
+    <main id="signin">
+      <h1>Sign in</h1>
+      <form onSubmit={signIn}>
+        <label htmlFor="token">Account token</label>
+        <input id="token" name="token" autoComplete="off" required />
+        <button type="submit">Sign in</button>
+        <p role="alert">{error}</p>
+      </form>
+    </main>
+  );
+}
