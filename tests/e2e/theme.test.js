@@ -142,6 +142,10 @@ function probe({ scope }) {
 
   const root = document.querySelector(scope);
   if (!root) throw new Error(`no ${scope} on the page`);
+  // The widget's parts: .qw, and its blocking reason wherever the host put it.
+  const widget = document.querySelector(".qw");
+  const outsideReasons = [...document.querySelectorAll(".qw-reason")].filter((r) => !widget.contains(r));
+  const partsOf = (top) => [top, ...top.querySelectorAll("*")];
   const texts = [];
   const addText = (el, style, text, what) => {
     if (!text) return;
@@ -153,7 +157,8 @@ function probe({ scope }) {
       large: isLarge(style),
     });
   };
-  for (const el of [root, ...root.querySelectorAll("*")]) {
+  const scoped = scope === ".qw" ? [root, ...outsideReasons].flatMap(partsOf) : partsOf(root);
+  for (const el of scoped) {
     if (["script", "style", "option", "template"].includes(el.localName) || !visible(el)) continue;
     const style = getComputedStyle(el);
     const own = [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.data).join("");
@@ -167,7 +172,6 @@ function probe({ scope }) {
     }
   }
 
-  const widget = document.querySelector(".qw");
   const meters = [...document.querySelectorAll(".qw-meter")].filter(visible).map((row) => {
     const bar = row.querySelector(".qw-meter-bar");
     const fill = row.querySelector(".qw-meter-fill");
@@ -190,7 +194,7 @@ function probe({ scope }) {
 
   // Status marks: left borders of 2 px or more (attempt status, expiring
   // package, blocked reason, error), against what is around them.
-  const marks = [...widget.querySelectorAll("*")].filter(visible).flatMap((el) => {
+  const marks = [widget, ...outsideReasons].flatMap(partsOf).filter(visible).flatMap((el) => {
     const style = getComputedStyle(el);
     const colour = parse(style.borderLeftColor);
     if (Number.parseFloat(style.borderLeftWidth) < 2 || style.borderLeftStyle === "none" || colour[3] === 0) return [];
@@ -466,6 +470,17 @@ describe("quota-widget themes: light and dark", () => {
       await page.locator("#count").selectOption("3");
       await page.waitForFunction(() => document.querySelector(".qw-reason")?.textContent.startsWith("Not enough units"));
       await checkContrast(page, "low units, blocked by units");
+
+      // A dashboard may put the reason next to its button, outside the
+      // widget: it keeps its look and its contrast there.
+      const look = () => page.evaluate(() => {
+        const s = getComputedStyle(document.querySelector(".qw-reason"));
+        return [s.borderLeftColor, s.borderLeftWidth, s.color, s.fontWeight];
+      });
+      const inside = await look();
+      await page.evaluate(() => document.querySelector("#generate").after(document.querySelector(".qw-reason")));
+      assert.deepEqual(await look(), inside, "the reason looks the same next to the button");
+      await checkContrast(page, "blocked by units, the reason next to the button");
 
       await apiOk(srv, "POST", "/api/dev/raw-event", { token, body: '{"revision": "oops"' });
       await page.locator(".qw-error").waitFor({ state: "visible" });
