@@ -1,4 +1,5 @@
-import type { QuotaWidget, WidgetEvent } from "./quota_widget.js";
+import type { WidgetEvent } from "./quota_widget.js";
+import type { QuotaWidget } from "./widget.js";
 
 type EventOf<T extends WidgetEvent["type"]> = Extract<WidgetEvent, { type: T }>;
 
@@ -6,6 +7,14 @@ type EventOf<T extends WidgetEvent["type"]> = Extract<WidgetEvent, { type: T }>;
 export interface QuotaWidgetElement extends HTMLElement {
   /** The Rust widget, or null before it is ready (see `quota-ready`) or after disconnect. */
   readonly widget: QuotaWidget | null;
+  /**
+   * The button to gate: an element, or a CSS selector (default: the `button`
+   * attribute). A selector that matches nothing yet is gated when its element
+   * appears, and again when a re-render replaces it.
+   */
+  button: HTMLElement | string | null;
+  /** The form whose submit takes a hold: an element or a CSS selector. Default: the button's form. */
+  form: HTMLFormElement | string | null;
 }
 
 export interface QuotaWidgetElementEventMap extends HTMLElementEventMap {
@@ -34,8 +43,11 @@ export interface QuotaWidgetElement {
 /**
  * Defines the custom element under `tagName` (default "quota-widget") and
  * returns its class; returns the existing class when the name is taken.
- * Attributes: button (required CSS selector), form, kind ("image"), count (1),
- * endpoint, locale, expiring-soon-days, stale-after-ms.
+ * Attributes: button (a CSS selector of the button to gate), form (default:
+ * the button's form), reason (a CSS selector of where the blocking reason is
+ * written; default: inside the widget), kind ("image"), count (1), endpoint
+ * (the quota API's base URL, e.g. "/api"; the page must be signed in),
+ * locale (the browser's), expiring-soon-days (7), stale-after-ms (30000).
  */
 export function defineQuotaWidget(tagName?: string): { new (): QuotaWidgetElement; prototype: QuotaWidgetElement };
 

@@ -2,7 +2,8 @@
 //
 // Nothing here runs at import time that needs a browser: the class is created
 // inside defineQuotaWidget(), so `import "quota-widget"` works under SSR.
-import init, { QuotaWidget } from "./quota_widget.js";
+import init from "./quota_widget.js";
+import { QuotaWidget } from "./widget.js";
 
 // One wasm instantiation shared by every element on the page. A failed load is
 // forgotten so that a later element can try again.
@@ -19,8 +20,10 @@ function initOnce() {
 
 // Attributes that only change the request: applied with setRequest().
 const REQUEST_ATTRIBUTES = new Set(["kind", "count"]);
+// Attributes that only change which button is gated: applied with setButton().
+const TARGET_ATTRIBUTES = new Set(["button", "form"]);
 // Any other observed attribute re-creates the widget.
-const OBSERVED = ["button", "form", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms"];
+const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms"];
 
 const DEFAULT_KIND = "image";
 const DEFAULT_COUNT = 1;
@@ -61,12 +64,35 @@ export function defineQuotaWidget(tagName = "quota-widget") {
     // Changes on every connect and disconnect, so that a connect whose wasm
     // load finishes after the element has left the page does nothing.
     #generation = 0;
-    // Whether the element's text is an error message that we wrote.
-    #showsError = false;
+    // Set as properties: an element or a selector; else the attributes.
+    #button = null;
+    #form = null;
+    // What is gated now, and the missing target last reported.
+    #gated = { button: null, form: null };
+    #missing = "";
+    #observer = null;
 
-    /** The Rust QuotaWidget, or null before it is ready or after disconnect. */
+    /** The Rust widget, or null before it is ready or after disconnect. */
     get widget() {
       return this.#widget;
+    }
+
+    /** The gated button: an element, or a CSS selector (else the `button` attribute). */
+    get button() {
+      return this.#button ?? this.getAttribute("button");
+    }
+    set button(value) {
+      this.#button = value ?? null;
+      this.#retarget();
+    }
+
+    /** The form whose submit takes a hold: an element or a CSS selector; default the button's form. */
+    get form() {
+      return this.#form ?? this.getAttribute("form");
+    }
+    set form(value) {
+      this.#form = value ?? null;
+      this.#retarget();
     }
 
     connectedCallback() {
@@ -78,6 +104,60 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       this.#teardown();
     }
 
+    /** An element, or the element a selector matches now (null if none). */
+    #find(value, what) {
+      if (!value) return null;
+      if (typeof value !== "string") return value;
+      try {
+        return document.querySelector(value);
+      } catch {
+        throw new Error(`<${this.localName}> ${what}="${value}" is not a valid CSS selector`);
+      }
+    }
+
+    /**
+     * Gates the button and form that match now. A selector that matches
+     * nothing yet is watched for: a sidebar rendered before its form, a
+     * button replaced by a re-render. Until it matches, the developer is told
+     * (console and a quota-error event); the page shows nothing of it.
+     */
+    #retarget() {
+      const widget = this.#widget;
+      if (!widget) return;
+      let button;
+      let form;
+      try {
+        button = this.#find(this.button, "button");
+        form = this.#find(this.form, "form");
+      } catch (error) {
+        this.#developerError(messageOf(error));
+        return;
+      }
+      const gated = this.#gated;
+      if (button !== gated.button || form !== gated.form) {
+        widget.setButton(button, form);
+        this.#gated = { button, form };
+      }
+      const missing = !this.button
+        ? `<${this.localName}> has no button to gate: set its button attribute or property`
+        : !button
+          ? `<${this.localName}>: no element matches button="${this.button}" yet; it is gated when it appears`
+          : this.form && !form
+            ? `<${this.localName}>: no element matches form="${this.form}" yet; it is gated when it appears`
+            : "";
+      if (missing && missing !== this.#missing) this.#developerError(missing);
+      this.#missing = missing;
+      // Watch while a selector is in use: its element can appear or be replaced.
+      const watch = typeof this.button === "string" || typeof this.form === "string";
+      if (watch && !this.#observer) {
+        this.#observer = new MutationObserver(() => this.#retarget());
+        this.#observer.observe(document, { childList: true, subtree: true });
+      } else if (!watch && this.#observer) {
+        this.#observer.disconnect();
+        this.#observer = null;
+      }
+    }
+
     attributeChangedCallback(name, oldValue, newValue) {
       if (oldValue === newValue || !this.#widget) return;
       if (REQUEST_ATTRIBUTES.has(name)) {
@@ -85,8 +165,10 @@ export function defineQuotaWidget(tagName = "quota-widget") {
           const { kind, count } = this.#request();
           this.#widget.setRequest(kind, count);
         } catch (error) {
-          this.#dispatchError(messageOf(error));
+          this.#developerError(messageOf(error));
         }
+      } else if (TARGET_ATTRIBUTES.has(name)) {
+        this.#retarget();
       } else {
         this.#teardown();
         this.#connect();
@@ -101,13 +183,10 @@ export function defineQuotaWidget(tagName = "quota-widget") {
     }
 
     #options() {
-      const button = this.getAttribute("button");
-      if (!button) {
-        throw new Error(`<${this.localName}> needs a button attribute: a CSS selector of the submit button`);
-      }
-      const options = { host: this, button, ...this.#request() };
+      // The button and form are gated by #retarget(), once they exist.
+      const options = { host: this, ...this.#request() };
       const optional = {
-        form: this.getAttribute("form") || undefined,
+        reason: this.getAttribute("reason") || undefined,
         endpoint: this.getAttribute("endpoint") || undefined,
         locale: this.getAttribute("locale") || undefined,
         expiringSoonDays: integerAttribute(this, "expiring-soon-days"),
@@ -129,10 +208,6 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       }
       if (generation !== this.#generation || !this.isConnected || this.#widget) return;
 
-      if (this.#showsError) {
-        this.textContent = "";
-        this.#showsError = false;
-      }
       let widget;
       try {
         widget = new QuotaWidget(this.#options());
@@ -141,14 +216,19 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         return;
       }
       this.#widget = widget;
+      this.#gated = { button: null, form: null };
+      this.#missing = "";
       widget.subscribe((event) => {
         this.dispatchEvent(new CustomEvent(`quota-${event.type}`, { detail: event, bubbles: true, composed: true }));
       });
+      this.#retarget();
       // Tells scripts that el.widget is there (for pushState, view(), ...).
       this.dispatchEvent(new CustomEvent("quota-ready", { detail: { widget }, bubbles: true, composed: true }));
     }
 
     #teardown() {
+      this.#observer?.disconnect();
+      this.#observer = null;
       const widget = this.#widget;
       if (!widget) return;
       this.#widget = null;
@@ -160,9 +240,13 @@ export function defineQuotaWidget(tagName = "quota-widget") {
     }
 
     #fail(message) {
-      // textContent, never innerHTML: the message can quote a selector.
-      this.textContent = message;
-      this.#showsError = true;
+      console.error(message);
+      this.#dispatchError(message);
+    }
+
+    /** A mistake of the page's code: for its developer, never for the person using it. */
+    #developerError(message) {
+      console.warn(message);
       this.#dispatchError(message);
     }
 

@@ -17,7 +17,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
 use crate::core::wire::{ServerState, Units};
-use crate::core::{Config, Hold, HoldEnd, Memo, Quota, SubmitError, ViewModel, Viewer};
+use crate::core::{settle, Config, Hold, HoldEnd, Memo, Quota, Reply, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -30,14 +30,20 @@ pub struct WidgetOptions {
     /// The element, or a CSS selector for it, that the widget renders into.
     #[tsify(type = "HTMLElement | string")]
     pub host: JsValue,
-    /// The dashboard's submit button, or a CSS selector for it.
-    #[tsify(type = "HTMLElement | string")]
+    /// The dashboard's submit button, or a CSS selector for it. Without
+    /// one the widget only displays; `setButton` gates one later.
+    #[tsify(optional, type = "HTMLElement | string | null")]
     pub button: JsValue,
-    /// The form whose submit takes a hold; by default the button's form.
-    #[tsify(optional, type = "HTMLFormElement | string")]
+    /// The form whose submit takes a hold. Default: the button's form.
+    #[tsify(optional, type = "HTMLFormElement | string | null")]
     pub form: JsValue,
-    /// Base URL of the quota API (for example "/api"). When set, the widget
-    /// keeps itself in sync with the server; otherwise call `pushState`.
+    /// Where the blocking reason is written, for example an element next
+    /// to the button. Default: inside the widget.
+    #[tsify(optional, type = "HTMLElement | string | null")]
+    pub reason: JsValue,
+    /// Base URL of the quota API, for example "/api". When set, the widget
+    /// keeps itself in sync with the server (the page must be signed in:
+    /// see the README); otherwise call `pushState`. Default: none.
     #[tsify(optional)]
     pub endpoint: Option<String>,
     /// Kind of work of the request being prepared. Default "image".
@@ -46,27 +52,60 @@ pub struct WidgetOptions {
     /// Items in the request being prepared. Default 1.
     #[tsify(optional)]
     pub count: Option<u32>,
-    /// BCP 47 locale for numbers and dates; default the browser's.
+    /// BCP 47 locale for numbers and dates. Default: the browser's.
     #[tsify(optional)]
     pub locale: Option<String>,
+    /// A state older than this blocks submit (the figures may be wrong).
+    /// Default 30000.
     #[tsify(optional)]
     pub stale_after_ms: Option<u32>,
+    /// A submit the server never confirms is released after this; also
+    /// how long `submit()` waits for an answer. Default 20000.
     #[tsify(optional)]
     pub hold_timeout_ms: Option<u32>,
+    /// Active packages expiring within this many days are highlighted.
+    /// Default 7.
     #[tsify(optional)]
     pub expiring_soon_days: Option<u32>,
+    /// Units that can be spent under this are announced as low. Default 20.
     #[tsify(optional)]
     pub low_units: Option<u32>,
     /// Poll interval when server-sent events are unavailable. Default 5000.
     #[tsify(optional)]
     pub poll_ms: Option<u32>,
-    /// Use server-sent events (default true); false polls only.
+    /// Use server-sent events. Default true; false polls only.
     #[tsify(optional)]
     pub events: Option<bool>,
     /// Name of a hidden input in the form that receives the client request
     /// id on submit. Default "client_request_id".
     #[tsify(optional)]
     pub request_id_field: Option<String>,
+}
+
+/// The request a hold was taken for: send exactly this with the request.
+#[derive(Tsify, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitRequest {
+    /// The client request id: send it as `client_request_id`.
+    pub request_id: String,
+    pub kind: String,
+    pub count: u32,
+}
+
+/// What the core made of a submit's answer (`settleSubmit`). `message` is
+/// for people, in the page's language.
+#[derive(Tsify, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    pub outcome: crate::core::Verdict,
+    /// Why it did not start, in words; absent when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub message: Option<String>,
+    /// How long the server asked to wait; submit stays blocked until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub retry_after_ms: Option<i64>,
 }
 
 /// What subscribers receive, written by serde-wasm-bindgen and declared for
@@ -89,7 +128,7 @@ const TS_LISTENER: &'static str = r#"
 /** Milliseconds since the Unix epoch, UTC. */
 export type Millis = number;
 /** Why submit is blocked, by name; `view().reason` says it in words. */
-export type BlockedKind = "no_state" | "connecting" | "reconnecting" | "paused" | "stale" | "empty_request" | "unknown_kind" | "slots" | "units";
+export type BlockedKind = "no_state" | "connecting" | "reconnecting" | "paused" | "stale" | "empty_request" | "unknown_kind" | "slots" | "units" | "wait";
 /** A subscriber: receives every widget event. */
 export type WidgetListener = (event: WidgetEvent) => void;
 "#;
@@ -104,7 +143,6 @@ extern "C" {
 
 /// The button's own attributes before the widget took it over.
 struct Saved {
-    disabled: bool,
     aria_disabled: Option<String>,
     described_by: Option<String>,
 }
@@ -113,10 +151,11 @@ struct Inner {
     quota: Quota,
     viewer: Viewer<Memo<IntlFmt>>,
     dom: Dom,
-    button: Element,
-    saved: Saved,
+    /// The gated button, with its own attributes from before.
+    button: Option<(Element, Saved)>,
     form: Option<HtmlFormElement>,
     request_field: String,
+    /// The gate's listeners, on the button and its form.
     listeners: Vec<EventListener>,
     ticker: Option<Interval>,
     sync: Option<Sync>,
@@ -135,6 +174,14 @@ static NEXT_UID: AtomicU32 = AtomicU32::new(1);
 
 fn document() -> Result<Document, JsError> {
     web_sys::window().and_then(|w| w.document()).ok_or_else(|| JsError::new("quota-widget needs a browser document"))
+}
+
+/// An optional element: absent (`undefined`, `null`) is `None`.
+fn resolve_opt(doc: &Document, what: &str, v: &JsValue) -> Result<Option<Element>, JsError> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    resolve(doc, what, v).map(Some)
 }
 
 fn resolve(doc: &Document, what: &str, v: &JsValue) -> Result<Element, JsError> {
@@ -272,6 +319,7 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
         host: get("host"),
         button: get("button"),
         form: get("form"),
+        reason: get("reason"),
         endpoint: string("endpoint")?,
         kind: string("kind")?,
         count: whole("count")?,
@@ -300,47 +348,40 @@ fn new_request_id() -> String {
 }
 
 impl Inner {
+    /// Gates the button: blocked, it stays focusable and announced, with
+    /// `aria-disabled` and the reason tied to it (not the native `disabled`,
+    /// which takes it out of the tab order); its clicks and its form's
+    /// submits are stopped by the gate's listeners.
     fn apply_button(&self, enabled: bool) {
-        let b = &self.button;
+        let Some((b, saved)) = &self.button else { return };
         let reason_id = self.dom.reason_id();
-        let _ = b.toggle_attribute_with_force("disabled", !enabled);
         if enabled {
-            match &self.saved.aria_disabled {
-                Some(v) => drop(b.set_attribute("aria-disabled", v)),
-                None => drop(b.remove_attribute("aria-disabled")),
-            }
+            restore(b, "aria-disabled", &saved.aria_disabled);
         } else {
             let _ = b.set_attribute("aria-disabled", "true");
         }
-        let mut ids: Vec<String> = self
-            .saved
-            .described_by
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .filter(|t| *t != reason_id)
-            .map(str::to_owned)
-            .collect();
-        if !enabled {
-            ids.push(reason_id);
+        let mut ids = String::new();
+        let own = saved.described_by.as_deref().unwrap_or("").split_whitespace().filter(|t| *t != reason_id);
+        for t in own.chain((!enabled).then_some(reason_id.as_str())) {
+            if !ids.is_empty() {
+                ids.push(' ');
+            }
+            ids.push_str(t);
         }
+        let ids = ids.as_str();
         if ids.is_empty() {
             let _ = b.remove_attribute("aria-describedby");
         } else {
-            let _ = b.set_attribute("aria-describedby", &crate::core::view::join(&ids, " "));
+            let _ = b.set_attribute("aria-describedby", ids);
         }
     }
 
-    fn restore_button(&self) {
-        let b = &self.button;
-        let _ = b.toggle_attribute_with_force("disabled", self.saved.disabled);
-        match &self.saved.aria_disabled {
-            Some(v) => drop(b.set_attribute("aria-disabled", v)),
-            None => drop(b.remove_attribute("aria-disabled")),
-        }
-        match &self.saved.described_by {
-            Some(v) => drop(b.set_attribute("aria-describedby", v)),
-            None => drop(b.remove_attribute("aria-describedby")),
+    /// Hands the button back with its own attributes.
+    fn release_button(&mut self) {
+        self.listeners.clear();
+        if let Some((b, saved)) = self.button.take() {
+            restore(&b, "aria-disabled", &saved.aria_disabled);
+            restore(&b, "aria-describedby", &saved.described_by);
         }
     }
 
@@ -368,9 +409,79 @@ impl Inner {
     }
 }
 
+/// Sets attribute `name` back to `value`, or removes it.
+fn restore(e: &Element, name: &str, value: &Option<String>) {
+    let _ = match value {
+        Some(v) => e.set_attribute(name, v),
+        None => e.remove_attribute(name),
+    };
+}
+
 impl From<Hold> for WidgetEvent {
     fn from(h: Hold) -> Self {
         WidgetEvent::Hold { request_id: h.id, slots: h.slots, cost: h.cost }
+    }
+}
+
+/// Takes over the gating of `button` and `form` (default: the button's
+/// form), handing the previous button back. A blocked submit is stopped
+/// before the dashboard's own handlers see it; an allowed one takes its
+/// hold first (R7).
+fn gate(rc: &Rc<RefCell<Inner>>, button: Option<Element>, form: Option<Element>) {
+    let mut inner = rc.borrow_mut();
+    inner.release_button();
+    let Some(button) = button else {
+        inner.form = None;
+        return;
+    };
+    let form = form.or_else(|| button.closest("form").ok().flatten()).and_then(|f| f.dyn_into::<HtmlFormElement>().ok());
+    let capture = EventListenerOptions { phase: EventListenerPhase::Capture, passive: false };
+    // With a form, its submit takes the hold (a click, Enter in a field);
+    // the button's click is only stopped while blocked, since the button
+    // stays clickable for keyboards and screen readers.
+    let form_gated = form.is_some();
+    let weak = Rc::downgrade(rc);
+    inner.listeners.push(EventListener::new_with_options(&button, "click", capture, move |e| {
+        let Some(rc) = weak.upgrade() else { return };
+        if form_gated {
+            if rc.borrow().quota.blocked(now()).is_some() {
+                e.prevent_default();
+                e.stop_immediate_propagation();
+                flush(&rc, vec![]);
+            }
+        } else {
+            take_hold(&rc, e);
+        }
+    }));
+    if let Some(f) = &form {
+        let weak = Rc::downgrade(rc);
+        inner.listeners.push(EventListener::new_with_options(f, "submit", capture, move |e| {
+            if let Some(rc) = weak.upgrade() {
+                take_hold(&rc, e);
+            }
+        }));
+    }
+    let saved = Saved {
+        aria_disabled: button.get_attribute("aria-disabled"),
+        described_by: button.get_attribute("aria-describedby"),
+    };
+    inner.button = Some((button, saved));
+    inner.form = form;
+    let enabled = inner.quota.blocked(now()).is_none();
+    inner.apply_button(enabled);
+}
+
+/// The gate's decision for a click or submit event: a hold, or the event
+/// stopped.
+fn take_hold(rc: &Rc<RefCell<Inner>>, e: &web_sys::Event) {
+    let result = rc.borrow_mut().begin();
+    match result {
+        Ok(hold) => flush(rc, vec![hold.into()]),
+        Err(_) => {
+            e.prevent_default();
+            e.stop_immediate_propagation();
+            flush(rc, vec![]);
+        }
     }
 }
 
@@ -445,13 +556,9 @@ impl QuotaWidget {
         let options = read_options(&options.js_value())?;
         let doc = document()?;
         let host = resolve(&doc, "host", &options.host)?;
-        let button = resolve(&doc, "button", &options.button)?;
-        let form = if options.form.is_undefined() || options.form.is_null() {
-            button.closest("form").ok().flatten()
-        } else {
-            Some(resolve(&doc, "form", &options.form)?)
-        }
-        .and_then(|f| f.dyn_into::<HtmlFormElement>().ok());
+        let button = resolve_opt(&doc, "button", &options.button)?;
+        let form = resolve_opt(&doc, "form", &options.form)?;
+        let reason_host = resolve_opt(&doc, "reason", &options.reason)?;
 
         let defaults = Config::default();
         let config = Config {
@@ -465,19 +572,14 @@ impl QuotaWidget {
         quota.set_request(options.kind.as_deref().unwrap_or("image"), options.count.unwrap_or(1));
 
         let uid = format!("qw{}", NEXT_UID.fetch_add(1, Ordering::Relaxed));
-        let dom = Dom::new(doc.clone(), &host, &uid);
-        let saved = Saved {
-            disabled: button.has_attribute("disabled"),
-            aria_disabled: button.get_attribute("aria-disabled"),
-            described_by: button.get_attribute("aria-describedby"),
-        };
+        let fmt = Memo::new(IntlFmt::new(options.locale.as_deref()));
+        let dom = Dom::new(doc.clone(), &host, reason_host.as_ref(), &uid, &fmt);
         let inner = Rc::new(RefCell::new(Inner {
             quota,
-            viewer: Viewer::new(Memo::new(IntlFmt::new(options.locale.as_deref()))),
+            viewer: Viewer::new(fmt),
             dom,
-            button: button.clone(),
-            saved,
-            form: form.clone(),
+            button: None,
+            form: None,
             request_field: options.request_id_field.unwrap_or_else(|| "client_request_id".to_owned()),
             listeners: Vec::new(),
             ticker: None,
@@ -486,27 +588,8 @@ impl QuotaWidget {
             next_subscriber: 1,
             last_request_id: None,
         }));
+        gate(&inner, button, form);
 
-        // The gate: a blocked submit is stopped before the dashboard's own
-        // handlers see it; an allowed one takes its hold first (R7).
-        let weak = Rc::downgrade(&inner);
-        let capture = EventListenerOptions { phase: EventListenerPhase::Capture, passive: false };
-        let (target, event): (&Element, &str) = match &form {
-            Some(f) => (f.as_ref(), "submit"),
-            None => (&button, "click"),
-        };
-        let gate = EventListener::new_with_options(target, event, capture, move |e| {
-            let Some(rc) = weak.upgrade() else { return };
-            let result = rc.borrow_mut().begin();
-            match result {
-                Ok(hold) => flush(&rc, vec![hold.into()]),
-                Err(_) => {
-                    e.prevent_default();
-                    e.stop_immediate_propagation();
-                    flush(&rc, vec![]);
-                }
-            }
-        });
         let weak = Rc::downgrade(&inner);
         // Once a second: freshness text, staleness (R5) and hold timeouts.
         let ticker = Interval::new(1000, move || {
@@ -514,11 +597,7 @@ impl QuotaWidget {
                 flush(&rc, vec![]);
             }
         });
-        {
-            let mut i = inner.borrow_mut();
-            i.listeners.push(gate);
-            i.ticker = Some(ticker);
-        }
+        inner.borrow_mut().ticker = Some(ticker);
         if let Some(endpoint) = options.endpoint {
             let weak = Rc::downgrade(&inner);
             let opts = SyncOptions {
@@ -532,6 +611,25 @@ impl QuotaWidget {
         }
         flush(&inner, vec![]);
         Ok(QuotaWidget { inner: Some(inner) })
+    }
+
+    /// Gates another button (an element or a CSS selector; `null` for
+    /// none), and the form whose submit takes a hold (default: the button's
+    /// form). The previous button gets its own attributes back; holds and
+    /// figures stay. For a button that a re-render replaced, or that did
+    /// not exist yet when the widget was made.
+    #[wasm_bindgen(js_name = setButton)]
+    pub fn set_button(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "HTMLElement | string | null")] button: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "HTMLFormElement | string | null")] form: Option<JsValue>,
+    ) -> Result<(), JsError> {
+        let rc = self.rc()?;
+        let doc = document()?;
+        let button = resolve_opt(&doc, "button", &button)?;
+        let form = resolve_opt(&doc, "form", &form.unwrap_or(JsValue::UNDEFINED))?;
+        gate(rc, button, form);
+        Ok(())
     }
 
     fn rc(&self) -> Result<&Rc<RefCell<Inner>>, JsError> {
@@ -588,6 +686,76 @@ impl QuotaWidget {
         }
     }
 
+    /// Begins a submit for `submit()`: takes the hold and returns the
+    /// request it is for. Throws, with the reason, when submit is blocked.
+    #[wasm_bindgen(js_name = beginHold)]
+    pub fn begin_hold(&self) -> Result<Ts<SubmitRequest>, JsError> {
+        let rc = self.rc()?;
+        let hold = rc.borrow_mut().begin();
+        match hold {
+            Ok(hold) => {
+                let request = SubmitRequest { request_id: hold.id.clone(), kind: hold.kind.clone(), count: hold.count };
+                flush(rc, vec![hold.into()]);
+                Ok(Ts::new_unchecked(to_js(&request)))
+            }
+            Err(e) => {
+                flush(rc, vec![]);
+                Err(JsError::new(&e.message(rc.borrow().viewer.fmt())))
+            }
+        }
+    }
+
+    /// Ends the hold of `requestId` from what its request got back, for
+    /// `submit()`: `status` 0 when no HTTP answer came (then `timedOutMs`
+    /// says whether it was a timeout), else the status, its `Retry-After`,
+    /// whether the body was JSON, and the body's error `code`. The
+    /// meaning of each answer is the core's (`core::submit`).
+    #[wasm_bindgen(js_name = settleSubmit)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle_submit(
+        &self,
+        request_id: &str,
+        status: u16,
+        timed_out_ms: Option<u32>,
+        retry_after: Option<String>,
+        json: bool,
+        code: Option<u32>,
+    ) -> Result<Ts<Settlement>, JsError> {
+        let rc = self.rc()?;
+        let outcome = {
+            let mut inner = rc.borrow_mut();
+            let inner = &mut *inner;
+            let kind = match inner.quota.holds().iter().find(|h| h.id == request_id) {
+                Some(h) => h.kind.clone(),
+                None => inner.quota.request().0.to_owned(),
+            };
+            let reply = match (status, timed_out_ms) {
+                (0, Some(ms)) => Reply::TimedOut { after_ms: i64::from(ms) },
+                (0, None) => Reply::Threw,
+                _ => Reply::Http { status, retry_after: retry_after.as_deref(), json, code },
+            };
+            let settled = settle(inner.viewer.fmt(), &kind, &reply);
+            let t = now();
+            if let Some(end) = settled.end {
+                // The server's state may have ended it already: then this
+                // changes nothing.
+                inner.quota.end_hold(request_id, end, settled.reason.clone(), t);
+            }
+            if let (Some(ms), Some(why)) = (settled.retry_after_ms, &settled.reason) {
+                inner.quota.wait_until(t + ms, why.clone());
+            }
+            Settlement { outcome: settled.verdict, message: settled.reason, retry_after_ms: settled.retry_after_ms }
+        };
+        flush(rc, vec![]);
+        Ok(Ts::new_unchecked(to_js(&outcome)))
+    }
+
+    /// How long a hold waits for the server (the `holdTimeoutMs` option).
+    #[wasm_bindgen(getter, js_name = holdTimeoutMs)]
+    pub fn hold_timeout_ms(&self) -> u32 {
+        self.inner.as_ref().map_or(0, |rc| rc.borrow().quota.config().hold_timeout_ms as u32)
+    }
+
     /// The server refused the request: its hold ends, nothing is charged.
     #[wasm_bindgen(js_name = submitRefused)]
     pub fn submit_refused(&self, request_id: &str, reason: Option<String>) -> Result<bool, JsError> {
@@ -609,8 +777,9 @@ impl QuotaWidget {
     }
 
     /// Calls `listener` with every widget event; returns an id for
-    /// `unsubscribe`.
-    pub fn subscribe(&self, listener: WidgetListener) -> Result<u32, JsError> {
+    /// `unsubscribe`. (`subscribe` returns a function that unsubscribes.)
+    #[wasm_bindgen(js_name = subscribeId)]
+    pub fn subscribe_id(&self, listener: WidgetListener) -> Result<u32, JsError> {
         let rc = self.rc()?;
         let f: Function = listener.dyn_into().map_err(|_| JsError::new("quota-widget: subscribe needs a function"))?;
         let mut inner = rc.borrow_mut();
@@ -655,9 +824,8 @@ impl QuotaWidget {
             let mut inner = rc.borrow_mut();
             inner.sync = None;
             inner.ticker = None;
-            inner.listeners.clear();
             inner.subscribers.clear();
-            inner.restore_button();
+            inner.release_button();
             inner.dom.remove();
         }
     }

@@ -9,7 +9,8 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement};
 
-use crate::core::{AttemptStatus, AttemptView, MeterView, PackageView, UnitsView, ViewModel};
+use crate::core::wire::PackageStatus;
+use crate::core::{say, AttemptStatus, AttemptView, Fmt, MeterView, Msg, PackageView, UnitsView, ViewModel};
 
 pub struct Dom {
     doc: Document,
@@ -69,8 +70,10 @@ struct AttemptRow {
 }
 
 fn el(doc: &Document, tag: &str, class: &str) -> Element {
-    // Creating standard elements cannot fail in a live document.
-    let e = doc.create_element(tag).expect("create_element");
+    // Creating standard elements cannot fail in a live document. (Not
+    // `expect`: its message would format a JsValue, which costs the glue
+    // a debug printer.)
+    let e = doc.create_element(tag).ok().expect("create_element");
     e.set_class_name(class);
     e
 }
@@ -80,11 +83,14 @@ fn set_attr(e: &Element, name: &str, value: &str) {
 }
 
 impl Dom {
-    /// Builds the widget's structure inside `host`. `uid` makes ids unique
-    /// when a page mounts several widgets.
-    pub fn new(doc: Document, host: &Element, uid: &str) -> Dom {
+    /// Builds the widget's structure inside `host`, with the blocking
+    /// reason in `reason_host` when given (next to the button, say). `uid`
+    /// makes ids unique when a page mounts several widgets; `f` words the
+    /// headings.
+    pub fn new(doc: Document, host: &Element, reason_host: Option<&Element>, uid: &str, f: &dyn Fmt) -> Dom {
+        let words = |m| say(f, m, None, &[]);
         let root = el(&doc, "section", "qw");
-        set_attr(&root, "aria-label", "Generation quota");
+        set_attr(&root, "aria-label", &words(Msg::RegionLabel));
 
         let units = el(&doc, "div", "qw-units");
         let remaining = el(&doc, "p", "qw-remaining");
@@ -102,17 +108,17 @@ impl Dom {
 
         let packages_box = el(&doc, "div", "qw-packages-box");
         let ph = el(&doc, "h3", "qw-heading");
-        ph.set_text_content(Some("Packages"));
+        ph.set_text_content(Some(&words(Msg::HeadingPackages)));
         let packages = el(&doc, "ul", "qw-packages");
-        set_attr(&packages, "aria-label", "Packages");
+        set_attr(&packages, "aria-label", &words(Msg::HeadingPackages));
         let _ = packages_box.append_child(&ph);
         let _ = packages_box.append_child(&packages);
 
         let attempts_box = el(&doc, "div", "qw-attempts-box");
         let ah = el(&doc, "h3", "qw-heading");
-        ah.set_text_content(Some("Recent attempts"));
+        ah.set_text_content(Some(&words(Msg::HeadingAttempts)));
         let attempts = el(&doc, "ul", "qw-attempts");
-        set_attr(&attempts, "aria-label", "Recent attempts");
+        set_attr(&attempts, "aria-label", &words(Msg::HeadingAttempts));
         let _ = attempts_box.append_child(&ah);
         let _ = attempts_box.append_child(&attempts);
 
@@ -123,6 +129,9 @@ impl Dom {
 
         for child in [&units, &meters, &cost, &reason, &error, &packages_box, &attempts_box, &freshness, &live] {
             let _ = root.append_child(child);
+        }
+        if let Some(h) = reason_host {
+            let _ = h.append_child(&reason);
         }
         let _ = host.append_child(&root);
         Dom {
@@ -159,6 +168,8 @@ impl Dom {
 
     pub fn remove(&self) {
         self.root.remove();
+        // It may live outside the root, next to the button.
+        self.reason.remove();
     }
 
     fn text(writes: &mut u32, e: &Element, s: &str) {
@@ -191,6 +202,8 @@ impl Dom {
             }
             if old.map(|o| o.1) != Some(detail) {
                 Self::text(w, &self.detail, detail);
+                // Shown only while running tasks hold units.
+                let _ = self.detail.toggle_attribute_with_force("hidden", detail.is_empty());
             }
             if old.map(|o| o.2) != Some(low) {
                 toggle(&self.root, "qw-low", low);
@@ -205,21 +218,17 @@ impl Dom {
         if changed(&|l| l.enabled != vm.enabled) {
             toggle(&self.root, "qw-blocked", !vm.enabled);
         }
-        if changed(&|l| l.error != vm.error) {
-            *w += 1;
-            match &vm.error {
-                Some(msg) => {
-                    self.error.set_text_content(Some(&format!("Could not use the latest quota update: {msg}. Showing the last good figures.")));
-                    let _ = self.error.remove_attribute("hidden");
-                }
-                None => {
-                    self.error.set_text_content(None);
-                    set_attr(&self.error, "hidden", "");
-                }
-            }
+        if changed(&|l| l.error_text != vm.error_text) {
+            Self::text(w, &self.error, &vm.error_text);
+            let _ = self.error.toggle_attribute_with_force("hidden", vm.error_text.is_empty());
         }
         if changed(&|l| l.freshness != vm.freshness) {
             Self::text(w, &self.freshness, &vm.freshness);
+        }
+        if changed(&|l| l.revision != vm.revision) {
+            // For developers and tests; people read the freshness words.
+            *w += 1;
+            set_attr(&self.freshness, "data-revision", &vm.revision.map_or(String::new(), |r| r.to_string()));
         }
         if changed(&|l| l.stale != vm.stale) {
             toggle(&self.root, "qw-stale", vm.stale);
@@ -308,6 +317,15 @@ impl Dom {
                 }
                 if old.as_ref().map(|o| o.counts) != Some(p.counts) {
                     toggle(&row.el, "qw-inactive", !p.counts);
+                }
+                if old.as_ref().map(|o| o.status) != Some(p.status) {
+                    *w += 1;
+                    set_attr(&row.el, "data-status", match p.status {
+                        PackageStatus::Pending => "pending",
+                        PackageStatus::Active => "active",
+                        PackageStatus::Expired => "expired",
+                        PackageStatus::Exhausted => "exhausted",
+                    });
                 }
                 row.last = Some(Rc::clone(p));
             }, w);

@@ -10,6 +10,8 @@ use crate::core::Fmt;
 pub struct IntlFmt {
     number: Function,
     date: Function,
+    time: Function,
+    plurals: Intl::PluralRules,
 }
 
 impl IntlFmt {
@@ -19,11 +21,16 @@ impl IntlFmt {
         if let Some(l) = locale {
             locales.push(&JsValue::from_str(l));
         }
-        let date_opts = Object::new();
-        let _ = Reflect::set(&date_opts, &"dateStyle".into(), &"medium".into());
+        let style = |key: &str, value: &str| {
+            let o = Object::new();
+            let _ = Reflect::set(&o, &key.into(), &value.into());
+            o
+        };
         IntlFmt {
             number: Intl::NumberFormat::new(&locales, &Object::new()).format(),
-            date: Intl::DateTimeFormat::new(&locales, &date_opts).format(),
+            date: Intl::DateTimeFormat::new(&locales, &style("dateStyle", "medium")).format(),
+            time: Intl::DateTimeFormat::new(&locales, &style("timeStyle", "short")).format(),
+            plurals: Intl::PluralRules::new(&locales, &Object::new()),
         }
     }
 }
@@ -47,7 +54,26 @@ impl Fmt for IntlFmt {
     }
 
     fn date(&self, at: Millis) -> String {
-        let d = Date::new(&JsValue::from_f64(at as f64));
-        self.date.call1(&JsValue::NULL, &d).ok().and_then(|v| v.as_string()).unwrap_or_default()
+        call_date(&self.date, at)
     }
+
+    fn time(&self, at: Millis) -> String {
+        call_date(&self.time, at)
+    }
+
+    fn plural(&self, n: f64) -> &'static str {
+        match String::from(self.plurals.select(n)).as_str() {
+            "zero" => "zero",
+            "one" => "one",
+            "two" => "two",
+            "few" => "few",
+            "many" => "many",
+            _ => "other",
+        }
+    }
+}
+
+fn call_date(format: &Function, at: Millis) -> String {
+    let d = Date::new(&JsValue::from_f64(at as f64));
+    format.call1(&JsValue::NULL, &d).ok().and_then(|v| v.as_string()).unwrap_or_default()
 }

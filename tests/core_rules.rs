@@ -23,7 +23,7 @@ fn no_state_blocks_submit_with_a_reason() {
     let v = q.view(T0, &PlainFmt);
     assert!(!v.enabled);
     assert_eq!(v.blocked, Some(Blocked::NoState));
-    assert_eq!(v.reason, "Waiting for the quota state from the server.");
+    assert_eq!(v.reason, "Waiting for the quota figures from the server.");
     assert!(v.units.is_none());
 }
 
@@ -37,7 +37,7 @@ fn open_gate_shows_units_meters_and_cost() {
     let u = v.units.unwrap();
     assert_eq!((u.remaining, u.reserved, u.held, u.available), (units(100), units(0), units(0), units(100)));
     assert_eq!(u.remaining_text, "100 units remaining");
-    assert_eq!(v.cost.unwrap().text, "Uses 6 units, 94 left after");
+    assert_eq!(v.cost.unwrap().text, "This request: 6 units · 2 per image · 94 left after");
     assert_eq!(v.meters[0].text, "0 of 4 in use");
     assert_eq!(v.meters[0].label, "Image generation slots");
 }
@@ -85,11 +85,11 @@ fn r2_units_reserved_by_running_tasks_are_not_available() {
     q.set_request("image", 3); // costs 6, 5 available
     let v = q.view(T0, &PlainFmt);
     assert_eq!(v.blocked, Some(Blocked::Units { available: units(5), cost: units(6) }));
-    assert_eq!(v.reason, "Not enough units: this request uses 6, 5 available.");
+    assert_eq!(v.reason, "Not enough units: this request uses 6, 5 can be spent.");
     let u = v.units.unwrap();
     assert_eq!(u.remaining, units(30), "reservations do not move the remaining figure");
-    assert_eq!(u.detail_text, "25 reserved by running tasks · 5 available");
-    assert_eq!(v.cost.unwrap().text, "Uses 6 units, more than available");
+    assert_eq!(u.detail_text, "Running tasks hold 25 · 5 can be spent now");
+    assert_eq!(v.cost.unwrap().text, "This request: 6 units · 2 per image · more than the 5 that can be spent");
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn r3_a_hold_never_moves_remaining_and_a_refusal_releases_it() {
     let after = q.view(T0 + 20, &PlainFmt);
     assert_eq!(after.units.unwrap(), before);
     assert_eq!(after.attempts[0].status, AttemptStatus::Refused);
-    assert_eq!(after.attempts[0].text, "Image ×2 · refused, not charged: parallel task over resource pack limit");
+    assert_eq!(after.attempts[0].text, "Image ×2 · refused, not charged: parallel task over resource pack limit · 11:06");
     assert_eq!(q.take_announcements(&PlainFmt), vec!["Request refused. No units were charged.".to_owned()]);
 }
 
@@ -147,7 +147,7 @@ fn r3_a_failed_task_shown_by_the_server_is_not_charged() {
     q.apply_state(s3, T0 + 9).unwrap();
     let v = q.view(T0 + 9, &PlainFmt);
     assert_eq!(v.units.unwrap().remaining_text, "100 units remaining");
-    assert_eq!(v.attempts[0].text, "Image ×1 · failed, not charged: content moderation");
+    assert_eq!(v.attempts[0].text, "Image ×1 · failed, not charged: content moderation · 11:06");
     assert!(q.take_announcements(&PlainFmt).contains(&"Generation failed. No units were charged.".to_owned()));
 }
 
@@ -160,7 +160,7 @@ fn r3_a_success_deducts_only_what_the_server_deducted() {
     q.apply_state(s, T0).unwrap();
     let v = q.view(T0, &PlainFmt);
     assert_eq!(v.units.unwrap().remaining, units(92));
-    assert_eq!(v.attempts[0].text, "Image ×1 · done, 8 units charged");
+    assert_eq!(v.attempts[0].text, "Image ×1 · done, 8 units charged · 11:06");
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn announces_a_freed_slot_and_low_units() {
     q.apply_state(s2, T0).unwrap();
     let said = q.take_announcements(&PlainFmt);
     assert!(said.contains(&"Video slot free: 1 of 1 available.".to_owned()), "{said:?}");
-    assert!(said.contains(&"Units are low: 15 available.".to_owned()), "{said:?}");
+    assert!(said.contains(&"Units are low: 15 can be spent.".to_owned()), "{said:?}");
     assert!(said.contains(&"Generation done: 10 units charged.".to_owned()), "{said:?}");
 }
 
@@ -333,4 +333,79 @@ fn wire_json_round_trips_in_snake_case() {
     assert!(json.contains("\"status\":\"active\""));
     let back: ServerState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
+}
+
+#[test]
+fn a_retry_after_keeps_the_gate_closed_with_its_reason_until_it_passes() {
+    let mut q = live(1);
+    q.wait_until(T0 + 2_500, "all image slots are busy".into());
+    let v = q.view(T0, &PlainFmt);
+    assert!(!v.enabled);
+    assert_eq!(v.reason, "Try again in 3 s: all image slots are busy.");
+    assert_eq!(q.view(T0 + 1_600, &PlainFmt).reason, "Try again in 1 s: all image slots are busy.");
+    assert!(q.view(T0 + 2_500, &PlainFmt).enabled, "open once the wait is over");
+    // R5 reasons come first: a dead link is the truer reason.
+    q.set_link(Link::Reconnecting { attempt: 1 });
+    q.wait_until(T0 + 9_000, "too many requests".into());
+    assert_eq!(q.view(T0, &PlainFmt).blocked, Some(Blocked::Reconnecting));
+}
+
+#[test]
+fn the_note_under_the_headline_shows_only_while_something_is_held() {
+    let mut q = live(1);
+    let u = q.view(T0, &PlainFmt).units.unwrap();
+    assert_eq!(u.detail_text, "", "at rest the headline already says what can be spent");
+    q.set_request("image", 2);
+    q.begin_submit("r1".into(), T0).unwrap();
+    let v = q.view(T0, &PlainFmt);
+    let u = v.units.unwrap();
+    assert_eq!(u.remaining_text, "100 units remaining", "R3: a hold never moves the headline");
+    assert_eq!(u.detail_text, "Running tasks hold 4 · 96 can be spent now");
+    assert!(!u.detail_text.contains(&u.remaining_text), "no figure twice");
+}
+
+#[test]
+fn the_cost_preview_says_it_is_an_estimate_where_the_service_prices() {
+    let mut s = state(1);
+    s.packages_synced_at_ms = Some(s.server_time_ms);
+    let mut q = quota();
+    q.apply_state(s, T0).unwrap();
+    let text = q.view(T0, &PlainFmt).cost.unwrap().text.clone();
+    assert_eq!(text, "This request: 2 units · 2 per image · 98 left after · an estimate: the final charge can differ");
+    assert!(!live(1).view(T0, &PlainFmt).cost.unwrap().text.contains("estimate"));
+}
+
+#[test]
+fn a_hold_that_times_out_says_nothing_answered() {
+    let mut q = live(1);
+    q.begin_submit("r1".into(), T0).unwrap();
+    q.tick(T0 + Config::default().hold_timeout_ms);
+    let v = q.view(T0, &PlainFmt);
+    assert!(v.attempts[0].text.starts_with("Image ×1 · not confirmed, not charged: no answer from the server · "), "{}", v.attempts[0].text);
+}
+
+#[test]
+fn a_bad_first_state_is_worded_without_last_good_figures() {
+    let mut q = quota();
+    q.report_error("malformed quota state: not valid JSON".into());
+    let v = q.view(T0, &PlainFmt);
+    assert_eq!(v.error_text, "Could not use the quota update from the server: malformed quota state: not valid JSON.");
+    let mut q = live(1);
+    q.report_error("boom".into());
+    assert_eq!(q.view(T0, &PlainFmt).error_text, "Could not use the latest quota update: boom. Showing the last good figures.");
+    assert_eq!(live(1).view(T0, &PlainFmt).error_text, "");
+}
+
+#[test]
+fn pending_packages_read_as_scheduled() {
+    let mut s = state(1);
+    let mut p = s.packages[0].clone();
+    p.id = "later".into();
+    p.status = PackageStatus::Pending;
+    p.effective_at_ms = s.server_time_ms + 86_400_000;
+    s.packages.push(p);
+    let mut q = quota();
+    q.apply_state(s, T0).unwrap();
+    let v = q.view(T0, &PlainFmt);
+    assert!(v.packages[1].status_text.starts_with("scheduled · starts "), "{}", v.packages[1].status_text);
 }

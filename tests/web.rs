@@ -113,11 +113,14 @@ fn push(w: &QuotaWidget, json: &str) {
 fn shows_units_meter_and_open_button() {
     let w = widget("");
     let button = q("#go");
-    assert!(button.has_attribute("disabled"), "no state yet: fail closed");
-    assert_eq!(text(".qw-reason"), "Waiting for the quota state from the server.");
+    assert_eq!(button.get_attribute("aria-disabled").as_deref(), Some("true"), "no state yet: fail closed");
+    assert!(!button.has_attribute("disabled"), "blocked, the button stays in the tab order");
+    assert_eq!(text(".qw-reason"), "Waiting for the quota figures from the server.");
+    assert_eq!(text(".qw-freshness"), "Waiting for the first figures…");
+    assert!(q(".qw-error").has_attribute("hidden"), "no error before the first state");
     push(&w, &state(1, 1, 100, r#"{"id":"t0","kind":"image","slots":1,"reserved_units":2,"started_at_ms":1}"#, ""));
     assert_eq!(text(".qw-remaining"), "100 units remaining");
-    assert_eq!(text(".qw-units-detail"), "2 reserved by running tasks · 98 available");
+    assert_eq!(text(".qw-units-detail"), "Running tasks hold 2 · 98 can be spent now");
     let meter = q(".qw-meter-bar");
     assert_eq!(meter.get_attribute("role").as_deref(), Some("meter"));
     assert_eq!(meter.get_attribute("aria-valuenow").as_deref(), Some("1"));
@@ -125,11 +128,11 @@ fn shows_units_meter_and_open_button() {
     assert_eq!(meter.get_attribute("aria-valuemax").as_deref(), Some("4"));
     let label_id = meter.get_attribute("aria-labelledby").unwrap();
     assert_eq!(q(&format!("#{label_id}")).text_content().unwrap(), "Image generation slots");
-    assert!(!button.has_attribute("disabled"));
     assert_eq!(button.get_attribute("aria-disabled"), None);
     assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"), "the page's own description stays");
-    assert_eq!(text(".qw-cost"), "Uses 2 units, 96 left after");
-    assert!(text(".qw-freshness").starts_with("Updated 0 s ago · revision 1"));
+    assert_eq!(text(".qw-cost"), "This request: 2 units · 2 per image · 96 left after");
+    assert_eq!(text(".qw-freshness"), "Updated 0 s ago", "no revision in words");
+    assert_eq!(q(".qw-freshness").get_attribute("data-revision").as_deref(), Some("1"));
     // The package expiring in 3 days is highlighted, with its date.
     let first = q(".qw-package");
     assert!(first.class_list().contains("qw-expiring"));
@@ -142,7 +145,6 @@ fn full_slots_disable_the_button_with_the_reason() {
     let w = widget(r#"{"count":2}"#);
     push(&w, &state(1, 3, 100, "", ""));
     let button = q("#go");
-    assert!(button.has_attribute("disabled"));
     assert_eq!(button.get_attribute("aria-disabled").as_deref(), Some("true"));
     let described = button.get_attribute("aria-describedby").unwrap();
     let ids: Vec<&str> = described.split(' ').collect();
@@ -151,7 +153,7 @@ fn full_slots_disable_the_button_with_the_reason() {
     assert_eq!(reason, "All image slots are busy: 1 of 4 free, this request needs 2.");
     assert!(q(".qw-meter").class_list().contains("qw-meter") && q(".qw").class_list().contains("qw-blocked"));
     w.set_request("image", 1).unwrap();
-    assert!(!button.has_attribute("disabled"));
+    assert_eq!(button.get_attribute("aria-disabled"), None);
     assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"));
 }
 
@@ -166,14 +168,14 @@ fn a_failed_generation_leaves_the_units_text_unchanged() {
     let field: web_sys::HtmlInputElement = q("input[name=client_request_id]").unchecked_into();
     assert_eq!(field.value(), id, "the request id reaches the form");
     assert_eq!(text(".qw-remaining"), before, "a hold never moves remaining");
-    assert_eq!(text(".qw-units-detail"), "2 held by submits in flight · 98 available");
+    assert_eq!(text(".qw-units-detail"), "Running tasks hold 2 · 98 can be spent now");
     let running = format!(r#"{{"id":"t1","kind":"image","slots":1,"reserved_units":2,"client_request_id":"{id}","started_at_ms":1}}"#);
     push(&w, &state(2, 1, 100, &running, ""));
     assert_eq!(text(".qw-remaining"), before);
     let failed = format!(r#"{{"id":"t1","kind":"image","slots":1,"outcome":"failed","units_charged":0,"reason":"content moderation","client_request_id":"{id}","finished_at_ms":2}}"#);
     push(&w, &state(3, 0, 100, "", &failed));
     assert_eq!(text(".qw-remaining"), before);
-    assert_eq!(text(".qw-attempt"), "Image ×1 · failed, not charged: content moderation");
+    assert!(text(".qw-attempt").starts_with("Image ×1 · failed, not charged: content moderation · "), "{}", text(".qw-attempt"));
     assert_eq!(q(".qw-attempt").get_attribute("data-status").as_deref(), Some("failed"));
     assert_eq!(text(".qw-live"), "Generation failed. No units were charged.");
 }
@@ -185,12 +187,12 @@ fn a_double_submit_cannot_pass_the_gate() {
     let form = q("#f");
     assert!(submit(&form));
     assert!(!submit(&form), "the second submit is stopped: only 1 slot is free");
-    assert!(q("#go").has_attribute("disabled"));
+    assert_eq!(q("#go").get_attribute("aria-disabled").as_deref(), Some("true"));
     let id = w.last_request_id().unwrap();
     assert!(w.submit_refused(&id, Some("parallel task over resource pack limit".into())).unwrap());
-    assert!(!q("#go").has_attribute("disabled"), "a refusal releases the hold");
+    assert_eq!(q("#go").get_attribute("aria-disabled"), None, "a refusal releases the hold");
     assert_eq!(text(".qw-remaining"), "100 units remaining");
-    assert_eq!(text(".qw-attempt"), "Image ×3 · refused, not charged: parallel task over resource pack limit");
+    assert!(text(".qw-attempt").starts_with("Image ×3 · refused, not charged: parallel task over resource pack limit · "));
 }
 
 #[wasm_bindgen_test]
@@ -213,7 +215,7 @@ fn a_bad_state_is_an_error_and_the_last_good_state_stays() {
     assert!(w.push_state(JsValue::from_str(&wrong_type).unchecked_into()).is_err());
     assert!(alert.text_content().unwrap().contains("malformed quota state"));
     assert_eq!(text(".qw-remaining"), "100 units remaining");
-    assert!(text(".qw-freshness").contains("revision 1"));
+    assert_eq!(q(".qw-freshness").get_attribute("data-revision").as_deref(), Some("1"));
     push(&w, &state(2, 0, 90, "", ""));
     assert!(alert.has_attribute("hidden"), "a good state clears the error");
     assert_eq!(text(".qw-remaining"), "90 units remaining");
@@ -258,13 +260,13 @@ fn destroy_removes_every_listener_timer_and_node() {
     push(&w, &state(1, 4, 100, "", ""));
     assert!(live_listeners() > listeners);
     assert!(live_intervals() > intervals);
-    assert!(q("#go").has_attribute("disabled"));
+    assert_eq!(q("#go").get_attribute("aria-disabled").as_deref(), Some("true"));
     w.destroy();
     assert_eq!(live_listeners(), listeners, "listeners left behind");
     assert_eq!(live_intervals(), intervals, "timers left behind");
     assert!(doc().query_selector("#host .qw").unwrap().is_none());
     let button = q("#go");
-    assert!(!button.has_attribute("disabled"), "the button is handed back as it was");
+    assert_eq!(button.get_attribute("aria-disabled"), None, "the button is handed back as it was");
     assert_eq!(button.get_attribute("aria-describedby").as_deref(), Some("hint"));
     assert!(w.push_state(JsValue::from_str("{}").unchecked_into()).is_err());
     assert!(submit(&q("#f")), "no gate after destroy");
@@ -299,7 +301,7 @@ extern "C" {
 fn view_and_events_reach_javascript_in_their_declared_shape() {
     let w = widget(r#"{"count":2}"#);
     let f = recorder();
-    w.subscribe(f.clone().unchecked_into()).unwrap();
+    w.subscribe_id(f.clone().unchecked_into()).unwrap();
     push(&w, &state(1, 0, 100, "", ""));
     let v: JsValue = w.view().unwrap().js_value();
     assert_eq!(get(&v, "enabled"), JsValue::TRUE);
@@ -342,8 +344,8 @@ fn fractional_units_read_exactly_in_the_pages_locale() {
         .replace(r#""unit_cost":2"#, r#""unit_cost":0.5"#);
     push(&w, &s);
     assert_eq!(text(".qw-remaining"), "10.25 units remaining");
-    assert_eq!(text(".qw-units-detail"), "0.3 reserved by running tasks · 9.95 available");
-    assert_eq!(text(".qw-cost"), "Uses 1.5 units, 8.45 left after");
+    assert_eq!(text(".qw-units-detail"), "Running tasks hold 0.3 · 9.95 can be spent now");
+    assert_eq!(text(".qw-cost"), "This request: 1.5 units · 0.5 per image · 8.45 left after");
     assert_eq!(text(".qw-package-units"), "10.25 of 12.5 units");
 
     page(PAGE);
@@ -351,11 +353,106 @@ fn fractional_units_read_exactly_in_the_pages_locale() {
     let w = QuotaWidget::new(Ts::new_unchecked(opts)).unwrap();
     push(&w, &s);
     assert_eq!(text(".qw-remaining"), "10,25 units remaining");
-    assert_eq!(text(".qw-cost"), "Uses 1,5 units, 8,45 left after");
+    assert_eq!(text(".qw-cost"), "This request: 1,5 units · 0,5 per image · 8,45 left after");
 
     // More than three decimals is refused, and the last good figures stay.
     let finer = s.replace(r#""remaining":10.25"#, r#""remaining":10.2501"#).replace(r#""revision":1"#, r#""revision":2"#);
     assert!(w.push_state(JsValue::from_str(&finer).unchecked_into()).is_err());
     assert!(text(".qw-error").contains("packages[0].remaining must be a number of units"));
     assert_eq!(text(".qw-remaining"), "10,25 units remaining");
+}
+
+#[wasm_bindgen(inline_js = r##"
+export function clickCounts(button, form) {
+  const seen = { clicks: 0, submits: 0 };
+  button.addEventListener("click", () => seen.clicks++);
+  form.addEventListener("submit", (e) => { e.preventDefault(); seen.submits++; });
+  return seen;
+}
+export function field(o, k) { return o[k]; }
+"##)]
+extern "C" {
+    #[wasm_bindgen(js_name = clickCounts)]
+    fn click_counts(button: &Element, form: &Element) -> JsValue;
+    fn field(o: &JsValue, k: &str) -> JsValue;
+}
+
+#[wasm_bindgen_test]
+fn a_blocked_button_stays_focusable_and_its_clicks_go_nowhere() {
+    let w = widget("");
+    push(&w, &state(1, 4, 100, "", ""));
+    let button: web_sys::HtmlElement = q("#go").unchecked_into();
+    let seen = click_counts(&button, &q("#f"));
+    button.click();
+    assert_eq!(field(&seen, "clicks").as_f64(), Some(0.0), "the page's click handler never saw it");
+    assert_eq!(field(&seen, "submits").as_f64(), Some(0.0), "nothing was submitted");
+    button.focus().unwrap();
+    assert_eq!(doc().active_element().map(|e| e.id()), Some("go".to_owned()), "still reachable by keyboard");
+    push(&w, &state(2, 0, 100, "", ""));
+    button.click();
+    assert_eq!(field(&seen, "submits").as_f64(), Some(1.0), "an open gate lets it through");
+}
+
+#[wasm_bindgen_test]
+fn set_button_moves_the_gate_and_hands_the_old_button_back() {
+    let w = widget("");
+    push(&w, &state(1, 4, 100, "", ""));
+    assert_eq!(q("#go").get_attribute("aria-disabled").as_deref(), Some("true"));
+    // A re-render replaces the button.
+    let form = q("#f");
+    let fresh = doc().create_element("button").unwrap();
+    fresh.set_id("go2");
+    form.append_child(&fresh).unwrap();
+    w.set_button(fresh.clone().into(), None).unwrap();
+    assert_eq!(q("#go").get_attribute("aria-disabled"), None, "the old button is handed back");
+    assert_eq!(q("#go").get_attribute("aria-describedby").as_deref(), Some("hint"));
+    assert_eq!(fresh.get_attribute("aria-disabled").as_deref(), Some("true"), "the new one is gated at once");
+    assert!(!submit(&form), "its form's submit is gated");
+    w.set_button(JsValue::NULL, None).unwrap();
+    assert_eq!(fresh.get_attribute("aria-disabled"), None);
+    assert!(submit(&form), "no button, no gate");
+}
+
+#[wasm_bindgen_test]
+fn the_reason_can_sit_next_to_the_button() {
+    page(r#"<form id="f"><button id="go">Generate</button><span id="why"></span></form><div id="host"></div>"#);
+    let opts = options(js_sys::JSON::parse(r##"{"reason":"#why"}"##).unwrap());
+    let mut w = QuotaWidget::new(Ts::new_unchecked(opts)).unwrap();
+    push(&w, &state(1, 4, 100, "", ""));
+    assert_eq!(text("#why .qw-reason"), "All image slots are busy: 0 of 4 free, this request needs 1.");
+    let described = q("#go").get_attribute("aria-describedby").unwrap();
+    assert_eq!(q(&format!("#{described}")).text_content().unwrap(), text("#why .qw-reason"));
+    assert!(doc().query_selector("#host .qw-reason").unwrap().is_none(), "not also inside the widget");
+    w.destroy();
+    assert!(doc().query_selector("#why .qw-reason").unwrap().is_none(), "destroy removes it too");
+}
+
+#[wasm_bindgen_test]
+fn a_refusal_with_retry_after_blocks_with_its_reason_until_then() {
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let id = String::from(field(&JsValue::from(w.begin_hold().unwrap()), "requestId").as_string().unwrap());
+    let settled: JsValue = w.settle_submit(&id, 429, None, Some("2".into()), true, Some(1303)).unwrap().into();
+    assert_eq!(field(&settled, "outcome").as_string().as_deref(), Some("refused"));
+    assert_eq!(field(&settled, "message").as_string().as_deref(), Some("all image slots are busy"));
+    assert_eq!(field(&settled, "retryAfterMs").as_f64(), Some(2000.0));
+    assert_eq!(text(".qw-reason"), "Try again in 2 s: all image slots are busy.");
+    assert_eq!(q("#go").get_attribute("aria-disabled").as_deref(), Some("true"));
+    assert!(text(".qw-attempt").starts_with("Image ×1 · refused, not charged: all image slots are busy · "));
+    // A proxy's HTML 502: a failure with its true reason, at once.
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let id = String::from(field(&JsValue::from(w.begin_hold().unwrap()), "requestId").as_string().unwrap());
+    let settled: JsValue = w.settle_submit(&id, 502, None, None, false, None).unwrap().into();
+    assert_eq!(field(&settled, "outcome").as_string().as_deref(), Some("failed"));
+    assert!(text(".qw-attempt").starts_with("Image ×1 · failed, not charged: server error (HTTP 502) · "));
+    assert_eq!(q("#go").get_attribute("aria-disabled"), None, "the hold ended: the slot is free again");
+}
+
+#[wasm_bindgen_test]
+fn a_bad_first_state_does_not_claim_last_good_figures() {
+    let w = widget("");
+    assert!(w.push_state(JsValue::from_str("{not json").unchecked_into()).is_err());
+    assert_eq!(text(".qw-error"), "Could not use the quota update from the server: malformed quota state: not valid JSON.");
+    assert_eq!(text(".qw-remaining"), "—");
 }

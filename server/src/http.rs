@@ -14,7 +14,7 @@ use axum::routing::any;
 use axum::{Json, Router};
 use quota_widget::core::wire::{codes, ApiError, ServerState, SubmitAccepted, SubmitRequest};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tower_http::services::ServeDir;
 use utoipa::ToSchema;
@@ -312,7 +312,7 @@ impl FromRequestParts<AppState> for Account {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
-        .routes(routes!(login, logout))
+        .routes(routes!(login, logout, session_status))
         .routes(routes!(get_state))
         .routes(routes!(events))
         .routes(routes!(submit))
@@ -419,6 +419,28 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Respon
         Some(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+/// Whether the request is signed in.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionStatus {
+    signed_in: bool,
+}
+
+/// Whether this browser is signed in: `200` either way, so that a page can
+/// ask at start without an error in its console. Needs no credentials.
+#[utoipa::path(get, path = "/api/session", tag = "session", security(()),
+    responses(
+        (status = 200, description = "Signed in or not.", body = SessionStatus),
+        Fault,
+    ))]
+async fn session_status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let account = match request_credential(&headers) {
+        Some(Credential::Token(token)) => st.store.account_by_token(&token).await?,
+        Some(Credential::Session(id)) => st.store.session_account(&id, now_ms()).await?,
+        None => None,
+    };
+    Ok(Json(SessionStatus { signed_in: account.is_some() }).into_response())
 }
 
 fn etag(revision: u64) -> String {

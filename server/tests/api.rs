@@ -788,6 +788,20 @@ async fn auth_by_bearer_or_session_cookie() {
         .body(Body::empty())
         .expect("request");
     assert_eq!(send(r, with_cookie).await.status, StatusCode::OK);
+    // A page asks whether it is signed in without an error status either way.
+    let status_of = |cookie: Option<String>| {
+        let mut b = Request::get("/api/session");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::empty()).expect("request")
+    };
+    let yes = send(r, status_of(Some(format!("qw_session={id}")))).await;
+    assert_eq!((yes.status, yes.body.as_slice()), (StatusCode::OK, br#"{"signed_in":true}"#.as_slice()));
+    let no = send(r, status_of(None)).await;
+    assert_eq!((no.status, no.body.as_slice()), (StatusCode::OK, br#"{"signed_in":false}"#.as_slice()));
+    let unknown = send(r, status_of(Some("qw_session=nope".into()))).await;
+    assert_eq!(unknown.body.as_slice(), br#"{"signed_in":false}"#.as_slice());
     // The token itself is no session.
     let token_as_cookie = Request::get("/api/state")
         .header(header::COOKIE, "qw_session=a")

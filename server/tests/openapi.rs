@@ -34,6 +34,7 @@ fn every_endpoint_of_the_api_is_described() {
         ("/healthz", "get"),
         ("/api/session", "post"),
         ("/api/session", "delete"),
+        ("/api/session", "get"),
         ("/api/state", "get"),
         ("/api/events", "get"),
         ("/api/generations", "post"),

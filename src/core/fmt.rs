@@ -1,8 +1,9 @@
-//! How the core turns numbers and times into words. The browser shell
-//! implements [`Fmt`] with `Intl`; tests and the host use [`PlainFmt`].
+//! How the core turns numbers, times and messages into words. The browser
+//! shell implements [`Fmt`] with `Intl`; tests and the host use [`PlainFmt`].
 
 use std::cell::RefCell;
 
+use super::text::{say, Msg};
 use super::wire::{Millis, Units};
 
 pub trait Fmt {
@@ -12,6 +13,21 @@ pub trait Fmt {
     fn units(&self, u: Units) -> String;
     /// A calendar date ("Dec 3, 2026").
     fn date(&self, at: Millis) -> String;
+    /// A time of day ("14:03").
+    fn time(&self, at: Millis) -> String;
+    /// The CLDR plural category of `n` ("one", "other", ...).
+    fn plural(&self, n: f64) -> &'static str {
+        if n == 1.0 {
+            "one"
+        } else {
+            "other"
+        }
+    }
+    /// The template of message `m` (see [`super::text`]): English unless
+    /// the page gave its own.
+    fn template(&self, m: Msg) -> &str {
+        m.en()
+    }
 }
 
 impl<T: Fmt + ?Sized> Fmt for &T {
@@ -25,6 +41,18 @@ impl<T: Fmt + ?Sized> Fmt for &T {
 
     fn date(&self, at: Millis) -> String {
         (**self).date(at)
+    }
+
+    fn time(&self, at: Millis) -> String {
+        (**self).time(at)
+    }
+
+    fn plural(&self, n: f64) -> &'static str {
+        (**self).plural(n)
+    }
+
+    fn template(&self, m: Msg) -> &str {
+        (**self).template(m)
     }
 }
 
@@ -94,6 +122,18 @@ impl<F: Fmt> Fmt for Memo<F> {
     fn date(&self, at: Millis) -> String {
         self.dates.borrow_mut().get_or(at, || self.inner.date(at))
     }
+
+    fn time(&self, at: Millis) -> String {
+        self.inner.time(at)
+    }
+
+    fn plural(&self, n: f64) -> &'static str {
+        self.inner.plural(n)
+    }
+
+    fn template(&self, m: Msg) -> &str {
+        self.inner.template(m)
+    }
 }
 
 /// Digits grouped by commas, dates as ISO `YYYY-MM-DD` (UTC).
@@ -126,6 +166,11 @@ impl Fmt for PlainFmt {
         let (y, m, d) = civil_from_days(at.div_euclid(86_400_000));
         format!("{y:04}-{m:02}-{d:02}")
     }
+
+    fn time(&self, at: Millis) -> String {
+        let minutes = at.rem_euclid(86_400_000) / 60_000;
+        format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
@@ -144,15 +189,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// "3 s ago", "4 min ago", "2 h ago": short enough for a status line.
-pub fn age(ms: Millis) -> String {
+pub fn age(f: &dyn Fmt, ms: Millis) -> String {
     let s = ms.max(0) / 1000;
-    if s < 60 {
-        format!("{s} s ago")
+    let (m, n) = if s < 60 {
+        (Msg::AgeSeconds, s)
     } else if s < 3600 {
-        format!("{} min ago", s / 60)
+        (Msg::AgeMinutes, s / 60)
     } else {
-        format!("{} h ago", s / 3600)
-    }
+        (Msg::AgeHours, s / 3600)
+    };
+    say(f, m, Some(n as f64), &[("n", &f.number(n as u64))])
 }
 
 /// "image" -> "Image". ASCII only: kinds are identifiers, and full Unicode
@@ -215,6 +261,9 @@ mod tests {
             self.0.set(self.0.get() + 1);
             PlainFmt.date(at)
         }
+        fn time(&self, at: Millis) -> String {
+            PlainFmt.time(at)
+        }
     }
 
     #[test]
@@ -235,8 +284,8 @@ mod tests {
 
     #[test]
     fn ages_read_short() {
-        assert_eq!(age(3_400), "3 s ago");
-        assert_eq!(age(125_000), "2 min ago");
-        assert_eq!(age(7_200_000), "2 h ago");
+        assert_eq!(age(&PlainFmt, 3_400), "3 s ago");
+        assert_eq!(age(&PlainFmt, 125_000), "2 min ago");
+        assert_eq!(age(&PlainFmt, 7_200_000), "2 h ago");
     }
 }

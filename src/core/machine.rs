@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
 use super::rules::{self, Capacity, Shortfall};
+use super::text::{say, Msg};
 use super::validate::{validate, StateError};
 use super::wire::{Millis, Outcome, ServerState, SlotPool, Units};
 
@@ -88,6 +89,9 @@ pub enum Blocked {
     UnknownKind { kind: String },
     Slots { kind: String, free: u32, needed: u32, limit: u32 },
     Units { available: Units, cost: Units },
+    /// The server asked to wait (`Retry-After` on a refusal): `why` it
+    /// refused, in words, and how long is left.
+    Wait { left_ms: Millis, why: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +105,7 @@ impl SubmitError {
     /// The error in words, with numbers worded by `f`.
     pub fn message(&self, f: &dyn super::Fmt) -> String {
         match self {
-            SubmitError::Blocked(b) => format!("submit is blocked: {}", b.message(f)),
+            SubmitError::Blocked(b) => b.message(f),
             SubmitError::DuplicateId(id) => format!("a submit with request id \"{id}\" is already in flight"),
         }
     }
@@ -151,6 +155,8 @@ pub struct Quota {
     pub(crate) count: u32,
     pub(crate) local: VecDeque<LocalAttempt>,
     pub(crate) error: Option<String>,
+    /// Until when the server asked submits to wait, and why.
+    pub(crate) wait: Option<(Millis, String)>,
     announcements: Vec<Announcement>,
 }
 
@@ -170,18 +176,26 @@ enum Announcement {
 impl Announcement {
     fn text(&self, f: &dyn super::Fmt) -> String {
         match self {
-            Announcement::SlotFree { kind, free, limit } => format!(
-                "{} slot free: {} of {} available.",
-                super::fmt::title(kind),
-                f.number(u64::from(*free)),
-                f.number(u64::from(*limit))
+            Announcement::SlotFree { kind, free, limit } => say(
+                f,
+                Msg::SaySlotFree,
+                Some(f64::from(*free)),
+                &[
+                    ("kind", &super::fmt::title(kind)),
+                    ("free", &f.number(u64::from(*free))),
+                    ("limit", &f.number(u64::from(*limit))),
+                ],
             ),
-            Announcement::UnitsLow { available } => format!("Units are low: {} available.", f.units(*available)),
-            Announcement::Done { charged } => format!("Generation done: {} units charged.", f.units(*charged)),
-            Announcement::Failed => "Generation failed. No units were charged.".to_owned(),
-            Announcement::RequestFailed => "Request failed. No units were charged.".to_owned(),
-            Announcement::Refused => "Request refused. No units were charged.".to_owned(),
-            Announcement::NoAnswer => "No answer from the server. No units were charged.".to_owned(),
+            Announcement::UnitsLow { available } => {
+                say(f, Msg::SayUnitsLow, Some(available.to_number()), &[("available", &f.units(*available))])
+            }
+            Announcement::Done { charged } => {
+                say(f, Msg::SayDone, Some(charged.to_number()), &[("units", &f.units(*charged))])
+            }
+            Announcement::Failed => say(f, Msg::SayFailed, None, &[]),
+            Announcement::RequestFailed => say(f, Msg::SayRequestFailed, None, &[]),
+            Announcement::Refused => say(f, Msg::SayRefused, None, &[]),
+            Announcement::NoAnswer => say(f, Msg::SayNoAnswer, None, &[]),
         }
     }
 }
@@ -199,6 +213,7 @@ impl Quota {
             count: 1,
             local: VecDeque::new(),
             error: None,
+            wait: None,
             announcements: Vec::new(),
         }
     }
@@ -242,6 +257,13 @@ impl Quota {
     pub fn set_request(&mut self, kind: &str, count: u32) {
         self.kind = kind.to_owned();
         self.count = count;
+    }
+
+    /// The server asked submits to wait until local time `until`
+    /// (`Retry-After`), because of `why` (worded): the gate stays closed,
+    /// with that reason, until then.
+    pub fn wait_until(&mut self, until: Millis, why: String) {
+        self.wait = Some((until, why));
     }
 
     pub fn set_link(&mut self, link: Link) {
@@ -344,7 +366,7 @@ impl Quota {
         let late: Vec<String> =
             self.holds.iter().filter(|h| now - h.begun_at >= timeout).map(|h| h.id.clone()).collect();
         for id in late {
-            self.end_hold(&id, HoldEnd::TimedOut, Some("no answer from the server".to_owned()), now);
+            self.end_hold(&id, HoldEnd::TimedOut, None, now);
         }
     }
 
@@ -432,6 +454,11 @@ impl Quota {
         let age = self.age(now).unwrap_or(0);
         if age > self.config.stale_after_ms {
             return Some(Blocked::Stale { age_ms: age });
+        }
+        if let Some((until, why)) = &self.wait {
+            if *until > now {
+                return Some(Blocked::Wait { left_ms: until - now, why: why.clone() });
+            }
         }
         if self.count == 0 {
             return Some(Blocked::EmptyRequest);

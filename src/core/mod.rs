@@ -10,11 +10,17 @@ pub mod machine;
 pub mod parse;
 pub mod reconcile;
 pub mod rules;
+pub mod submit;
+pub mod tabs;
 pub mod validate;
+pub mod text;
 pub mod view;
 pub mod wire;
 
 pub use fmt::{Fmt, Memo, PlainFmt};
 pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
+pub use submit::{settle, Reply, Settled, Verdict};
+pub use tabs::{SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};
+pub use text::{say, Msg};
 pub use validate::StateError;
 pub use view::{AttemptStatus, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel, Viewer};

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use super::fmt::{age, title, Fmt};
+use super::text::{say, Msg};
 use super::machine::{Blocked, HoldEnd, Link, Quota};
 use super::rules::counts;
 use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
@@ -54,6 +55,10 @@ pub struct ViewModel {
     /// The last input error, shown until a good state arrives.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "string | null"))]
     pub error: Option<String>,
+    /// That error as the page says it ("Could not use the latest quota
+    /// update: ... Showing the last good figures."); empty without one.
+    #[serde(rename = "errorText")]
+    pub error_text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -161,36 +166,36 @@ impl Blocked {
             Blocked::UnknownKind { .. } => "unknown_kind",
             Blocked::Slots { .. } => "slots",
             Blocked::Units { .. } => "units",
+            Blocked::Wait { .. } => "wait",
         }
     }
 
     pub fn message(&self, f: &dyn Fmt) -> String {
+        let n = |v: u32| f.number(u64::from(v));
         match self {
-            Blocked::NoState => "Waiting for the quota state from the server.".to_owned(),
-            Blocked::Connecting => "Connecting to the quota server.".to_owned(),
-            Blocked::Reconnecting => "Connection lost. Reconnecting to the quota server.".to_owned(),
-            Blocked::Paused => "Updates paused while this tab is hidden.".to_owned(),
-            Blocked::Stale { age_ms } => {
-                format!("Quota figures are out of date (updated {}).", age(*age_ms))
+            Blocked::NoState => say(f, Msg::BlockedNoState, None, &[]),
+            Blocked::Connecting => say(f, Msg::BlockedConnecting, None, &[]),
+            Blocked::Reconnecting => say(f, Msg::BlockedReconnecting, None, &[]),
+            Blocked::Paused => say(f, Msg::BlockedPaused, None, &[]),
+            Blocked::Stale { age_ms } => say(f, Msg::BlockedStale, None, &[("age", &age(f, *age_ms))]),
+            Blocked::EmptyRequest => say(f, Msg::BlockedEmpty, None, &[]),
+            Blocked::UnknownKind { kind } => say(f, Msg::BlockedUnknownKind, None, &[("kind", kind)]),
+            Blocked::Slots { kind, free, needed, limit } => say(
+                f,
+                if needed > limit { Msg::BlockedOverLimit } else { Msg::BlockedSlots },
+                Some(f64::from(*needed)),
+                &[("kind", kind), ("free", &n(*free)), ("needed", &n(*needed)), ("limit", &n(*limit))],
+            ),
+            Blocked::Units { available, cost } => say(
+                f,
+                Msg::BlockedUnits,
+                Some(cost.to_number()),
+                &[("cost", &f.units(*cost)), ("available", &f.units(*available))],
+            ),
+            Blocked::Wait { left_ms, why } => {
+                let seconds = ((left_ms + 999) / 1000).max(1) as u64;
+                say(f, Msg::BlockedWait, Some(seconds as f64), &[("seconds", &f.number(seconds)), ("why", why)])
             }
-            Blocked::EmptyRequest => "Choose how many items to generate.".to_owned(),
-            Blocked::UnknownKind { kind } => format!("This account has no \"{kind}\" generation slots."),
-            Blocked::Slots { kind, free, needed, limit } if needed > limit => format!(
-                "This request needs {} {kind} slots; the limit is {}.",
-                f.number(u64::from(*needed)),
-                f.number(u64::from(*limit))
-            ),
-            Blocked::Slots { kind, free, needed, limit } => format!(
-                "All {kind} slots are busy: {} of {} free, this request needs {}.",
-                f.number(u64::from(*free)),
-                f.number(u64::from(*limit)),
-                f.number(u64::from(*needed))
-            ),
-            Blocked::Units { available, cost } => format!(
-                "Not enough units: this request uses {}, {} available.",
-                f.units(*cost),
-                f.units(*available)
-            ),
         }
     }
 }
@@ -199,37 +204,26 @@ impl Blocked {
 /// charged: content moderation".
 fn ended(status: AttemptStatus, charged: Units, reason: Option<&str>, f: &dyn Fmt) -> String {
     let how = match status {
-        AttemptStatus::Succeeded => return format!("done, {} units charged", f.units(charged)),
-        AttemptStatus::Refused => "refused, not charged",
-        AttemptStatus::TimedOut => "not confirmed, not charged",
-        _ => "failed, not charged",
-    };
-    match reason {
-        Some(r) => format!("{how}: {r}"),
-        None => how.to_owned(),
-    }
-}
-
-/// `parts` joined by `sep` (std's `join` costs the wasm more).
-pub(crate) fn join(parts: &[String], sep: &str) -> String {
-    let mut out = String::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push_str(sep);
+        AttemptStatus::Succeeded => {
+            return say(f, Msg::AttemptDone, Some(charged.to_number()), &[("units", &f.units(charged))])
         }
-        out.push_str(p);
-    }
-    out
+        AttemptStatus::Refused => Msg::AttemptRefused,
+        AttemptStatus::TimedOut => Msg::AttemptTimedOut,
+        _ => Msg::AttemptFailed,
+    };
+    let how = say(f, how, None, &[]);
+    // A hold that timed out has no reason of its own: nothing answered.
+    let no_answer;
+    let reason = match (reason, status) {
+        (Some(r), _) => r,
+        (None, AttemptStatus::TimedOut) => {
+            no_answer = say(f, Msg::ReasonNoAnswer, None, &[]);
+            &no_answer
+        }
+        (None, _) => return how,
+    };
+    say(f, Msg::WithReason, None, &[("how", &how), ("reason", reason)])
 }
-
-fn plural(n: Units, one: &str, many: &str) -> String {
-    if n == Units::whole(1) {
-        one.to_owned()
-    } else {
-        many.to_owned()
-    }
-}
-
 
 /// JavaScript sees a blocking reason by its name; the details are in the
 /// reason text, the meters and the cost preview.
@@ -301,6 +295,8 @@ struct AttemptIn<S> {
     /// Units held, reserved or charged, by status.
     amount: Units,
     reason: Option<S>,
+    /// When it ended; `None` while it runs.
+    at: Option<Millis>,
 }
 
 impl AttemptIn<&str> {
@@ -312,6 +308,7 @@ impl AttemptIn<&str> {
             count: self.count,
             amount: self.amount,
             reason: self.reason.map(str::to_owned),
+            at: self.at,
         }
     }
 }
@@ -324,11 +321,14 @@ impl AttemptIn<String> {
             && self.count == o.count
             && self.amount == o.amount
             && self.reason.as_deref() == o.reason
+            && self.at == o.at
     }
 }
 
 /// (remaining, reserved, held, available, low)
 type UnitsIn = (Units, Units, Units, Units, bool);
+/// (slots, cost, available, cost of one item, estimate, kind)
+type CostIn = (u32, Units, Units, Units, bool, String);
 
 /// Builds view models, one after another, with the formatter `F` (the
 /// page's `Intl` in the browser). Rows and texts whose inputs did not change
@@ -341,7 +341,7 @@ pub struct Viewer<F> {
     units: Rows<UnitsIn, UnitsView>,
     meters: Rows<(SlotPool, u32), MeterView>,
     packages: Rows<(Package, bool, bool), PackageView>,
-    cost: Rows<(u32, Units, Option<Units>), CostView>,
+    cost: Rows<CostIn, CostView>,
     attempts: Rows<AttemptIn<String>, AttemptView>,
 }
 
@@ -386,22 +386,27 @@ impl<F: Fmt> Viewer<F> {
                 available < q.config.low_units,
             );
             self.units.one(input, |k, i| k == i, |i| *i, |&(remaining, reserved, held, available, low)| {
-                let mut detail = vec![];
-                if !reserved.is_zero() {
-                    detail.push(format!("{} reserved by running tasks", f.units(reserved)));
-                }
-                if !held.is_zero() {
-                    detail.push(format!("{} held by submits in flight", f.units(held)));
-                }
-                detail.push(format!("{} available", f.units(available)));
+                // Only while something is held: at rest, what can be spent
+                // is the remaining figure, which the headline already says.
+                let taken = reserved.saturating_add(held);
+                let detail_text = if taken.is_zero() {
+                    String::new()
+                } else {
+                    say(f, Msg::UnitsNote, None, &[("held", &f.units(taken)), ("available", &f.units(available))])
+                };
                 UnitsView {
                     remaining,
                     reserved,
                     held,
                     available,
                     low,
-                    remaining_text: format!("{} {} remaining", f.units(remaining), plural(remaining, "unit", "units")),
-                    detail_text: join(&detail, " · "),
+                    remaining_text: say(
+                        f,
+                        Msg::UnitsRemaining,
+                        Some(remaining.to_number()),
+                        &[("units", &f.units(remaining))],
+                    ),
+                    detail_text,
                 }
             })
         });
@@ -412,14 +417,17 @@ impl<F: Fmt> Viewer<F> {
                 |(kp, kh), (p, h)| kp == *p && kh == h,
                 |(p, h)| ((*p).clone(), *h),
                 |&(p, held)| {
-                    let mut text =
-                        format!("{} of {} in use", f.number(u64::from(p.in_use)), f.number(u64::from(p.limit)));
-                    if held > 0 {
-                        text.push_str(&format!(", {} being submitted", f.number(u64::from(held))));
-                    }
+                    let in_use = f.number(u64::from(p.in_use));
+                    let limit = f.number(u64::from(p.limit));
+                    let text = say(
+                        f,
+                        if held > 0 { Msg::MeterTextHeld } else { Msg::MeterText },
+                        Some(f64::from(p.in_use)),
+                        &[("in_use", &in_use), ("limit", &limit), ("held", &f.number(u64::from(held)))],
+                    );
                     MeterView {
                         kind: p.kind.clone(),
-                        label: format!("{} generation slots", title(&p.kind)),
+                        label: say(f, Msg::MeterLabel, None, &[("kind", &title(&p.kind))]),
                         in_use: p.in_use,
                         held,
                         limit: p.limit,
@@ -441,58 +449,82 @@ impl<F: Fmt> Viewer<F> {
                     |(kp, kc, ke), (p, c, e)| kc == c && ke == e && kp == *p,
                     |(p, c, e)| ((*p).clone(), *c, *e),
                     |&(p, counts, expiring_soon)| {
-                        let status = match p.status {
-                            PackageStatus::Pending => format!("starts {}", f.date(p.effective_at_ms)),
-                            PackageStatus::Active if expiring_soon => format!("expires soon, {}", f.date(p.expires_at_ms)),
-                            PackageStatus::Active => format!("active · expires {}", f.date(p.expires_at_ms)),
-                            PackageStatus::Expired => format!("expired {}", f.date(p.expires_at_ms)),
-                            PackageStatus::Exhausted => "used up".to_owned(),
+                        let (m, at) = match p.status {
+                            PackageStatus::Pending => (Msg::PackagePending, p.effective_at_ms),
+                            PackageStatus::Active if expiring_soon => (Msg::PackageExpiring, p.expires_at_ms),
+                            PackageStatus::Active => (Msg::PackageActive, p.expires_at_ms),
+                            PackageStatus::Expired => (Msg::PackageExpired, p.expires_at_ms),
+                            PackageStatus::Exhausted => (Msg::PackageUsedUp, 0),
                         };
+                        let date = if at == 0 { String::new() } else { f.date(at) };
+                        let status = say(f, m, None, &[("date", &date)]);
                         PackageView {
                             id: p.id.clone(),
                             name: p.name.clone(),
                             status: p.status,
                             counts,
                             expiring_soon,
-                            units_text: format!("{} of {} units", f.units(p.remaining), f.units(p.total)),
+                            units_text: say(
+                                f,
+                                Msg::PackageUnits,
+                                Some(p.total.to_number()),
+                                &[("remaining", &f.units(p.remaining)), ("total", &f.units(p.total))],
+                            ),
                             status_text: status,
                         }
                     },
                 )
             }
         };
-        let cost = q.demand().map(|(slots, cost)| {
-            let left_after = q.available_units().and_then(|a| a.checked_sub(cost));
-            self.cost.one((slots, cost, left_after), |k, i| k == i, |i| *i, |&(slots, cost, left_after)| {
-                let units = plural(cost, "unit", "units");
-                let text = match left_after {
-                    Some(left) => format!("Uses {} {units}, {} left after", f.units(cost), f.units(left)),
-                    None => format!("Uses {} {units}, more than available", f.units(cost)),
+        let cost = q.demand().and_then(|(slots, cost)| {
+            let available = q.available_units()?;
+            let each = q.pool(&q.kind)?.unit_cost;
+            // Where the server prices through an upstream service, the
+            // service's final charge can differ from the preview.
+            let estimate = state.is_some_and(|s| s.packages_synced_at_ms.is_some());
+            let input: CostIn = (slots, cost, available, each, estimate, q.kind.clone());
+            Some(self.cost.one(input, |k, i| k == i, |i| i.clone(), |(slots, cost, available, each, estimate, kind)| {
+                let left_after = available.checked_sub(*cost);
+                let (m, left) = match left_after {
+                    Some(left) => (Msg::Cost, left),
+                    None => (Msg::CostOver, *available),
                 };
-                CostView { slots, cost, left_after, text }
-            })
+                let left = f.units(left);
+                let (cost_text, each) = (f.units(*cost), f.units(*each));
+                let args = [("cost", &*cost_text), ("each", &*each), ("kind", kind), ("left", &left), ("available", &left)];
+                let mut text = say(f, m, Some(cost.to_number()), &args);
+                if *estimate {
+                    text = say(f, Msg::CostEstimate, None, &[("cost", &text)]);
+                }
+                CostView { slots: *slots, cost: *cost, left_after, text }
+            }))
         });
         let mut freshness = match (q.age(now), q.link) {
-            (None, Link::Reconnecting { .. }) => "Reconnecting…".to_owned(),
-            (None, _) => "Waiting for data…".to_owned(),
+            (None, Link::Reconnecting { .. }) => say(f, Msg::FreshReconnecting, None, &[]),
+            (None, _) => say(f, Msg::FreshWaiting, None, &[]),
             (Some(a), link) => {
-                let lead = match link {
-                    Link::Manual => "Updated",
-                    Link::Live => "Live · updated",
-                    Link::Connecting => "Connecting… · updated",
-                    Link::Reconnecting { .. } => "Reconnecting… · last updated",
-                    Link::Paused => "Paused · updated",
+                let m = match link {
+                    Link::Manual => Msg::FreshManual,
+                    Link::Live => Msg::FreshLive,
+                    Link::Connecting => Msg::FreshConnecting,
+                    Link::Reconnecting { .. } => Msg::FreshReconnectingAge,
+                    Link::Paused => Msg::FreshPaused,
                 };
-                format!("{lead} {} · revision {}", age(a), q.revision().unwrap_or(0))
+                say(f, m, None, &[("age", &age(f, a))])
             }
         };
         if let Some(a) = q.packages_age(now) {
-            freshness.push_str(&format!(" · package figures from the service, {}", age(a)));
+            freshness = say(f, Msg::FreshPackages, None, &[("line", &freshness), ("age", &age(f, a))]);
         }
         let stale = matches!(
             blocked,
             Some(Blocked::NoState | Blocked::Connecting | Blocked::Reconnecting | Blocked::Paused | Blocked::Stale { .. })
         );
+        let error_text = q.error.as_deref().map_or_else(String::new, |e| {
+            // Before any good state there are no last good figures to keep.
+            let m = if state.is_some() { Msg::ErrorKept } else { Msg::ErrorFirst };
+            say(f, m, None, &[("error", e)])
+        });
         ViewModel {
             enabled: blocked.is_none(),
             blocked,
@@ -506,6 +538,7 @@ impl<F: Fmt> Viewer<F> {
             stale,
             revision: q.revision(),
             error: q.error.clone(),
+            error_text,
         }
     }
 
@@ -514,13 +547,13 @@ impl<F: Fmt> Viewer<F> {
         // then ended ones (the server's and the locally ended), by time.
         let mut all: Vec<(i64, AttemptIn<&str>)> = Vec::new();
         for h in &q.holds {
-            let a = AttemptIn { key: &*h.id, status: AttemptStatus::Sending, kind: &*h.kind, count: h.count, amount: h.cost, reason: None };
+            let a = AttemptIn { key: &*h.id, status: AttemptStatus::Sending, kind: &*h.kind, count: h.count, amount: h.cost, reason: None, at: None };
             all.push((i64::MAX, a));
         }
         if let Some(s) = &q.state {
             for t in &s.running {
                 let key = t.client_request_id.as_deref().unwrap_or(&t.id);
-                let a = AttemptIn { key, status: AttemptStatus::Running, kind: &*t.kind, count: t.slots, amount: t.reserved_units, reason: None };
+                let a = AttemptIn { key, status: AttemptStatus::Running, kind: &*t.kind, count: t.slots, amount: t.reserved_units, reason: None, at: None };
                 all.push((i64::MAX - 1, a));
             }
             for t in &s.finished {
@@ -530,7 +563,7 @@ impl<F: Fmt> Viewer<F> {
                     Outcome::Failed => AttemptStatus::Failed,
                     Outcome::Refused => AttemptStatus::Refused,
                 };
-                let a = AttemptIn { key, status, kind: &*t.kind, count: t.slots, amount: t.units_charged, reason: t.reason.as_deref() };
+                let a = AttemptIn { key, status, kind: &*t.kind, count: t.slots, amount: t.units_charged, reason: t.reason.as_deref(), at: Some(t.finished_at_ms) };
                 all.push((t.finished_at_ms, a));
             }
         }
@@ -540,7 +573,7 @@ impl<F: Fmt> Viewer<F> {
                 HoldEnd::TimedOut => AttemptStatus::TimedOut,
                 _ => AttemptStatus::Failed,
             };
-            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: Units::ZERO, reason: l.reason.as_deref() };
+            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: Units::ZERO, reason: l.reason.as_deref(), at: Some(l.at) };
             all.push((l.at, a));
         }
         // Newest first. An insertion sort: a few dozen entries at most, and
@@ -560,16 +593,19 @@ impl<F: Fmt> Viewer<F> {
         }
         let f = &self.fmt;
         self.attempts.build(shown, |k, a| k.same(a), AttemptIn::owned, |a| {
+            let units = || f.units(a.amount);
             let how = match a.status {
-                AttemptStatus::Sending => format!("sending, {} units held", f.units(a.amount)),
-                AttemptStatus::Running => format!("running, {} units reserved", f.units(a.amount)),
+                AttemptStatus::Sending => say(f, Msg::AttemptSending, Some(a.amount.to_number()), &[("units", &units())]),
+                AttemptStatus::Running => say(f, Msg::AttemptRunning, Some(a.amount.to_number()), &[("units", &units())]),
                 status => ended(status, a.amount, a.reason, f),
             };
+            let time = a.at.map(|at| f.time(at)).unwrap_or_default();
+            let args = [("kind", &*title(a.kind)), ("count", &f.number(a.count.into())), ("how", &how), ("time", &time)];
             AttemptView {
                 key: a.key.to_owned(),
                 status: a.status,
                 charged: if a.status == AttemptStatus::Succeeded { a.amount } else { Units::ZERO },
-                text: format!("{} ×{} · {how}", title(a.kind), f.number(a.count.into())),
+                text: say(f, if a.at.is_some() { Msg::AttemptAt } else { Msg::Attempt }, Some(a.count.into()), &args),
             }
         })
     }

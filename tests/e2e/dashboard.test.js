@@ -96,7 +96,7 @@ function whenButtonEnabled(page, timeout = 10_000) {
     .waitForFunction(
       () => {
         const button = document.querySelector("#generate");
-        return button && !button.disabled ? performance.timeOrigin + performance.now() : false;
+        return button && button.getAttribute("aria-disabled") !== "true" ? performance.timeOrigin + performance.now() : false;
       },
       null,
       { polling: "raf", timeout },
@@ -130,20 +130,20 @@ describe("quota-widget demo dashboard", () => {
     const meter = page.locator(".qw-meter [role=meter]").first();
     assert.equal(await meter.getAttribute("aria-valuemax"), "4");
     assert.equal(await meter.getAttribute("aria-valuenow"), "0");
-    assert.equal(await page.locator(".qw-cost").textContent(), "Uses 4 units, 2,196 left after");
+    assert.equal(await page.locator(".qw-cost").textContent(), "This request: 4 units · 4 per image · 2,196 left after");
     assert.equal(await page.locator(".qw-package").count(), 3);
     assert.equal(await page.locator("#generate").isEnabled(), true);
     assert.equal(await page.locator(".qw-error").isVisible(), false);
 
     // Choosing 3 images updates the cost preview; video fixes the count at 1.
     await page.locator("#count").selectOption("3");
-    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("Uses 12 units"));
+    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("This request: 12 units"));
     await page.locator("#kind").selectOption("video");
     assert.equal(await page.locator("#count").isDisabled(), true);
     assert.equal(await page.locator("#count").inputValue(), "1");
-    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("Uses 20 units"));
+    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("This request: 20 units"));
     await page.locator("#kind").selectOption("image");
-    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("Uses 4 units"));
+    await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("This request: 4 units"));
 
     // A reload skips the sign-in step: /api/state already answers 200.
     await page.reload();
@@ -161,7 +161,7 @@ describe("quota-widget demo dashboard", () => {
     await waitForButton(page, false);
 
     const button = page.locator("#generate");
-    assert.equal(await button.isDisabled(), true);
+    assert.equal(await button.evaluate((b) => b.disabled), false, "blocked, it stays in the tab order (no native disabled)");
     assert.equal(await button.getAttribute("aria-disabled"), "true");
     assert.match(await buttonDescription(page), SLOTS_BUSY);
     assert.match(await page.locator(".qw-reason").textContent(), SLOTS_BUSY);
@@ -169,7 +169,7 @@ describe("quota-widget demo dashboard", () => {
     assert.equal(await page.locator(".qw-attempt[data-status=running]").count(), 4);
     // Holds never deduct: 4 images reserve 16 units, the remaining stays.
     assert.equal(await remainingText(page), "2,200 units remaining");
-    assert.match(await page.locator(".qw-units-detail").textContent(), /16 reserved by running tasks · 2,184 available/);
+    assert.match(await page.locator(".qw-units-detail").textContent(), /Running tasks hold 16 · 2,184 can be spent now/);
 
     // A click on the disabled button sends nothing.
     await button.click({ force: true });
@@ -260,8 +260,9 @@ describe("quota-widget demo dashboard", () => {
 
     assert.deepEqual(seen, [before], `.qw-remaining showed only "${before}" (saw ${JSON.stringify(seen)})`);
     assert.equal(
-      await page.locator(".qw-attempt").first().textContent(),
+      (await page.locator(".qw-attempt").first().textContent()).replace(/ · [^·]+$/, ""),
       "Image ×1 · failed, not charged: content moderation",
+      "the attempt, calm, with its time after the last ·",
     );
     assert.equal(await page.locator(".qw-attempt").first().getAttribute("data-status"), "failed");
     const state = await apiOk(server, "GET", "/api/state", { token });
@@ -276,7 +277,7 @@ describe("quota-widget demo dashboard", () => {
     const count = 3;
     const cost = IMAGE_UNIT_COST * count;
     await page.locator("#count").selectOption(String(count));
-    await page.waitForFunction((c) => document.querySelector(".qw-cost")?.textContent.startsWith(`Uses ${c} units`), cost);
+    await page.waitForFunction((c) => document.querySelector(".qw-cost")?.textContent.startsWith(`This request: ${c} units`), cost);
     const before = unitsOf(await remainingText(page));
 
     await submitAndWaitRunning(page, server, token, 1);
@@ -310,7 +311,7 @@ describe("quota-widget demo dashboard", () => {
       () => {
         const meter = document.querySelector(".qw-meter [role=meter]");
         const detail = document.querySelector(".qw-units-detail")?.textContent ?? "";
-        return meter?.getAttribute("aria-valuenow") === "2" && detail.includes("8 reserved")
+        return meter?.getAttribute("aria-valuenow") === "2" && detail.includes("Running tasks hold 8")
           ? performance.timeOrigin + performance.now()
           : false;
       },
@@ -604,7 +605,7 @@ describe("quota-widget demo dashboard", () => {
         () => {
           const freshness = document.querySelector(".qw-freshness")?.textContent ?? "";
           const button = document.querySelector("#generate");
-          return freshness.startsWith("Live") && !button.disabled ? performance.timeOrigin + performance.now() : false;
+          return freshness.startsWith("Live") && button.getAttribute("aria-disabled") !== "true" ? performance.timeOrigin + performance.now() : false;
         },
         null,
         { polling: "raf", timeout: 30_000 },

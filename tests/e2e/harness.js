@@ -301,11 +301,10 @@ export async function remainingText(page) {
   return (await page.locator(".qw-remaining").textContent()) ?? "";
 }
 
-/** The revision number that the freshness line shows. */
+/** The revision the widget shows (its freshness line's data-revision, for developers). */
 export async function shownRevision(page) {
-  const text = (await page.locator(".qw-freshness").textContent()) ?? "";
-  const match = /revision\s+([\d,]+)/.exec(text);
-  return match ? Number(match[1].replaceAll(",", "")) : null;
+  const value = await page.locator(".qw-freshness").getAttribute("data-revision");
+  return value ? Number(value) : null;
 }
 
 /** What the button's aria-describedby points at, as text. */
@@ -333,7 +332,8 @@ export async function waitForButton(page, enabled, timeout = 10_000) {
   await page.waitForFunction(
     (want) => {
       const button = document.querySelector("#generate");
-      return button && button.disabled === !want;
+      // Blocked, the button stays focusable: aria-disabled, not disabled.
+      return button && (button.getAttribute("aria-disabled") === "true") === !want;
     },
     enabled,
     { timeout, polling: "raf" },

@@ -1,0 +1,1357 @@
+//! Every tab of a browser in step over one connection, as the pure part:
+//! the messages tabs post to each other, how a tab takes them, which state
+//! wins, how another tab's holds count here and when they end, and who lets
+//! a submit go. The browser shell elects the leader (Web Locks) and carries
+//! the messages (a BroadcastChannel); `docs/tabs.md` describes the protocol
+//! for it.
+//!
+//! One tab leads: it holds the connection, relays every state and link
+//! change, and arbitrates holds. The others follow and open no connection.
+//! A follower's submit asks the leader, whose [`Quota`] counts every tab's
+//! holds, and the request leaves the browser only on the leader's grant: of
+//! two tabs that click for the last free slot in the same frame, one is
+//! granted and the other is refused with the reason.
+//!
+//! Rules kept here, whatever the channel drops, repeats or reorders:
+//! - a state from another tab goes through the same reader and checks as a
+//!   server state, and R4 (revision order) decides which state wins;
+//! - a hold is counted once per tab, keyed by its request id: repeats and
+//!   echoes of one's own hold are ignored, and an ended hold is remembered
+//!   until its expiry so that a late copy cannot bring it back;
+//! - a hold carries its expiry, so it ends in every tab by then even when
+//!   the message that ends it is lost;
+//! - with no leader, or a leader just elected, nothing is granted (R5).
+
+use super::fmt::Fmt;
+use super::machine::{Applied, Blocked, Hold, HoldEnd, Link, Quota, SubmitError};
+use super::validate::MAX_TEXT;
+use super::wire::{Millis, ServerState, Units};
+
+/// A tab's name on the channel: chosen at random by the shell, unique
+/// within the browser.
+pub type TabId = String;
+
+/// Tunables of the tabs protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TabConfig {
+    /// How long a follower waits for the leader's answer to a submit
+    /// before it gives up (the request is then not sent).
+    pub ask_timeout_ms: Millis,
+    /// How long a new leader grants nothing, so that the holds granted by
+    /// the previous one reach it first.
+    pub settle_ms: Millis,
+}
+
+impl Default for TabConfig {
+    fn default() -> Self {
+        TabConfig { ask_timeout_ms: 2_000, settle_ms: 250 }
+    }
+}
+
+/// Who sent a leader's message, in which term, in which order, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub leader: TabId,
+    /// Grows with every change of leader: a message from an older leader
+    /// does not move the link shown.
+    pub epoch: u64,
+    /// Counts the leader's messages within its epoch.
+    pub seq: u64,
+    /// The leader's clock when it sent the message.
+    pub at: Millis,
+}
+
+/// A hold as the tabs share it: a [`Hold`] with the tab it belongs to and
+/// the local time it ends at the latest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedHold {
+    /// The client request id.
+    pub id: String,
+    /// The tab whose submit it is.
+    pub origin: TabId,
+    pub kind: String,
+    pub count: u32,
+    pub slots: u32,
+    pub cost: Units,
+    pub begun_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A server state as the leader received it: the server's JSON text, which
+/// a follower reads like a server state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateText {
+    /// The state's revision, so that an older one is dropped unread.
+    pub revision: u64,
+    pub text: String,
+}
+
+/// A message between the tabs of one browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TabMsg {
+    /// A tab opened, changed visibility or saw a new leader: it says
+    /// whether it is visible and which holds it counts, and asks the leader
+    /// for a snapshot.
+    Hello { from: TabId, visible: bool, holds: Vec<SharedHold> },
+    /// The leader's whole picture: its link, every hold it counts and its
+    /// state. Also how a new leader announces itself.
+    Snapshot { stamp: Stamp, link: Link, holds: Vec<SharedHold>, state: Option<StateText> },
+    /// A newer state from the server.
+    State { stamp: Stamp, state: StateText },
+    /// The leader's link changed.
+    Link { stamp: Stamp, link: Link },
+    /// The server confirmed that state `revision` is current (a ping, a 304).
+    Current { stamp: Stamp, revision: u64 },
+    /// A tab goes away, or a leader stops leading (`epoch` is then its
+    /// epoch, else 0).
+    Bye { from: TabId, epoch: u64 },
+    /// A follower asks to submit `count` items of `kind`.
+    Ask { from: TabId, id: String, kind: String, count: u32 },
+    /// The leader granted a hold (a follower's or its own): every tab counts
+    /// it, and its origin sends the request.
+    Grant { stamp: Stamp, hold: SharedHold },
+    /// The leader refused a follower's ask, with the reason in words.
+    Denied { stamp: Stamp, to: TabId, id: String, reason: String },
+    /// A hold's origin ended it (refused, failed, or never sent).
+    Ended { id: String, end: HoldEnd },
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TabCmd {
+    /// Post this message on the channel, as [`TabMsg::encode`] writes it.
+    Post(TabMsg),
+    /// Send the submit request of this hold now: it is granted.
+    Send(Hold),
+    /// Do not send the submit request `id`: its hold ended, and the
+    /// attempt list says why.
+    Cancel { id: String, reason: String },
+    /// Release the leadership lock: a visible tab waits to lead.
+    Yield,
+}
+
+/// Why a follower's submit was not granted, when no leader said why.
+pub const HANDOVER: &str = "Another tab is taking over the connection to the quota server. Try again in a moment.";
+/// A follower's ask got no answer in time.
+pub const NO_ANSWER: &str = "No answer from the tab that holds the connection to the quota server.";
+/// The leader already counts a hold with this request id.
+pub const DUPLICATE: &str = "A submit with this request id is already in flight.";
+
+/// Another tab's hold counted here.
+#[derive(Clone, Debug)]
+struct Remote {
+    id: String,
+    origin: TabId,
+    /// Local time it stops counting here at the latest.
+    expires_at: Millis,
+}
+
+/// One of this tab's own holds.
+#[derive(Clone, Debug)]
+struct Own {
+    id: String,
+    expires_at: Millis,
+    /// While a follower waits for the leader's answer: when it gives up.
+    asked: Option<Millis>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Follower,
+    Leader { epoch: u64, since: Millis },
+}
+
+/// Most request ids remembered as ended; each is forgotten at its hold's
+/// expiry anyway.
+const MAX_ENDED: usize = 512;
+
+/// Reads a server state from its JSON text: in the browser `JSON.parse`
+/// and [`super::parse::read_state`], as for the server's own states.
+pub type ReadState<'a> = &'a dyn Fn(&str) -> Result<ServerState, String>;
+
+/// This tab's part in the browser's group of tabs. Works beside the tab's
+/// [`Quota`], which every method takes: the holds of other tabs are counted
+/// in it like its own.
+#[derive(Clone, Debug)]
+pub struct Tabs {
+    id: TabId,
+    config: TabConfig,
+    visible: bool,
+    role: Role,
+    /// The last sequence number used as leader.
+    seq: u64,
+    /// The leader followed: (epoch, id).
+    followed: Option<(u64, TabId)>,
+    /// The last leader known gone: only a newer one is followed.
+    floor: (u64, TabId),
+    /// The highest epoch heard of.
+    top_epoch: u64,
+    /// Sequence number of the followed leader's link shown.
+    link_seq: u64,
+    remote: Vec<Remote>,
+    own: Vec<Own>,
+    /// Request ids of holds that ended, until when to remember them.
+    ended: Vec<(String, Millis)>,
+    /// Other tabs' visibility, as they said it since this tab last led.
+    peers: Vec<(TabId, bool)>,
+    /// The text of the state shown, to pass on in snapshots.
+    state_text: Option<StateText>,
+}
+
+impl Tabs {
+    pub fn new(id: TabId, config: TabConfig, visible: bool) -> Tabs {
+        Tabs {
+            id,
+            config,
+            visible,
+            role: Role::Follower,
+            seq: 0,
+            followed: None,
+            floor: (0, String::new()),
+            top_epoch: 0,
+            link_seq: 0,
+            remote: Vec::new(),
+            own: Vec::new(),
+            ended: Vec::new(),
+            peers: Vec::new(),
+            state_text: None,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
+    /// The leader this tab follows, or itself when it leads.
+    pub fn leader(&self) -> Option<&str> {
+        match self.role {
+            Role::Leader { .. } => Some(&self.id),
+            Role::Follower => self.followed.as_ref().map(|(_, id)| id.as_str()),
+        }
+    }
+
+    /// The revision to resume the server's stream from (`Last-Event-ID`)
+    /// when this tab takes the lead.
+    pub fn resume_from(&self, q: &Quota) -> Option<u64> {
+        q.revision()
+    }
+
+    /// Whether the hold `id` of another tab is counted here.
+    pub fn counts_remote(&self, id: &str) -> bool {
+        self.remote.iter().any(|r| r.id == id)
+    }
+
+    /// The tab opened: it follows whoever leads and asks for a snapshot,
+    /// which brings the state without a request to the server.
+    pub fn start(&mut self, q: &mut Quota) -> Vec<TabCmd> {
+        q.set_link(Link::Connecting);
+        vec![TabCmd::Post(self.hello(q))]
+    }
+
+    /// The shell took the leadership lock: this tab leads from now on. It
+    /// should then connect, resuming from [`Tabs::resume_from`].
+    pub fn lead(&mut self, q: &mut Quota, now: Millis) -> Vec<TabCmd> {
+        let mut out = Vec::new();
+        self.sync(q, now);
+        // Asks to the previous leader are void: it may be gone.
+        self.fail_asks(q, now, HANDOVER, |_| true, &mut out);
+        // Later than any leader heard of, and than any that led before now.
+        let epoch = self.top_epoch.saturating_add(1).max(now.max(0) as u64);
+        self.top_epoch = epoch;
+        self.role = Role::Leader { epoch, since: now };
+        self.followed = None;
+        self.seq = 0;
+        self.peers.clear();
+        q.set_link(Link::Connecting);
+        let snapshot = self.snapshot(q, epoch, now);
+        out.push(TabCmd::Post(snapshot));
+        out
+    }
+
+    /// This tab stops leading, or goes away (`pagehide`): the others learn
+    /// that no tab is live until the next leader speaks. The shell closes
+    /// the connection and releases the lock.
+    pub fn leave(&mut self, q: &mut Quota) -> Vec<TabCmd> {
+        let epoch = match self.role {
+            Role::Leader { epoch, .. } => {
+                self.floor = (epoch, self.id.clone());
+                epoch
+            }
+            Role::Follower => 0,
+        };
+        self.role = Role::Follower;
+        self.followed = None;
+        q.set_link(Link::Reconnecting { attempt: 0 });
+        vec![TabCmd::Post(TabMsg::Bye { from: self.id.clone(), epoch })]
+    }
+
+    /// The tab was shown or hidden. A hidden leader gives way to a visible
+    /// tab; a follower tells the leader (and resyncs from its snapshot).
+    pub fn set_visible(&mut self, q: &mut Quota, visible: bool) -> Vec<TabCmd> {
+        self.visible = visible;
+        if !self.is_leader() {
+            return vec![TabCmd::Post(self.hello(q))];
+        }
+        if !visible && self.peers.iter().any(|(_, v)| *v) {
+            let mut out = self.leave(q);
+            out.push(TabCmd::Yield);
+            return out;
+        }
+        vec![]
+    }
+
+    /// The leader's connection brought a state (`text`, read by `read`).
+    /// It is applied here and, when newer, relayed.
+    pub fn server_state(&mut self, q: &mut Quota, text: &str, now: Millis, read: ReadState) -> Vec<TabCmd> {
+        let state = match read(text) {
+            Ok(s) => s,
+            Err(e) => {
+                q.report_error(e);
+                return vec![];
+            }
+        };
+        let revision = state.revision;
+        match q.apply_state(state, now) {
+            Ok(Applied::Newer) => {
+                let state = StateText { revision, text: text.to_owned() };
+                self.state_text = Some(state.clone());
+                match self.stamp(now) {
+                    Some(stamp) => vec![TabCmd::Post(TabMsg::State { stamp, state })],
+                    None => vec![],
+                }
+            }
+            Ok(Applied::Duplicate) => self.relay_current(q, now),
+            _ => vec![],
+        }
+    }
+
+    /// The leader's connection confirmed the state shown (a ping, a 304).
+    pub fn server_current(&mut self, q: &mut Quota, now: Millis) -> Vec<TabCmd> {
+        q.confirm_current(now);
+        self.relay_current(q, now)
+    }
+
+    /// The leader's link changed.
+    pub fn server_link(&mut self, q: &mut Quota, link: Link, now: Millis) -> Vec<TabCmd> {
+        q.set_link(link);
+        match self.stamp(now) {
+            Some(stamp) => vec![TabCmd::Post(TabMsg::Link { stamp, link })],
+            None => vec![],
+        }
+    }
+
+    fn relay_current(&mut self, q: &Quota, now: Millis) -> Vec<TabCmd> {
+        match (q.revision(), self.stamp(now)) {
+            (Some(revision), Some(stamp)) => vec![TabCmd::Post(TabMsg::Current { stamp, revision })],
+            _ => vec![],
+        }
+    }
+
+    /// Begins a submit of the tab's current request with request id `id`.
+    /// A leader decides at once (a `Send` among the commands); a follower
+    /// holds locally (R7) and asks the leader, and a `Send` or a `Cancel`
+    /// follows later.
+    pub fn submit(&mut self, q: &mut Quota, id: String, now: Millis) -> Result<Vec<TabCmd>, SubmitError> {
+        self.sync(q, now);
+        self.expire_remote(q, now);
+        let mut out = Vec::new();
+        match self.role {
+            Role::Leader { epoch, since } => {
+                if now < since + self.config.settle_ms {
+                    return Err(SubmitError::Blocked(Blocked::Connecting));
+                }
+                let hold = q.begin_submit(id, now)?;
+                let expires_at = hold.begun_at + q.config().hold_timeout_ms;
+                self.own.push(Own { id: hold.id.clone(), expires_at, asked: None });
+                let shared = share(&hold, &self.id, expires_at);
+                let stamp = self.next_stamp(epoch, now);
+                out.push(TabCmd::Post(TabMsg::Grant { stamp, hold: shared }));
+                out.push(TabCmd::Send(hold));
+            }
+            Role::Follower => {
+                if self.followed.is_none() {
+                    return Err(SubmitError::Blocked(Blocked::Reconnecting));
+                }
+                let hold = q.begin_submit(id, now)?;
+                let expires_at = hold.begun_at + q.config().hold_timeout_ms;
+                let asked = Some(now + self.config.ask_timeout_ms);
+                self.own.push(Own { id: hold.id.clone(), expires_at, asked });
+                let ask = TabMsg::Ask { from: self.id.clone(), id: hold.id, kind: hold.kind, count: hold.count };
+                out.push(TabCmd::Post(ask));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dashboard's word on one of this tab's submits (refused, failed):
+    /// the hold ends here and in every other tab.
+    pub fn end_hold(&mut self, q: &mut Quota, id: &str, end: HoldEnd, reason: Option<String>, now: Millis) -> Vec<TabCmd> {
+        q.end_hold(id, end, reason, now);
+        let Some(i) = self.own.iter().position(|o| o.id == id) else { return vec![] };
+        let own = self.own.remove(i);
+        self.remember_ended(own.id, own.expires_at);
+        if end == HoldEnd::Confirmed {
+            return vec![];
+        }
+        vec![TabCmd::Post(TabMsg::Ended { id: id.to_owned(), end })]
+    }
+
+    /// Moves the clock: other tabs' holds past their expiry and asks left
+    /// unanswered end, then the quota's own timeouts run. Call this rather
+    /// than [`Quota::tick`], so that another tab's hold ends here silently.
+    pub fn tick(&mut self, q: &mut Quota, now: Millis) -> Vec<TabCmd> {
+        let mut out = Vec::new();
+        self.sync(q, now);
+        self.expire_remote(q, now);
+        self.fail_asks(q, now, NO_ANSWER, |o| o.asked.is_some_and(|t| t <= now), &mut out);
+        q.tick(now);
+        self.sync(q, now);
+        self.ended.retain(|(_, until)| *until > now);
+        out
+    }
+
+    /// The earliest local time at which [`Tabs::tick`] would change
+    /// something.
+    pub fn next_deadline(&self, q: &Quota) -> Option<Millis> {
+        let remote = self.remote.iter().map(|r| r.expires_at);
+        let asks = self.own.iter().filter_map(|o| o.asked);
+        remote.chain(asks).chain(q.next_deadline()).min()
+    }
+
+    /// Takes a message from the channel, as text. A malformed one changes
+    /// nothing and is reported like a bad server state.
+    pub fn receive(&mut self, q: &mut Quota, text: &str, now: Millis, read: ReadState, f: &dyn Fmt) -> Vec<TabCmd> {
+        match TabMsg::decode(text) {
+            Ok(msg) => self.receive_msg(q, msg, now, read, f),
+            Err(e) => {
+                q.report_error(e.to_string());
+                vec![]
+            }
+        }
+    }
+
+    /// Takes a decoded message. `read` reads a relayed state; `f` words a
+    /// refusal this tab decides as leader.
+    pub fn receive_msg(&mut self, q: &mut Quota, msg: TabMsg, now: Millis, read: ReadState, f: &dyn Fmt) -> Vec<TabCmd> {
+        let mut out = Vec::new();
+        self.sync(q, now);
+        self.expire_remote(q, now);
+        match msg {
+            TabMsg::Hello { from, visible, holds } => {
+                if from == self.id {
+                    return out;
+                }
+                match self.peers.iter_mut().find(|(p, _)| *p == from) {
+                    Some(p) => p.1 = visible,
+                    None => self.peers.push((from, visible)),
+                }
+                for h in &holds {
+                    self.take_hold(q, h, now);
+                }
+                if let Role::Leader { epoch, .. } = self.role {
+                    let snapshot = self.snapshot(q, epoch, now);
+                    out.push(TabCmd::Post(snapshot));
+                    if visible && !self.visible {
+                        out.extend(self.leave(q));
+                        out.push(TabCmd::Yield);
+                    }
+                }
+            }
+            TabMsg::Snapshot { stamp, link, holds, state } => {
+                let ours = self.adopt(q, &stamp, now, &mut out);
+                for h in &holds {
+                    self.take_hold(q, h, now);
+                }
+                if ours {
+                    self.show_link(q, stamp.seq, link);
+                }
+                if let Some(state) = state {
+                    self.apply_relayed(q, state, stamp.at.min(now), read);
+                }
+            }
+            TabMsg::State { stamp, state } => {
+                self.adopt(q, &stamp, now, &mut out);
+                // A state is a fact about the server, whoever relays it: R4
+                // orders it.
+                self.apply_relayed(q, state, stamp.at.min(now), read);
+            }
+            TabMsg::Link { stamp, link } => {
+                if self.adopt(q, &stamp, now, &mut out) {
+                    self.show_link(q, stamp.seq, link);
+                }
+            }
+            TabMsg::Current { stamp, revision } => {
+                self.adopt(q, &stamp, now, &mut out);
+                let at = stamp.at.min(now);
+                // Only the very revision shown may be confirmed: an older
+                // state must not look fresh.
+                if q.revision() == Some(revision) && at > q.confirmed_at {
+                    q.confirm_current(at);
+                }
+            }
+            TabMsg::Bye { from, epoch } => {
+                self.peers.retain(|(p, _)| *p != from);
+                if self.followed.as_ref() == Some(&(epoch, from.clone())) {
+                    self.followed = None;
+                    self.floor = self.floor.clone().max((epoch, from));
+                    q.set_link(Link::Reconnecting { attempt: 0 });
+                    self.fail_asks(q, now, HANDOVER, |_| true, &mut out);
+                }
+            }
+            TabMsg::Ask { from, id, kind, count } => self.decide(q, from, id, &kind, count, now, f, &mut out),
+            TabMsg::Grant { stamp, hold } => {
+                // The answer first: a grant counts, whichever leader made it.
+                if hold.origin == self.id {
+                    match self.own.iter_mut().find(|o| o.id == hold.id) {
+                        Some(own) => {
+                            if own.asked.take().is_some() {
+                                match q.holds().iter().find(|h| h.id == hold.id) {
+                                    Some(h) => out.push(TabCmd::Send(h.clone())),
+                                    // Its hold ended here meanwhile: never sent.
+                                    None => out.push(TabCmd::Post(TabMsg::Ended { id: hold.id.clone(), end: HoldEnd::Failed })),
+                                }
+                            }
+                        }
+                        // Granted after this tab gave up: it is never sent.
+                        None => out.push(TabCmd::Post(TabMsg::Ended { id: hold.id.clone(), end: HoldEnd::Failed })),
+                    }
+                } else {
+                    self.take_hold(q, &hold, now);
+                }
+                self.adopt(q, &stamp, now, &mut out);
+            }
+            TabMsg::Denied { stamp, to, id, reason } => {
+                if to == self.id {
+                    if let Some(i) = self.own.iter().position(|o| o.id == id && o.asked.is_some()) {
+                        let own = self.own.remove(i);
+                        self.remember_ended(own.id, own.expires_at);
+                        q.end_hold(&id, HoldEnd::Refused, Some(reason.clone()), now);
+                        out.push(TabCmd::Cancel { id, reason });
+                    }
+                }
+                self.adopt(q, &stamp, now, &mut out);
+            }
+            TabMsg::Ended { id, end: _ } => {
+                if let Some(i) = self.remote.iter().position(|r| r.id == id) {
+                    let r = self.remote.remove(i);
+                    q.drop_hold(&r.id);
+                    self.remember_ended(r.id, r.expires_at);
+                } else if !self.own.iter().any(|o| o.id == id) {
+                    // Not seen yet (the channel reordered): its grant must
+                    // not count it when it comes.
+                    let until = now + q.config().hold_timeout_ms;
+                    self.remember_ended(id, until);
+                }
+            }
+        }
+        out
+    }
+
+    /// The leader's answer to an ask: the same gate as its own submits,
+    /// over a quota that counts every tab's holds.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(&mut self, q: &mut Quota, from: TabId, id: String, kind: &str, count: u32, now: Millis, f: &dyn Fmt, out: &mut Vec<TabCmd>) {
+        let Role::Leader { epoch, since } = self.role else { return };
+        if from == self.id {
+            return;
+        }
+        let deny = |this: &mut Tabs, id: String, reason: String, out: &mut Vec<TabCmd>| {
+            let stamp = this.next_stamp(epoch, now);
+            out.push(TabCmd::Post(TabMsg::Denied { stamp, to: from.clone(), id, reason }));
+        };
+        if now < since + self.config.settle_ms {
+            return deny(self, id, HANDOVER.to_owned(), out);
+        }
+        if let Some(h) = q.holds().iter().find(|h| h.id == id) {
+            // A repeated ask: the same answer again. Any other hold with
+            // this id is someone else's.
+            match self.remote.iter().find(|r| r.id == id && r.origin == from) {
+                Some(r) => {
+                    let hold = share(h, &from, r.expires_at);
+                    let stamp = self.next_stamp(epoch, now);
+                    out.push(TabCmd::Post(TabMsg::Grant { stamp, hold }));
+                }
+                None => deny(self, id, DUPLICATE.to_owned(), out),
+            }
+            return;
+        }
+        if self.is_ended(&id) || shows_request(q, &id) {
+            // That hold already ended: its asker waits no more.
+            return;
+        }
+        match q.begin_submit_for(id.clone(), kind, count, now) {
+            Ok(hold) => {
+                let expires_at = hold.begun_at + q.config().hold_timeout_ms;
+                self.remote.push(Remote { id, origin: from.clone(), expires_at });
+                let stamp = self.next_stamp(epoch, now);
+                out.push(TabCmd::Post(TabMsg::Grant { stamp, hold: share(&hold, &from, expires_at) }));
+            }
+            Err(SubmitError::Blocked(b)) => deny(self, id, b.message(f), out),
+            Err(SubmitError::DuplicateId(_)) => deny(self, id, DUPLICATE.to_owned(), out),
+        }
+    }
+
+    /// Whether a message stamped `s` comes from the leader this tab follows,
+    /// switching to `s.leader` when it is a newer one. A leader follows no
+    /// one: with Web Locks there is one at a time, and an older leader's
+    /// message is late.
+    fn adopt(&mut self, q: &mut Quota, s: &Stamp, now: Millis, out: &mut Vec<TabCmd>) -> bool {
+        self.top_epoch = self.top_epoch.max(s.epoch);
+        if s.leader == self.id || self.is_leader() {
+            return false;
+        }
+        let key = (s.epoch, s.leader.clone());
+        match &self.followed {
+            Some(cur) if *cur == key => return true,
+            Some(cur) if *cur > key => return false,
+            None if key <= self.floor => return false,
+            _ => {}
+        }
+        // A new leader: nothing is live until it says so, asks to the one
+        // before are void, and it learns this tab's holds and visibility.
+        self.followed = Some(key);
+        self.link_seq = 0;
+        q.set_link(Link::Connecting);
+        self.fail_asks(q, now, HANDOVER, |_| true, out);
+        out.push(TabCmd::Post(self.hello(q)));
+        true
+    }
+
+    fn show_link(&mut self, q: &mut Quota, seq: u64, link: Link) {
+        // The channel may reorder: an older link must not replace a newer.
+        if seq > self.link_seq {
+            self.link_seq = seq;
+            q.set_link(link);
+        }
+    }
+
+    /// Applies a state relayed by another tab, as of local time `at`: the
+    /// same reader and checks as a server state, and R4 orders it.
+    fn apply_relayed(&mut self, q: &mut Quota, state: StateText, at: Millis, read: ReadState) {
+        match q.revision() {
+            Some(r) if state.revision < r => return,
+            Some(r) if state.revision == r => {
+                if self.state_text.as_ref().map(|s| s.revision) != Some(r) {
+                    self.state_text = Some(state);
+                }
+                return;
+            }
+            _ => {}
+        }
+        let parsed = match read(&state.text) {
+            Ok(s) => s,
+            Err(e) => return q.report_error(e),
+        };
+        if parsed.revision != state.revision {
+            return q.report_error(format!(
+                "malformed tab message: a relayed state has revision {}, not the {} its message says",
+                parsed.revision, state.revision
+            ));
+        }
+        if let Ok(Applied::Newer) = q.apply_state(parsed, at) {
+            self.state_text = Some(state);
+        }
+    }
+
+    /// Counts another tab's hold here, unless it is this tab's own, already
+    /// counted, ended, shown by the server, or expired.
+    fn take_hold(&mut self, q: &mut Quota, h: &SharedHold, now: Millis) {
+        if h.origin == self.id || q.holds().iter().any(|x| x.id == h.id) || self.is_ended(&h.id) || shows_request(q, &h.id) {
+            return;
+        }
+        // Never longer than this tab's own timeout either, so that the
+        // quota's timeout, which would word it as this tab's, never comes
+        // first.
+        let begun_at = h.begun_at.min(now);
+        let expires_at = h.expires_at.min(begun_at + q.config().hold_timeout_ms);
+        if expires_at <= now {
+            return;
+        }
+        let hold = Hold { id: h.id.clone(), kind: h.kind.clone(), count: h.count, slots: h.slots, cost: h.cost, begun_at };
+        if q.add_remote_hold(hold) {
+            self.remote.push(Remote { id: h.id.clone(), origin: h.origin.clone(), expires_at });
+        }
+    }
+
+    /// Forgets holds the quota no longer counts (a state confirmed them,
+    /// or they timed out), remembering them as ended.
+    fn sync(&mut self, q: &Quota, now: Millis) {
+        let held = |id: &str| q.holds().iter().any(|h| h.id == id);
+        let mut gone = Vec::new();
+        self.remote.retain(|r| held(&r.id) || {
+            gone.push((r.id.clone(), r.expires_at));
+            false
+        });
+        // An ask stays until answered or timed out, so that its end is told.
+        self.own.retain(|o| held(&o.id) || o.asked.is_some() || {
+            gone.push((o.id.clone(), o.expires_at));
+            false
+        });
+        for (id, until) in gone {
+            self.remember_ended(id, until);
+        }
+        self.ended.retain(|(_, until)| *until > now);
+    }
+
+    fn expire_remote(&mut self, q: &mut Quota, now: Millis) {
+        let mut i = 0;
+        while i < self.remote.len() {
+            if self.remote[i].expires_at <= now {
+                let r = self.remote.remove(i);
+                q.drop_hold(&r.id);
+                self.remember_ended(r.id, r.expires_at);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Ends the asks that `which` picks, unsent: the hold ends here, the
+    /// shell cancels the submit, and a grant that may have been made is
+    /// released everywhere.
+    fn fail_asks(&mut self, q: &mut Quota, now: Millis, reason: &str, which: impl Fn(&Own) -> bool, out: &mut Vec<TabCmd>) {
+        let mut i = 0;
+        while i < self.own.len() {
+            if self.own[i].asked.is_some() && which(&self.own[i]) {
+                let own = self.own.remove(i);
+                q.end_hold(&own.id, HoldEnd::Failed, Some(reason.to_owned()), now);
+                out.push(TabCmd::Post(TabMsg::Ended { id: own.id.clone(), end: HoldEnd::Failed }));
+                out.push(TabCmd::Cancel { id: own.id.clone(), reason: reason.to_owned() });
+                self.remember_ended(own.id, own.expires_at);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn remember_ended(&mut self, id: String, until: Millis) {
+        if let Some(e) = self.ended.iter_mut().find(|(x, _)| *x == id) {
+            e.1 = e.1.max(until);
+            return;
+        }
+        if self.ended.len() >= MAX_ENDED {
+            self.ended.remove(0);
+        }
+        self.ended.push((id, until));
+    }
+
+    fn is_ended(&self, id: &str) -> bool {
+        self.ended.iter().any(|(x, _)| x == id)
+    }
+
+    /// The next stamp, if this tab leads.
+    fn stamp(&mut self, now: Millis) -> Option<Stamp> {
+        let Role::Leader { epoch, .. } = self.role else { return None };
+        Some(self.next_stamp(epoch, now))
+    }
+
+    fn next_stamp(&mut self, epoch: u64, now: Millis) -> Stamp {
+        self.seq += 1;
+        Stamp { leader: self.id.clone(), epoch, seq: self.seq, at: now }
+    }
+
+    /// Every hold counted here that a leader has granted, as shared.
+    fn shared_holds(&self, q: &Quota) -> Vec<SharedHold> {
+        let timeout = q.config().hold_timeout_ms;
+        q.holds()
+            .iter()
+            .filter_map(|h| {
+                if let Some(r) = self.remote.iter().find(|r| r.id == h.id) {
+                    return Some(share(h, &r.origin, r.expires_at));
+                }
+                // A hold still asking is not granted: no leader counts it.
+                let own = self.own.iter().find(|o| o.id == h.id);
+                match own {
+                    Some(o) if o.asked.is_some() => None,
+                    _ => Some(share(h, &self.id, h.begun_at + timeout)),
+                }
+            })
+            .collect()
+    }
+
+    fn hello(&self, q: &Quota) -> TabMsg {
+        TabMsg::Hello { from: self.id.clone(), visible: self.visible, holds: self.shared_holds(q) }
+    }
+
+    fn snapshot(&mut self, q: &Quota, epoch: u64, now: Millis) -> TabMsg {
+        let stamp = self.next_stamp(epoch, now);
+        // The text only of the state shown: a follower must get no other.
+        let state = self.state_text.clone().filter(|s| Some(s.revision) == q.revision());
+        TabMsg::Snapshot { stamp, link: q.link(), holds: self.shared_holds(q), state }
+    }
+}
+
+fn share(h: &Hold, origin: &str, expires_at: Millis) -> SharedHold {
+    SharedHold {
+        id: h.id.clone(),
+        origin: origin.to_owned(),
+        kind: h.kind.clone(),
+        count: h.count,
+        slots: h.slots,
+        cost: h.cost,
+        begun_at: h.begun_at,
+        expires_at,
+    }
+}
+
+/// Whether the state shown has a task for request `id`: then the server's
+/// figures count it, and a hold for it would count it twice.
+fn shows_request(q: &Quota, id: &str) -> bool {
+    let Some(s) = q.state() else { return false };
+    let running = s.running.iter().filter_map(|t| t.client_request_id.as_deref());
+    let finished = s.finished.iter().filter_map(|t| t.client_request_id.as_deref());
+    running.chain(finished).any(|c| c == id)
+}
+
+/// What another tab's holds need from the quota.
+impl Quota {
+    /// Counts another tab's hold exactly like one of this tab's own (R1,
+    /// R2), without the gate: the leader already judged it. False if a hold
+    /// with that id is counted already.
+    pub(crate) fn add_remote_hold(&mut self, hold: Hold) -> bool {
+        if self.holds.iter().any(|h| h.id == hold.id) {
+            return false;
+        }
+        self.holds.push(hold);
+        true
+    }
+
+    /// Stops counting a hold with no announcement and no attempt listed:
+    /// another tab's hold, whose story that tab tells.
+    pub(crate) fn drop_hold(&mut self, id: &str) -> Option<Hold> {
+        let i = self.holds.iter().position(|h| h.id == id)?;
+        Some(self.holds.remove(i))
+    }
+
+    /// Begins a submit of `count` items of `kind` for another tab: the
+    /// gate and hold of [`Quota::begin_submit`], with this tab's own
+    /// request left as it was.
+    pub(crate) fn begin_submit_for(&mut self, id: String, kind: &str, count: u32, now: Millis) -> Result<Hold, SubmitError> {
+        let own_kind = std::mem::replace(&mut self.kind, kind.to_owned());
+        let own_count = std::mem::replace(&mut self.count, count);
+        let result = self.begin_submit(id, now);
+        self.kind = own_kind;
+        self.count = own_count;
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The text form of a message.
+
+/// First word of every message: another version of the protocol is
+/// refused, not guessed at.
+pub const PROTOCOL: &str = "qw1";
+/// Longest message taken, in bytes (a busy state is a few hundred kB).
+pub const MAX_MESSAGE: usize = 4 << 20;
+/// Most holds in one hello or snapshot.
+pub const MAX_HOLDS: usize = 256;
+/// Longest refusal reason, in bytes.
+pub const MAX_REASON: usize = 1000;
+
+/// Why a text is not a tab message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TabMsgError(pub String);
+
+impl std::fmt::Display for TabMsgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed tab message: {}", self.0)
+    }
+}
+
+impl std::error::Error for TabMsgError {}
+
+// The format, one line of words separated by single spaces, then lines of
+// holds, then the state's JSON text as it came:
+//
+//   qw1 <type> <field> ...
+//   <hold>            (as many as the first line says)
+//   <state text>      (when the first line gives a revision)
+//
+// Texts escape only '%', ' ' and line feeds (%25, %20, %0A) and are never
+// empty; numbers are decimal without leading zeros; units are written as
+// `Units` displays them. Every message has exactly one spelling, which the
+// reader demands: what it takes, `encode` writes back byte for byte.
+//
+// Why not JSON read through `parse::Source`, like a server state: the state
+// would then have to be written back to JSON (for snapshots) by a serializer
+// the wasm does not have, or travel as a string inside a string; the reader
+// would cross into JavaScript for every field; and its faults would be
+// `JSON.parse`'s, out of reach of the host's property tests. This reader is
+// plain Rust over `&str`, fuzzed on the host, and the state inside still
+// goes through the server state's own reader and checks.
+
+impl TabMsg {
+    /// The message as text, for the channel.
+    pub fn encode(&self) -> String {
+        let mut w = String::from(PROTOCOL);
+        let mut lines: Vec<String> = Vec::new();
+        let mut tail: Option<&str> = None;
+        let holds = |lines: &mut Vec<String>, w: &mut String, holds: &[SharedHold]| {
+            word(w, &holds.len().to_string());
+            for h in holds {
+                let mut line = String::new();
+                write_hold(&mut line, h);
+                lines.push(line);
+            }
+        };
+        match self {
+            TabMsg::Hello { from, visible, holds: hs } => {
+                word(&mut w, "hello");
+                text(&mut w, from);
+                word(&mut w, if *visible { "visible" } else { "hidden" });
+                holds(&mut lines, &mut w, hs);
+            }
+            TabMsg::Snapshot { stamp, link, holds: hs, state } => {
+                word(&mut w, "snapshot");
+                write_stamp(&mut w, stamp);
+                word(&mut w, &link_word(*link));
+                holds(&mut lines, &mut w, hs);
+                match state {
+                    Some(s) => {
+                        word(&mut w, &s.revision.to_string());
+                        tail = Some(&s.text);
+                    }
+                    None => word(&mut w, "-"),
+                }
+            }
+            TabMsg::State { stamp, state } => {
+                word(&mut w, "state");
+                write_stamp(&mut w, stamp);
+                word(&mut w, &state.revision.to_string());
+                tail = Some(&state.text);
+            }
+            TabMsg::Link { stamp, link } => {
+                word(&mut w, "link");
+                write_stamp(&mut w, stamp);
+                word(&mut w, &link_word(*link));
+            }
+            TabMsg::Current { stamp, revision } => {
+                word(&mut w, "current");
+                write_stamp(&mut w, stamp);
+                word(&mut w, &revision.to_string());
+            }
+            TabMsg::Bye { from, epoch } => {
+                word(&mut w, "bye");
+                text(&mut w, from);
+                word(&mut w, &epoch.to_string());
+            }
+            TabMsg::Ask { from, id, kind, count } => {
+                word(&mut w, "ask");
+                text(&mut w, from);
+                text(&mut w, id);
+                text(&mut w, kind);
+                word(&mut w, &count.to_string());
+            }
+            TabMsg::Grant { stamp, hold } => {
+                word(&mut w, "grant");
+                write_stamp(&mut w, stamp);
+                write_hold(&mut w, hold);
+            }
+            TabMsg::Denied { stamp, to, id, reason } => {
+                word(&mut w, "denied");
+                write_stamp(&mut w, stamp);
+                text(&mut w, to);
+                text(&mut w, id);
+                text(&mut w, reason);
+            }
+            TabMsg::Ended { id, end } => {
+                word(&mut w, "ended");
+                text(&mut w, id);
+                word(&mut w, end_word(*end));
+            }
+        }
+        for line in lines {
+            w.push('\n');
+            w.push_str(&line);
+        }
+        if let Some(t) = tail {
+            w.push('\n');
+            w.push_str(t);
+        }
+        w
+    }
+
+    /// Reads a message; every fault is an error naming the field at fault.
+    pub fn decode(s: &str) -> Result<TabMsg, TabMsgError> {
+        if s.len() > MAX_MESSAGE {
+            return Err(TabMsgError(format!("longer than {MAX_MESSAGE} bytes")));
+        }
+        let (first, mut rest) = match s.split_once('\n') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let mut words = first.split(' ');
+        if words.next() != Some(PROTOCOL) {
+            return Err(TabMsgError(format!("it must begin with \"{PROTOCOL}\" and a space")));
+        }
+        let kind = words.next().unwrap_or("");
+        let what = match kind {
+            "hello" => "hello",
+            "snapshot" => "snapshot",
+            "state" => "state",
+            "link" => "link",
+            "current" => "current",
+            "bye" => "bye",
+            "ask" => "ask",
+            "grant" => "grant",
+            "denied" => "denied",
+            "ended" => "ended",
+            _ => return Err(TabMsgError(format!("unknown type \"{}\"", clip(kind)))),
+        };
+        let mut r = Fields { what, hold: None, words };
+        let msg = match what {
+            "hello" => {
+                let from = r.text("from")?;
+                let visible = match r.word("visibility")? {
+                    "visible" => true,
+                    "hidden" => false,
+                    _ => return Err(r.wrong("visibility", "visible or hidden")),
+                };
+                let n = r.count("holds")?;
+                r.end()?;
+                let holds = read_holds(what, n, &mut rest)?;
+                TabMsg::Hello { from, visible, holds }
+            }
+            "snapshot" => {
+                let stamp = r.stamp()?;
+                let link = r.link()?;
+                let n = r.count("holds")?;
+                let revision = match r.word("revision")? {
+                    "-" => None,
+                    w => Some(whole(w).ok_or_else(|| r.wrong("revision", "a whole number of 0 or more, or -"))?),
+                };
+                r.end()?;
+                let holds = read_holds(what, n, &mut rest)?;
+                let state = match revision {
+                    Some(revision) => Some(StateText { revision, text: take_tail(what, &mut rest)? }),
+                    None => None,
+                };
+                TabMsg::Snapshot { stamp, link, holds, state }
+            }
+            "state" => {
+                let stamp = r.stamp()?;
+                let revision = r.u64("revision")?;
+                r.end()?;
+                TabMsg::State { stamp, state: StateText { revision, text: take_tail(what, &mut rest)? } }
+            }
+            "link" => {
+                let stamp = r.stamp()?;
+                let link = r.link()?;
+                r.end()?;
+                TabMsg::Link { stamp, link }
+            }
+            "current" => {
+                let stamp = r.stamp()?;
+                let revision = r.u64("revision")?;
+                r.end()?;
+                TabMsg::Current { stamp, revision }
+            }
+            "bye" => {
+                let from = r.text("from")?;
+                let epoch = r.u64("epoch")?;
+                r.end()?;
+                TabMsg::Bye { from, epoch }
+            }
+            "ask" => {
+                let from = r.text("from")?;
+                let id = r.text("id")?;
+                let kind = r.text("kind")?;
+                let count = r.u32("count")?;
+                r.end()?;
+                TabMsg::Ask { from, id, kind, count }
+            }
+            "grant" => {
+                let stamp = r.stamp()?;
+                let hold = r.hold()?;
+                r.end()?;
+                TabMsg::Grant { stamp, hold }
+            }
+            "denied" => {
+                let stamp = r.stamp()?;
+                let to = r.text("to")?;
+                let id = r.text("id")?;
+                let reason = r.long_text("reason", MAX_REASON)?;
+                r.end()?;
+                TabMsg::Denied { stamp, to, id, reason }
+            }
+            _ => {
+                let id = r.text("id")?;
+                let end = match r.word("end")? {
+                    "confirmed" => HoldEnd::Confirmed,
+                    "refused" => HoldEnd::Refused,
+                    "failed" => HoldEnd::Failed,
+                    "timed_out" => HoldEnd::TimedOut,
+                    _ => return Err(r.wrong("end", "one of: confirmed, refused, failed, timed_out")),
+                };
+                r.end()?;
+                TabMsg::Ended { id, end }
+            }
+        };
+        if rest.is_some() {
+            return Err(TabMsgError(format!("{what}: unexpected text after the message")));
+        }
+        Ok(msg)
+    }
+}
+
+fn word(w: &mut String, s: &str) {
+    w.push(' ');
+    w.push_str(s);
+}
+
+fn text(w: &mut String, s: &str) {
+    w.push(' ');
+    for c in s.chars() {
+        match c {
+            '%' => w.push_str("%25"),
+            ' ' => w.push_str("%20"),
+            '\n' => w.push_str("%0A"),
+            c => w.push(c),
+        }
+    }
+}
+
+fn write_stamp(w: &mut String, s: &Stamp) {
+    text(w, &s.leader);
+    word(w, &s.epoch.to_string());
+    word(w, &s.seq.to_string());
+    word(w, &s.at.to_string());
+}
+
+/// A hold's fields; on a line of its own the leading space is dropped.
+fn write_hold(w: &mut String, h: &SharedHold) {
+    let start = w.len();
+    text(w, &h.id);
+    text(w, &h.origin);
+    text(w, &h.kind);
+    word(w, &h.count.to_string());
+    word(w, &h.slots.to_string());
+    word(w, &h.cost.to_string());
+    word(w, &h.begun_at.to_string());
+    word(w, &h.expires_at.to_string());
+    if start == 0 {
+        w.remove(0);
+    }
+}
+
+fn link_word(l: Link) -> String {
+    match l {
+        Link::Manual => "manual".to_owned(),
+        Link::Connecting => "connecting".to_owned(),
+        Link::Live => "live".to_owned(),
+        Link::Reconnecting { attempt } => format!("reconnecting:{attempt}"),
+        Link::Paused => "paused".to_owned(),
+    }
+}
+
+fn end_word(e: HoldEnd) -> &'static str {
+    match e {
+        HoldEnd::Confirmed => "confirmed",
+        HoldEnd::Refused => "refused",
+        HoldEnd::Failed => "failed",
+        HoldEnd::TimedOut => "timed_out",
+    }
+}
+
+/// At most 24 characters of a word, for an error message.
+fn clip(s: &str) -> String {
+    let mut c: String = s.chars().take(24).collect();
+    if c.len() < s.len() {
+        c.push('…');
+    }
+    c
+}
+
+/// A whole number in its one spelling: digits, no leading zero.
+fn whole(w: &str) -> Option<u64> {
+    let digits = !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (w.len() > 1 && w.starts_with('0')) {
+        return None;
+    }
+    w.parse().ok()
+}
+
+/// A whole number that may be negative, in its one spelling ("-0" is not).
+fn signed(w: &str) -> Option<i64> {
+    match w.strip_prefix('-') {
+        Some(d) if whole(d).is_some_and(|n| n > 0) => w.parse().ok(),
+        Some(_) => None,
+        None => whole(w).and_then(|n| i64::try_from(n).ok()),
+    }
+}
+
+fn unescape(w: &str) -> Option<String> {
+    let mut parts = w.split('%');
+    let mut out = String::from(parts.next()?);
+    for p in parts {
+        let (c, rest) = if let Some(r) = p.strip_prefix("25") {
+            ('%', r)
+        } else if let Some(r) = p.strip_prefix("20") {
+            (' ', r)
+        } else if let Some(r) = p.strip_prefix("0A") {
+            ('\n', r)
+        } else {
+            return None;
+        };
+        out.push(c);
+        out.push_str(rest);
+    }
+    Some(out)
+}
+
+fn read_holds(what: &'static str, n: usize, rest: &mut Option<&str>) -> Result<Vec<SharedHold>, TabMsgError> {
+    let mut holds: Vec<SharedHold> = Vec::with_capacity(n);
+    for i in 0..n {
+        let Some(r) = rest.take() else {
+            return Err(TabMsgError(format!("{what}: hold {} of {n} is missing", i + 1)));
+        };
+        let line = match r.split_once('\n') {
+            Some((line, next)) => {
+                *rest = Some(next);
+                line
+            }
+            None => r,
+        };
+        let mut f = Fields { what, hold: Some(i + 1), words: line.split(' ') };
+        let hold = f.hold()?;
+        f.end()?;
+        if holds.iter().any(|h| h.id == hold.id) {
+            return Err(TabMsgError(format!("{what}: hold {} repeats the id of an earlier one", i + 1)));
+        }
+        holds.push(hold);
+    }
+    Ok(holds)
+}
+
+fn take_tail(what: &'static str, rest: &mut Option<&str>) -> Result<String, TabMsgError> {
+    match rest.take() {
+        Some(t) => Ok(t.to_owned()),
+        None => Err(TabMsgError(format!("{what}: the state's text is missing"))),
+    }
+}
+
+/// The words of one line, read in order.
+struct Fields<'a> {
+    what: &'static str,
+    /// Which hold line, counted from 1.
+    hold: Option<usize>,
+    words: std::str::Split<'a, char>,
+}
+
+impl<'a> Fields<'a> {
+    fn at(&self, name: &str) -> String {
+        match self.hold {
+            Some(i) => format!("{}: hold {i}: {name}", self.what),
+            None => format!("{}: {name}", self.what),
+        }
+    }
+
+    #[cold]
+    fn wrong(&self, name: &str, must: &str) -> TabMsgError {
+        TabMsgError(format!("{} must be {must}", self.at(name)))
+    }
+
+    fn word(&mut self, name: &str) -> Result<&'a str, TabMsgError> {
+        match self.words.next() {
+            None => Err(TabMsgError(format!("{} is missing", self.at(name)))),
+            Some("") => Err(TabMsgError(format!("{} is empty (or two spaces in a row)", self.at(name)))),
+            Some(w) => Ok(w),
+        }
+    }
+
+    fn end(mut self) -> Result<(), TabMsgError> {
+        match self.words.next() {
+            None => Ok(()),
+            Some(_) => Err(TabMsgError(format!("{} has more fields than it should", self.at("the line")))),
+        }
+    }
+
+    fn long_text(&mut self, name: &str, max: usize) -> Result<String, TabMsgError> {
+        let w = self.word(name)?;
+        let t = unescape(w).ok_or_else(|| self.wrong(name, "text with only %25, %20 and %0A escapes"))?;
+        if t.len() > max {
+            return Err(TabMsgError(format!("{} is longer than {max} bytes", self.at(name))));
+        }
+        Ok(t)
+    }
+
+    fn text(&mut self, name: &str) -> Result<String, TabMsgError> {
+        self.long_text(name, MAX_TEXT)
+    }
+
+    fn u64(&mut self, name: &str) -> Result<u64, TabMsgError> {
+        let w = self.word(name)?;
+        whole(w).ok_or_else(|| self.wrong(name, "a whole number of 0 or more"))
+    }
+
+    fn u32(&mut self, name: &str) -> Result<u32, TabMsgError> {
+        let w = self.word(name)?;
+        whole(w).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| self.wrong(name, "a whole number from 0 to 4294967295"))
+    }
+
+    fn count(&mut self, name: &str) -> Result<usize, TabMsgError> {
+        let n = self.u64(name)?;
+        match usize::try_from(n) {
+            Ok(n) if n <= MAX_HOLDS => Ok(n),
+            _ => Err(self.wrong(name, &format!("at most {MAX_HOLDS}"))),
+        }
+    }
+
+    fn millis(&mut self, name: &str) -> Result<Millis, TabMsgError> {
+        let w = self.word(name)?;
+        signed(w).ok_or_else(|| self.wrong(name, "a whole number of milliseconds"))
+    }
+
+    fn units(&mut self, name: &str) -> Result<Units, TabMsgError> {
+        let w = self.word(name)?;
+        w.parse::<Units>()
+            .ok()
+            .filter(|u| u.to_string() == w)
+            .ok_or_else(|| self.wrong(name, "a number of units of 0 or more, with at most 3 decimals and no trailing zeros"))
+    }
+
+    fn link(&mut self) -> Result<Link, TabMsgError> {
+        let w = self.word("link")?;
+        Ok(match w {
+            "manual" => Link::Manual,
+            "connecting" => Link::Connecting,
+            "live" => Link::Live,
+            "paused" => Link::Paused,
+            _ => match w.strip_prefix("reconnecting:").and_then(whole).and_then(|n| u32::try_from(n).ok()) {
+                Some(attempt) => Link::Reconnecting { attempt },
+                None => return Err(self.wrong("link", "one of: manual, connecting, live, paused, reconnecting:<attempt>")),
+            },
+        })
+    }
+
+    fn stamp(&mut self) -> Result<Stamp, TabMsgError> {
+        let leader = self.text("leader")?;
+        let epoch = self.u64("epoch")?;
+        let seq = self.u64("seq")?;
+        let at = self.millis("at")?;
+        Ok(Stamp { leader, epoch, seq, at })
+    }
+
+    fn hold(&mut self) -> Result<SharedHold, TabMsgError> {
+        let id = self.text("id")?;
+        let origin = self.text("origin")?;
+        let kind = self.text("kind")?;
+        let count = self.u32("count")?;
+        let slots = self.u32("slots")?;
+        let cost = self.units("cost")?;
+        let begun_at = self.millis("begun_at")?;
+        let expires_at = self.millis("expires_at")?;
+        if count == 0 {
+            return Err(self.wrong("count", "1 or more"));
+        }
+        if expires_at <= begun_at {
+            return Err(self.wrong("expires_at", "after begun_at"));
+        }
+        Ok(SharedHold { id, origin, kind, count, slots, cost, begun_at, expires_at })
+    }
+}
