@@ -380,8 +380,9 @@ describe("quota-widget themes: light and dark", () => {
       for (const scheme of SCHEMES) {
         await applyScheme(page, scheme, variant);
         const pending = await page.evaluate(() => {
-          const row = [...document.querySelectorAll(".qw-package")].find((r) =>
-            r.querySelector(".qw-package-status")?.textContent.startsWith("starts"),
+          // By its status attribute where the widget writes one, else by its words.
+          const row = [...document.querySelectorAll(".qw-package")].find(
+            (r) => r.dataset.status === "pending" || r.querySelector(".qw-package-status")?.textContent.includes("starts"),
           );
           return row && [row, ...row.querySelectorAll("*")].map((e) => getComputedStyle(e).textDecorationLine);
         });
