@@ -162,6 +162,9 @@ struct Inner {
     subscribers: Vec<(u32, Function)>,
     next_subscriber: u32,
     last_request_id: Option<String>,
+    /// The hold the gate took for a submit event, until `submit()` claims
+    /// it: the dashboard's submit handler then sends that very request.
+    gate_hold: Option<String>,
 }
 
 /// The quota display and submit gate. See the README for a walk-through.
@@ -476,7 +479,10 @@ fn gate(rc: &Rc<RefCell<Inner>>, button: Option<Element>, form: Option<Element>)
 fn take_hold(rc: &Rc<RefCell<Inner>>, e: &web_sys::Event) {
     let result = rc.borrow_mut().begin();
     match result {
-        Ok(hold) => flush(rc, vec![hold.into()]),
+        Ok(hold) => {
+            rc.borrow_mut().gate_hold = Some(hold.id.clone());
+            flush(rc, vec![hold.into()])
+        }
         Err(_) => {
             e.prevent_default();
             e.stop_immediate_propagation();
@@ -587,6 +593,7 @@ impl QuotaWidget {
             subscribers: Vec::new(),
             next_subscriber: 1,
             last_request_id: None,
+            gate_hold: None,
         }));
         gate(&inner, button, form);
 
@@ -687,10 +694,22 @@ impl QuotaWidget {
     }
 
     /// Begins a submit for `submit()`: takes the hold and returns the
-    /// request it is for. Throws, with the reason, when submit is blocked.
+    /// request it is for (the hold the gate just took for a form's submit,
+    /// if `submit()` runs in its handler). Throws, with the reason, when
+    /// submit is blocked.
     #[wasm_bindgen(js_name = beginHold)]
     pub fn begin_hold(&self) -> Result<Ts<SubmitRequest>, JsError> {
         let rc = self.rc()?;
+        // Called from the submit handler of a gated form, the gate already
+        // took the hold for this submit: that is the request to send.
+        let claimed = {
+            let mut inner = rc.borrow_mut();
+            let id = inner.gate_hold.take();
+            id.and_then(|id| inner.quota.holds().iter().find(|h| h.id == id).cloned())
+        };
+        if let Some(h) = claimed {
+            return Ok(Ts::new_unchecked(to_js(&SubmitRequest { request_id: h.id, kind: h.kind, count: h.count })));
+        }
         let hold = rc.borrow_mut().begin();
         match hold {
             Ok(hold) => {

@@ -456,3 +456,18 @@ fn a_bad_first_state_does_not_claim_last_good_figures() {
     assert_eq!(text(".qw-error"), "Could not use the quota update from the server: malformed quota state: not valid JSON.");
     assert_eq!(text(".qw-remaining"), "—");
 }
+
+#[wasm_bindgen_test]
+fn submit_in_a_gated_forms_handler_sends_the_hold_the_gate_took() {
+    let w = widget(r#"{"count":2}"#);
+    push(&w, &state(1, 0, 100, "", ""));
+    assert!(submit(&q("#f")), "the gate takes a hold for the submit");
+    let gate_id = w.last_request_id().unwrap();
+    let request: JsValue = w.begin_hold().unwrap().into();
+    assert_eq!(field(&request, "requestId").as_string(), Some(gate_id), "the same hold, not a second one");
+    assert_eq!(field(&request, "count").as_f64(), Some(2.0));
+    assert_eq!(text(".qw-meter-text"), "0 of 4 in use, 2 being submitted", "2 slots held, not 4");
+    // Outside a gated submit, it takes a hold of its own.
+    let other: JsValue = w.begin_hold().unwrap().into();
+    assert_ne!(field(&other, "requestId"), field(&request, "requestId"));
+}

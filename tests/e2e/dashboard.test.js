@@ -111,7 +111,11 @@ describe("quota-widget demo dashboard", () => {
     const { token } = await createAccount(server);
     const context = await newContext(browser);
     const page = await context.newPage();
+    const consoleErrors = [];
+    page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
     await page.goto(server.url + "/");
+    await page.locator("#signin").waitFor({ state: "visible" });
+    assert.deepEqual(consoleErrors, [], "no console error before sign-in (no 401 on the way in)");
 
     // A wrong token is refused with a message; the dashboard stays hidden.
     await page.locator("#token").fill("no-such-account");
@@ -135,10 +139,14 @@ describe("quota-widget demo dashboard", () => {
     assert.equal(await page.locator("#generate").isEnabled(), true);
     assert.equal(await page.locator(".qw-error").isVisible(), false);
 
+    // The count offers what the plan can run at once; its label follows the kind.
+    assert.deepEqual(await page.locator("#count option").allTextContents(), ["1", "2", "3", "4"]);
+    assert.equal(await page.locator("#count-label").textContent(), "Number of images");
     // Choosing 3 images updates the cost preview; video fixes the count at 1.
     await page.locator("#count").selectOption("3");
     await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("This request: 12 units"));
     await page.locator("#kind").selectOption("video");
+    assert.equal(await page.locator("#count-label").textContent(), "Number of videos");
     assert.equal(await page.locator("#count").isDisabled(), true);
     assert.equal(await page.locator("#count").inputValue(), "1");
     await page.waitForFunction(() => document.querySelector(".qw-cost")?.textContent.startsWith("This request: 20 units"));
@@ -164,7 +172,13 @@ describe("quota-widget demo dashboard", () => {
     assert.equal(await button.evaluate((b) => b.disabled), false, "blocked, it stays in the tab order (no native disabled)");
     assert.equal(await button.getAttribute("aria-disabled"), "true");
     assert.match(await buttonDescription(page), SLOTS_BUSY);
-    assert.match(await page.locator(".qw-reason").textContent(), SLOTS_BUSY);
+    // The reason sits next to the button it blocks, not in the quota card.
+    assert.match(await page.locator("#generate-reason .qw-reason").textContent(), SLOTS_BUSY);
+    assert.equal(await page.locator("#quota-widget .qw-reason").count(), 0);
+    // Blocked, the button stays reachable with Tab, its reason read with it.
+    await page.locator("#prompt").focus();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "generate");
     assert.equal(await page.locator(".qw-meter [role=meter]").first().getAttribute("aria-valuenow"), "4");
     assert.equal(await page.locator(".qw-attempt[data-status=running]").count(), 4);
     // Holds never deduct: 4 images reserve 16 units, the remaining stays.
@@ -629,5 +643,68 @@ describe("quota-widget demo dashboard", () => {
       await srv.stop();
       own.remove();
     }
+  });
+  test("submit() ends a hold from a proxy's 502 at once, with the true reason", { timeout: 30_000 }, async () => {
+    const { token, context, page } = await freshDashboard();
+    // A proxy in front of the server answers with an HTML page.
+    await page.route("**/api/generations", (route) =>
+      route.fulfill({ status: 502, contentType: "text/html", body: "<html><body>Bad Gateway</body></html>" }),
+    );
+    const t0 = Date.now();
+    await page.locator("#generate").click();
+    await page.waitForFunction(() => document.querySelector(".qw-attempt")?.getAttribute("data-status") === "failed");
+    const took = Date.now() - t0;
+    assert.ok(took < 5_000, `ended in ${took} ms, not after the 20 s hold timeout`);
+    assert.match(await page.locator(".qw-attempt").first().textContent(), /^Image ×1 · failed, not charged: server error \(HTTP 502\) · /);
+    assert.equal(await page.locator("#submit-status").textContent(), "Not started: server error (HTTP 502). Nothing was charged.");
+    await waitForButton(page, true);
+    const state = await apiOk(server, "GET", "/api/state", { token });
+    assert.equal(state.running.length, 0, "nothing started");
+    await screenshot(page, "failed-proxy");
+    await closeClean(context);
+  });
+
+  test("submit() honours Retry-After: blocked with the reason, then open again", { timeout: 30_000 }, async () => {
+    const { context, page } = await freshDashboard();
+    await page.route("**/api/generations", (route) =>
+      route.fulfill({
+        status: 429,
+        headers: { "Retry-After": "2", "Content-Type": "application/json" },
+        body: JSON.stringify({ code: 1303, message: "parallel task over resource pack limit" }),
+      }),
+    );
+    await page.locator("#generate").click();
+    await page.waitForFunction(() => document.querySelector("#generate-reason .qw-reason")?.textContent.startsWith("Try again in"));
+    assert.match(await page.locator("#generate-reason .qw-reason").textContent(), /^Try again in [12] s: all image slots are busy\.$/);
+    assert.equal(await page.locator("#generate").getAttribute("aria-disabled"), "true");
+    // Words for people, not the server's raw message.
+    assert.doesNotMatch(await page.locator("#submit-status").textContent(), /parallel task over resource pack limit/);
+    await waitForButton(page, true, 5_000);
+    await closeClean(context);
+  });
+
+  test("the layout survives 380 px and 200% text: the quota card never covers the form", { timeout: 30_000 }, async () => {
+    const { context, page } = await freshDashboard();
+    const overlaps = () =>
+      page.evaluate(() => {
+        const a = document.querySelector(".generate").getBoundingClientRect();
+        const b = document.querySelector(".quota").getBoundingClientRect();
+        const apart = a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
+        return { apart, overflow: document.documentElement.scrollWidth - window.innerWidth };
+      });
+    await page.setViewportSize({ width: 380, height: 800 });
+    let seen = await overlaps();
+    assert.ok(seen.apart, "at 380 px the cards do not overlap");
+    assert.ok(seen.overflow <= 0, `at 380 px nothing scrolls sideways (${seen.overflow} px)`);
+    await screenshot(page, "narrow");
+    await page.setViewportSize({ width: 1180, height: 720 });
+    // 200% text, as a reader's browser setting makes it (through CSSOM: the
+    // page's CSP refuses inline style tags).
+    await page.evaluate(() => document.documentElement.style.setProperty("font-size", "200%"));
+    seen = await overlaps();
+    assert.ok(seen.apart, "at 200% text the cards do not overlap");
+    assert.ok(seen.overflow <= 0, `at 200% text nothing scrolls sideways (${seen.overflow} px)`);
+    await screenshot(page, "text-200");
+    await closeClean(context);
   });
 });

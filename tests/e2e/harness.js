@@ -15,7 +15,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, "../..");
 export const SERVER_BIN = process.env.QW_SERVER_BIN ?? join(ROOT, "target/release/quota-server");
 export const STATIC_DIR = join(ROOT, "www/dist");
-export const SCREENSHOTS = join(HERE, "screenshots");
+// Committed: the README and the docs show them, and every run redraws them.
+export const SCREENSHOTS = join(ROOT, "docs/screenshots");
 export { CHROMIUM };
 
 const START_TIMEOUT_MS = 10_000;

@@ -10,7 +10,6 @@ import "quota-widget/quota-widget.css";
 import "./app.css";
 
 const API = "/api";
-const MAX_IMAGES = 8;
 
 const $ = (selector) => {
   const element = document.querySelector(selector);
@@ -30,14 +29,20 @@ const form = $("#generate-form");
 const kindSelect = $("#kind");
 const countSelect = $("#count");
 const countHint = $("#count-hint");
+const countLabel = $("#count-label");
 const promptInput = $("#prompt");
 const statusLine = $("#submit-status");
 
 /** @type {QuotaWidget | null} */
 let widget = null;
 let wasmReady = null;
+let unsubscribe = null;
+// The attempt the status line reports: it follows that attempt in the
+// widget's list, and gives way to the list once the attempt leaves it.
+let reported = null;
 
-const KIND_LABELS = { image: "image", video: "video" };
+const NOUNS = { image: ["image", "images"], video: ["video", "videos"] };
+const noun = (kind, count) => (NOUNS[kind] ?? [kind, kind])[count === 1 ? 0 : 1];
 
 function setStatus(text, tone = "info") {
   statusLine.textContent = text;
@@ -49,30 +54,82 @@ function currentRequest() {
   const kind = kindSelect.value;
   if (kind === "video") return { kind, count: 1 };
   const count = Number.parseInt(countSelect.value, 10);
-  return { kind, count: Number.isInteger(count) && count >= 1 && count <= MAX_IMAGES ? count : 1 };
+  return { kind, count: Number.isInteger(count) && count >= 1 ? count : 1 };
 }
 
-function describe({ kind, count }) {
-  const noun = KIND_LABELS[kind] ?? kind;
-  return kind === "video" ? "1 video" : `${count} ${noun}${count === 1 ? "" : "s"}`;
-}
-
-/** Video takes one item: the count is fixed at 1 and disabled. */
-function syncCountField() {
-  const isVideo = kindSelect.value === "video";
-  if (isVideo) countSelect.value = "1";
-  countSelect.disabled = isVideo;
-  countHint.textContent = isVideo
-    ? "A video holds one slot while it runs."
-    : "Each image holds one slot while it runs.";
+/**
+ * The count field follows the kind and the account's limit: images from 1
+ * to the image slots the plan has (more could never start at once), a
+ * video always one.
+ */
+function syncCountField(limit = Number(countSelect.dataset.limit) || 4) {
+  const kind = kindSelect.value;
+  const max = kind === "video" ? 1 : Math.max(1, limit);
+  countSelect.dataset.limit = String(limit);
+  const chosen = Math.min(Number.parseInt(countSelect.value, 10) || 1, max);
+  if (countSelect.options.length !== max) {
+    countSelect.replaceChildren(
+      ...Array.from({ length: max }, (_, i) => new Option(String(i + 1), String(i + 1))),
+    );
+  }
+  countSelect.value = String(chosen);
+  countSelect.disabled = kind === "video";
+  countLabel.textContent = `Number of ${noun(kind, 2)}`;
+  countHint.textContent =
+    kind === "video" ? "A video holds one slot while it runs." : "Each image holds one slot while it runs.";
 }
 
 function onRequestChange() {
   syncCountField();
-  if (widget) {
-    const { kind, count } = currentRequest();
-    widget.setRequest(kind, count);
+  const { kind, count } = currentRequest();
+  widget?.setRequest(kind, count);
+}
+
+/** Keeps the count's limit and the status line in step with the widget. */
+function onWidgetEvent(event) {
+  if (event.type !== "change") return;
+  const images = event.view.meters.find((m) => m.kind === "image");
+  if (images && String(images.limit) !== countSelect.dataset.limit) {
+    syncCountField(images.limit);
+    onRequestChange();
   }
+  if (reported) {
+    const attempt = event.view.attempts.find((a) => a.key === reported);
+    if (attempt) setStatus(attempt.text, attempt.status === "succeeded" || attempt.status === "running" ? "ok" : "info");
+    else {
+      reported = null;
+      setStatus("");
+    }
+  }
+}
+
+// The dashboard's own submit handler. The widget's capture listener ran
+// first: a blocked submit never gets here. submit() sends the request the
+// widget holds and ends the hold from the answer; its outcome says why in
+// words, and the attempt list shows it.
+async function onSubmit(event) {
+  event.preventDefault();
+  if (!widget) return;
+  let outcome;
+  try {
+    outcome = await widget.submit(({ requestId, kind, count }) =>
+      fetch(`${API}/generations`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ kind, count, client_request_id: requestId, prompt: promptInput.value }),
+      }),
+    );
+  } catch (blocked) {
+    // The reason is already shown next to the button.
+    return;
+  }
+  if (outcome.outcome === "signed_out") {
+    showSignIn("Your session has ended. Sign in again.");
+    return;
+  }
+  reported = outcome.requestId;
+  if (outcome.outcome !== "accepted") setStatus(`Not started: ${outcome.message}. Nothing was charged.`, "error");
 }
 
 async function readJson(response) {
@@ -80,60 +137,6 @@ async function readJson(response) {
     return await response.json();
   } catch {
     return null;
-  }
-}
-
-// The dashboard's own submit handler. The widget's capture-phase listener has
-// already run: if submit was blocked, this never runs; if it was open, the
-// widget took a hold and wrote its client request id into the hidden field.
-async function onSubmit(event) {
-  event.preventDefault();
-  if (!widget) return;
-  const requestId = form.elements.namedItem("client_request_id").value || widget.lastRequestId;
-  if (!requestId) {
-    setStatus("Could not start: no request id from the quota widget.", "error");
-    return;
-  }
-  const request = currentRequest();
-  const body = {
-    kind: request.kind,
-    count: request.count,
-    client_request_id: requestId,
-    prompt: promptInput.value,
-  };
-  setStatus(`Sending ${describe(request)}…`);
-
-  let response;
-  try {
-    response = await fetch(`${API}/generations`, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-  } catch (error) {
-    const reason = "network error";
-    widget?.submitFailed(requestId, reason);
-    setStatus(`Not sent (${reason}). Nothing was charged.`, "error");
-    return;
-  }
-
-  const answer = await readJson(response);
-  const message = answer && typeof answer.message === "string" ? answer.message : `HTTP ${response.status}`;
-  if (response.status === 201 || response.status === 200) {
-    // The server's state, pushed over the event stream, confirms the hold.
-    const task = answer && answer.task_id ? ` as ${answer.task_id}` : "";
-    setStatus(`Started ${describe(request)}${task}.`, "ok");
-  } else if (response.status === 429 || response.status === 402 || response.status === 400) {
-    widget?.submitRefused(requestId, message);
-    setStatus(`Refused: ${message}. Nothing was charged.`, "error");
-  } else if (response.status === 401) {
-    widget?.submitFailed(requestId, "signed out");
-    setStatus("Your session has ended. Sign in again.", "error");
-    showSignIn();
-  } else {
-    widget?.submitFailed(requestId, message);
-    setStatus(`Failed: ${message}. Nothing was charged.`, "error");
   }
 }
 
@@ -157,14 +160,18 @@ async function showDashboard() {
     host: "#quota-widget",
     button: "#generate",
     form: "#generate-form",
+    // The reason a submit is blocked, next to the button it blocks.
+    reason: "#generate-reason",
     endpoint: API,
     kind,
     count,
   });
+  unsubscribe = widget.subscribe(onWidgetEvent);
 }
 
 function showSignIn(message = "") {
   if (widget) {
+    unsubscribe?.();
     // destroy() removes the widget's listeners, timers and DOM; free()
     // releases its memory in the wasm module.
     widget.destroy();
@@ -220,6 +227,7 @@ async function onSignOut() {
     // Signed out locally anyway.
   }
   setStatus("");
+  reported = null;
   showSignIn();
 }
 
@@ -231,11 +239,12 @@ async function start() {
   signOut.addEventListener("click", onSignOut);
   syncCountField();
 
-  // Already signed in (the session cookie is HttpOnly, so ask the server).
+  // Already signed in? The session cookie is HttpOnly, so ask the server,
+  // which answers 200 either way (no error in the console before sign-in).
   let signedIn = false;
   try {
-    const response = await fetch(`${API}/state`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    signedIn = response.status === 200;
+    const response = await fetch(`${API}/session`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    signedIn = response.ok && (await response.json()).signed_in === true;
   } catch {
     signedIn = false;
   }
