@@ -620,6 +620,8 @@ fn every_message_reads_back_as_written() {
         TabMsg::State { stamp: stamp(), state: StateText { revision: 4, text: "line 1\nline 2\n".into() } },
         TabMsg::Link { stamp: stamp(), link: Link::Manual },
         TabMsg::Current { stamp: Stamp { at: -5, ..stamp() }, revision: u64::MAX },
+        TabMsg::Current { stamp: Stamp { at: i64::MIN, epoch: 0, ..stamp() }, revision: 0 },
+        TabMsg::Current { stamp: Stamp { at: i64::MAX, epoch: u64::MAX, ..stamp() }, revision: 10 },
         TabMsg::Bye { from: "a".into(), epoch: 0 },
         TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "video clip".into(), count: 1 },
         TabMsg::Grant { stamp: stamp(), hold: shared("r1") },
@@ -670,6 +672,9 @@ fn malformed_messages_are_errors_that_name_the_fault() {
         ("qw1 ask a r1 image 4294967296", "ask: count must be a whole number from 0 to 4294967295"),
         ("qw1 ended r1 lost", "ended: end must be one of: confirmed, refused, failed, timed_out"),
         ("qw1 current L 1 1 5", "current: revision is missing"),
+        ("qw1 current L 1 1 -9223372036854775809 3", "current: at must be a whole number of milliseconds"),
+        ("qw1 current L 1 1 9223372036854775808 3", "current: at must be a whole number of milliseconds"),
+        ("qw1 current L 1 1 - 3", "current: at must be a whole number of milliseconds"),
     ];
     for (input, want) in cases {
         match TabMsg::decode(input) {

@@ -892,7 +892,7 @@ impl TabMsg {
         let mut lines: Vec<String> = Vec::new();
         let mut tail: Option<&str> = None;
         let holds = |lines: &mut Vec<String>, w: &mut String, holds: &[SharedHold]| {
-            word(w, &holds.len().to_string());
+            num(w, holds.len());
             for h in holds {
                 let mut line = String::new();
                 write_hold(&mut line, h);
@@ -913,7 +913,7 @@ impl TabMsg {
                 holds(&mut lines, &mut w, hs);
                 match state {
                     Some(s) => {
-                        word(&mut w, &s.revision.to_string());
+                        num(&mut w, s.revision);
                         tail = Some(&s.text);
                     }
                     None => word(&mut w, "-"),
@@ -922,7 +922,7 @@ impl TabMsg {
             TabMsg::State { stamp, state } => {
                 word(&mut w, "state");
                 write_stamp(&mut w, stamp);
-                word(&mut w, &state.revision.to_string());
+                num(&mut w, state.revision);
                 tail = Some(&state.text);
             }
             TabMsg::Link { stamp, link } => {
@@ -933,19 +933,19 @@ impl TabMsg {
             TabMsg::Current { stamp, revision } => {
                 word(&mut w, "current");
                 write_stamp(&mut w, stamp);
-                word(&mut w, &revision.to_string());
+                num(&mut w, revision);
             }
             TabMsg::Bye { from, epoch } => {
                 word(&mut w, "bye");
                 text(&mut w, from);
-                word(&mut w, &epoch.to_string());
+                num(&mut w, epoch);
             }
             TabMsg::Ask { from, id, kind, count } => {
                 word(&mut w, "ask");
                 text(&mut w, from);
                 text(&mut w, id);
                 text(&mut w, kind);
-                word(&mut w, &count.to_string());
+                num(&mut w, count);
             }
             TabMsg::Grant { stamp, hold } => {
                 word(&mut w, "grant");
@@ -1104,23 +1104,35 @@ fn word(w: &mut String, s: &str) {
     w.push_str(s);
 }
 
+fn num(w: &mut String, n: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = write!(w, " {n}");
+}
+
 fn text(w: &mut String, s: &str) {
     w.push(' ');
-    for c in s.chars() {
-        match c {
-            '%' => w.push_str("%25"),
-            ' ' => w.push_str("%20"),
-            '\n' => w.push_str("%0A"),
-            c => w.push(c),
-        }
+    // The escaped characters are ASCII, so their byte offsets are char
+    // boundaries.
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'%' => "%25",
+            b' ' => "%20",
+            b'\n' => "%0A",
+            _ => continue,
+        };
+        w.push_str(&s[start..i]);
+        w.push_str(escape);
+        start = i + 1;
     }
+    w.push_str(&s[start..]);
 }
 
 fn write_stamp(w: &mut String, s: &Stamp) {
     text(w, &s.leader);
-    word(w, &s.epoch.to_string());
-    word(w, &s.seq.to_string());
-    word(w, &s.at.to_string());
+    num(w, s.epoch);
+    num(w, s.seq);
+    num(w, s.at);
 }
 
 /// A hold's fields; on a line of its own the leading space is dropped.
@@ -1129,11 +1141,11 @@ fn write_hold(w: &mut String, h: &SharedHold) {
     text(w, &h.id);
     text(w, &h.origin);
     text(w, &h.kind);
-    word(w, &h.count.to_string());
-    word(w, &h.slots.to_string());
-    word(w, &h.cost.to_string());
-    word(w, &h.begun_at.to_string());
-    word(w, &h.expires_at.to_string());
+    num(w, h.count);
+    num(w, h.slots);
+    num(w, h.cost);
+    num(w, h.begun_at);
+    num(w, h.expires_at);
     if start == 0 {
         w.remove(0);
     }
@@ -1167,21 +1179,29 @@ fn clip(s: &str) -> String {
     c
 }
 
-/// A whole number in its one spelling: digits, no leading zero.
+/// A whole number in its one spelling: digits, no leading zero. (Digit by
+/// digit rather than `str::parse`, whose code the widget shares: another
+/// caller, even one the wasm drops, changes how the compiler inlines it.)
 fn whole(w: &str) -> Option<u64> {
-    let digits = !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (w.len() > 1 && w.starts_with('0')) {
+    let b = w.as_bytes();
+    if b.is_empty() || (b.len() > 1 && b[0] == b'0') {
         return None;
     }
-    w.parse().ok()
+    let mut n: u64 = 0;
+    for &d in b {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
 }
 
 /// A whole number that may be negative, in its one spelling ("-0" is not).
 fn signed(w: &str) -> Option<i64> {
-    match w.strip_prefix('-') {
-        Some(d) if whole(d).is_some_and(|n| n > 0) => w.parse().ok(),
-        Some(_) => None,
-        None => whole(w).and_then(|n| i64::try_from(n).ok()),
+    match w.as_bytes().first() {
+        Some(b'-') => 0i64.checked_sub_unsigned(whole(&w[1..]).filter(|n| *n > 0)?),
+        _ => i64::try_from(whole(w)?).ok(),
     }
 }
 
@@ -1190,15 +1210,15 @@ fn unescape(w: &str) -> Option<String> {
     let mut out = String::from(parts.next()?);
     for p in parts {
         let (c, rest) = if let Some(r) = p.strip_prefix("25") {
-            ('%', r)
+            ("%", r)
         } else if let Some(r) = p.strip_prefix("20") {
-            (' ', r)
+            (" ", r)
         } else if let Some(r) = p.strip_prefix("0A") {
-            ('\n', r)
+            ("\n", r)
         } else {
             return None;
         };
-        out.push(c);
+        out.push_str(c);
         out.push_str(rest);
     }
     Some(out)
@@ -1309,9 +1329,15 @@ impl<'a> Fields<'a> {
 
     fn units(&mut self, name: &str) -> Result<Units, TabMsgError> {
         let w = self.word(name)?;
-        w.parse::<Units>()
+        // Its one spelling: the one `Units` writes.
+        let canonical = |u: &Units| {
+            let mut c = String::new();
+            num(&mut c, u);
+            c[1..] == *w
+        };
+        <Units as std::str::FromStr>::from_str(w)
             .ok()
-            .filter(|u| u.to_string() == w)
+            .filter(canonical)
             .ok_or_else(|| self.wrong(name, "a number of units of 0 or more, with at most 3 decimals and no trailing zeros"))
     }
 
