@@ -7,10 +7,16 @@ export type NumericAttribute = number | `${number}`;
 
 /** The element's attributes, as the element reads them (see defineQuotaWidget). */
 export interface QuotaWidgetAttributes {
-  /** CSS selector of the dashboard's submit button, which the widget gates. */
-  button: string;
-  /** CSS selector of the form; by default the button's form. */
-  form?: string;
+  /**
+   * The dashboard's submit button, which the widget gates: a CSS selector, or
+   * the element itself (React 19 sets it as a property). A selector that
+   * matches nothing yet is gated when its element appears.
+   */
+  button: string | HTMLElement;
+  /** The form whose submit takes a hold (a selector or the element); by default the button's form. */
+  form?: string | HTMLFormElement;
+  /** CSS selector of where the blocking reason is written (next to the button, say); inside the widget by default. */
+  reason?: string;
   /** The pool of the request being prepared: "image" by default. */
   kind?: string;
   /** Items in the request being prepared: 1 by default. */
