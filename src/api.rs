@@ -629,7 +629,7 @@ impl QuotaWidget {
     pub fn set_button(
         &self,
         #[wasm_bindgen(unchecked_param_type = "HTMLElement | string | null")] button: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "HTMLFormElement | string | null")] form: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "HTMLFormElement | string | null")] form: Option<JsValue>,
     ) -> Result<(), JsError> {
         let rc = self.rc()?;
         let doc = document()?;
@@ -729,7 +729,8 @@ impl QuotaWidget {
     /// says whether it was a timeout), else the status, its `Retry-After`,
     /// whether the body was JSON, and the body's error `code`. The
     /// meaning of each answer is the core's (`core::submit`).
-    #[wasm_bindgen(js_name = settleSubmit)]
+    // Plumbing of `submit()` (js/widget.js), not part of the declared API.
+    #[wasm_bindgen(js_name = settleSubmit, skip_typescript)]
     #[allow(clippy::too_many_arguments)]
     pub fn settle_submit(
         &self,

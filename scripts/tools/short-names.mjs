@@ -1,7 +1,7 @@
 // Applies wasm-opt's --minify-imports-and-exports-and-modules mapping to the
 // wasm-bindgen glue, so that both sides use the short names.
 //
-//   node short-names.mjs MAPPING.json GLUE.js WASM
+//   node short-names.mjs MAPPING.json GLUE.js WASM [GLUE.d.ts]
 //
 // wasm-bindgen names every import `__wbg_<name>_<16 hex digits>`, in the
 // wasm and again in the glue. Those digits are random to gzip: about 2 kB
@@ -12,7 +12,7 @@
 // a module whose imports do not link.
 import { readFileSync, writeFileSync } from "node:fs";
 
-const [mappingPath, gluePath, wasmPath] = process.argv.slice(2);
+const [mappingPath, gluePath, wasmPath, typesPath] = process.argv.slice(2);
 if (!mappingPath || !gluePath || !wasmPath) {
   console.error("usage: node short-names.mjs MAPPING.json GLUE.js WASM");
   process.exit(2);
@@ -72,4 +72,12 @@ if (problems.length) {
   process.exit(1);
 }
 writeFileSync(gluePath, glue);
+// The declarations of what init() returns (InitOutput) name the exports too.
+if (typesPath) {
+  let types = readFileSync(typesPath, "utf8");
+  for (const [from, to] of mapping.exports) {
+    types = types.replace(new RegExp(`(\\breadonly )${escape(from)}(?=:)`, "g"), `$1${to}`);
+  }
+  writeFileSync(typesPath, types);
+}
 console.log(`[short-names] ${mapping.imports.length} imports, ${mapping.exports.length} exports, module "${module}" -> "${newModule}"`);
