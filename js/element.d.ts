@@ -15,6 +15,11 @@ export interface QuotaWidgetElement extends HTMLElement {
   button: HTMLElement | string | null;
   /** The form whose submit takes a hold: an element or a CSS selector. Default: the button's form. */
   form: HTMLFormElement | string | null;
+  /**
+   * Texts by message name (see the README's list), replacing the built-in
+   * English ones, with their `{placeholders}`; read when the element connects.
+   */
+  messages?: Record<string, string>;
 }
 
 export interface QuotaWidgetElementEventMap extends HTMLElementEventMap {

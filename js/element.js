@@ -72,6 +72,9 @@ export function defineQuotaWidget(tagName = "quota-widget") {
     #missing = "";
     #observer = null;
 
+    /** Texts by message name, replacing the built-in English ones; read when the element connects. */
+    messages = undefined;
+
     /** The Rust widget, or null before it is ready or after disconnect. */
     get widget() {
       return this.#widget;
@@ -187,6 +190,7 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       const options = { host: this, ...this.#request() };
       const optional = {
         reason: this.getAttribute("reason") || undefined,
+        messages: this.messages,
         endpoint: this.getAttribute("endpoint") || undefined,
         locale: this.getAttribute("locale") || undefined,
         expiringSoonDays: integerAttribute(this, "expiring-soon-days"),

@@ -32,6 +32,14 @@ export declare class QuotaWidget extends RustWidget {
    */
   subscribe(listener: WidgetListener): () => void;
   /**
+   * Begins a submit without `submit()`: takes the hold (or claims the one
+   * the gate just took for a form's submit) and returns its client request
+   * id, to send with the request. End it with `submitRefused` or
+   * `submitFailed`, or let the server's state confirm it. Throws, with the
+   * reason, when submit is blocked.
+   */
+  beginSubmit(): string;
+  /**
    * Runs a whole submit. Takes the hold for the request the widget gates, or
    * rejects with the reason submit is blocked; calls `send` with that request
    * (send its `requestId`, `kind` and `count`: the held request is the one

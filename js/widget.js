@@ -23,6 +23,16 @@ export class QuotaWidget extends RustWidget {
   }
 
   /**
+   * Begins a submit without submit(): takes the hold (or claims the one the
+   * gate just took for a form's submit) and returns its client request id,
+   * to send with the request; end it with submitRefused/submitFailed, or
+   * let the server's state confirm it. Throws, with the reason, when blocked.
+   */
+  beginSubmit() {
+    return this.beginHold().requestId;
+  }
+
+  /**
    * Runs one submit: takes the hold for the request the widget gates (or
    * rejects with the reason it is blocked), calls `send` with that request,
    * and ends the hold from what `send`'s Response says.

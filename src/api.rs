@@ -17,7 +17,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
 use crate::core::wire::{ServerState, Units};
-use crate::core::{settle, Config, Hold, HoldEnd, Memo, Quota, Reply, SubmitError, ViewModel, Viewer};
+use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, Quota, Reply, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -52,9 +52,15 @@ pub struct WidgetOptions {
     /// Items in the request being prepared. Default 1.
     #[tsify(optional)]
     pub count: Option<u32>,
-    /// BCP 47 locale for numbers and dates. Default: the browser's.
+    /// BCP 47 locale for numbers, dates and plurals. Default: the page's
+    /// `lang`, else the browser's.
     #[tsify(optional)]
     pub locale: Option<String>,
+    /// Texts by message name, replacing the built-in English ones: a
+    /// language table (`quota-widget/locales/zh-CN`) or the dashboard's own
+    /// wording of any message. Templates keep their `{placeholders}`.
+    #[tsify(optional, type = "Record<string, string>")]
+    pub messages: JsValue,
     /// A state older than this blocks submit (the figures may be wrong).
     /// Default 30000.
     #[tsify(optional)]
@@ -327,6 +333,7 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
         kind: string("kind")?,
         count: whole("count")?,
         locale: string("locale")?,
+        messages: get("messages"),
         stale_after_ms: whole("staleAfterMs")?,
         hold_timeout_ms: whole("holdTimeoutMs")?,
         expiring_soon_days: whole("expiringSoonDays")?,
@@ -335,6 +342,31 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
         events: flag("events")?,
         request_id_field: string("requestIdField")?,
     })
+}
+
+/// The `messages` option: message name to template. A name the widget does
+/// not have, or a template that is not a string, is a clear error rather
+/// than a text that silently stays English.
+fn read_messages(v: &JsValue) -> Result<Vec<(Msg, String)>, JsError> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(Vec::new());
+    }
+    if !v.is_object() {
+        return Err(JsError::new("quota-widget: option \"messages\" must be an object of texts by message name"));
+    }
+    let mut texts = Vec::new();
+    for entry in js_sys::Object::entries(v.unchecked_ref()).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        let key = entry.get(0).as_string().unwrap_or_default();
+        let Some(m) = Msg::by_key(&key) else {
+            return Err(JsError::new(&format!("quota-widget: no message is named \"{key}\"")));
+        };
+        let Some(text) = entry.get(1).as_string() else {
+            return Err(JsError::new(&format!("quota-widget: message \"{key}\" must be a string")));
+        };
+        texts.push((m, text));
+    }
+    Ok(texts)
 }
 
 /// A Rust value as a plain JavaScript value: `None` as `null`, as the
@@ -578,7 +610,9 @@ impl QuotaWidget {
         quota.set_request(options.kind.as_deref().unwrap_or("image"), options.count.unwrap_or(1));
 
         let uid = format!("qw{}", NEXT_UID.fetch_add(1, Ordering::Relaxed));
-        let fmt = Memo::new(IntlFmt::new(options.locale.as_deref()));
+        // The page's language when the dashboard names none.
+        let lang = doc.document_element().and_then(|e| e.get_attribute("lang")).filter(|l| !l.is_empty());
+        let fmt = Memo::new(IntlFmt::new(options.locale.or(lang).as_deref(), read_messages(&options.messages)?));
         let dom = Dom::new(doc.clone(), &host, reason_host.as_ref(), &uid, &fmt);
         let inner = Rc::new(RefCell::new(Inner {
             quota,
@@ -670,27 +704,6 @@ impl QuotaWidget {
         rc.borrow_mut().quota.set_request(kind, count);
         flush(rc, vec![]);
         Ok(())
-    }
-
-    /// Begins a submit without a form: takes the hold and returns the
-    /// client request id. Throws, with the reason, when submit is blocked.
-    #[wasm_bindgen(js_name = beginSubmit)]
-    pub fn begin_submit(&self) -> Result<String, JsError> {
-        let rc = self.rc()?;
-        let result = rc.borrow_mut().begin();
-        match result {
-            Ok(hold) => {
-                let id = hold.id.clone();
-                flush(rc, vec![hold.into()]);
-                Ok(id)
-            }
-            Err(e) => {
-                flush(rc, vec![]);
-                // In the page's locale, like everything else the widget says.
-                let message = e.message(rc.borrow().viewer.fmt());
-                Err(JsError::new(&message))
-            }
-        }
     }
 
     /// Begins a submit for `submit()`: takes the hold and returns the

@@ -5,18 +5,22 @@ use js_sys::{Array, Date, Function, Intl, Object, Reflect};
 use wasm_bindgen::JsValue;
 
 use crate::core::wire::{Millis, Units};
-use crate::core::Fmt;
+use crate::core::{Fmt, Msg};
 
 pub struct IntlFmt {
     number: Function,
     date: Function,
     time: Function,
     plurals: Intl::PluralRules,
+    /// The page's texts for some messages (a language table, or its own
+    /// wording); the others are English.
+    texts: Vec<(Msg, String)>,
 }
 
 impl IntlFmt {
-    /// `locale` is a BCP 47 tag; `None` uses the browser's.
-    pub fn new(locale: Option<&str>) -> IntlFmt {
+    /// `locale` is a BCP 47 tag; `None` uses the browser's. `texts`
+    /// replace messages' templates.
+    pub fn new(locale: Option<&str>, texts: Vec<(Msg, String)>) -> IntlFmt {
         let locales = Array::new();
         if let Some(l) = locale {
             locales.push(&JsValue::from_str(l));
@@ -31,6 +35,7 @@ impl IntlFmt {
             date: Intl::DateTimeFormat::new(&locales, &style("dateStyle", "medium")).format(),
             time: Intl::DateTimeFormat::new(&locales, &style("timeStyle", "short")).format(),
             plurals: Intl::PluralRules::new(&locales, &Object::new()),
+            texts,
         }
     }
 }
@@ -59,6 +64,10 @@ impl Fmt for IntlFmt {
 
     fn time(&self, at: Millis) -> String {
         call_date(&self.time, at)
+    }
+
+    fn template(&self, m: Msg) -> &str {
+        self.texts.iter().find(|(k, _)| *k == m).map_or(m.en(), |(_, t)| t)
     }
 
     fn plural(&self, n: f64) -> &'static str {

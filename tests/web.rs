@@ -471,3 +471,35 @@ fn submit_in_a_gated_forms_handler_sends_the_hold_the_gate_took() {
     let other: JsValue = w.begin_hold().unwrap().into();
     assert_ne!(field(&other, "requestId"), field(&request, "requestId"));
 }
+
+#[wasm_bindgen_test]
+fn any_message_can_be_replaced_and_a_wrong_name_is_a_clear_error() {
+    let w = widget(r#"{"messages":{"units_remaining":"one={units} Einheit übrig|other={units} Einheiten übrig","blocked_no_state":"Warte auf die Zahlen."}}"#);
+    assert_eq!(text(".qw-reason"), "Warte auf die Zahlen.");
+    push(&w, &state(1, 0, 100, "", ""));
+    assert_eq!(text(".qw-remaining"), "100 Einheiten übrig");
+    assert_eq!(text(".qw-meter-label"), "Image generation slots", "the others stay English");
+
+    page(PAGE);
+    let opts = options(js_sys::JSON::parse(r#"{"messages":{"units_left":"x"}}"#).unwrap());
+    let err = QuotaWidget::new(Ts::new_unchecked(opts)).err().expect("an unknown name fails");
+    let msg: js_sys::Error = JsValue::from(err).unchecked_into();
+    assert_eq!(String::from(msg.message()), "quota-widget: no message is named \"units_left\"");
+}
+
+#[wasm_bindgen_test]
+fn numbers_follow_the_pages_lang_when_no_locale_is_given() {
+    let html = doc().document_element().unwrap();
+    let before = html.get_attribute("lang");
+    html.set_attribute("lang", "de-DE").unwrap();
+    page(PAGE);
+    let opts: JsValue = js_sys::JSON::parse(r##"{"host":"#host","button":"#go"}"##).unwrap();
+    let w = QuotaWidget::new(Ts::new_unchecked(opts)).unwrap();
+    push(&w, &state(1, 0, 1_000_000, "", "").replace(r#""total":100"#, r#""total":1000000"#));
+    let shown = text(".qw-remaining");
+    match before {
+        Some(l) => html.set_attribute("lang", &l).unwrap(),
+        None => html.remove_attribute("lang").unwrap(),
+    }
+    assert_eq!(shown, "1.000.000 units remaining");
+}
