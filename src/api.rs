@@ -844,12 +844,6 @@ impl QuotaWidget {
         self.inner.as_ref()?.borrow().last_request_id.clone()
     }
 
-    /// DOM writes made so far (for tests of minimal updates).
-    #[wasm_bindgen(getter, js_name = domWrites)]
-    pub fn dom_writes(&self) -> u32 {
-        self.inner.as_ref().map_or(0, |rc| rc.borrow().dom.writes)
-    }
-
     /// Removes the widget: its DOM, every listener and timer, the stream,
     /// and restores the button's own attributes. Safe to call twice.
     pub fn destroy(&mut self) {

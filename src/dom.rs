@@ -29,8 +29,6 @@ pub struct Dom {
     package_rows: Keyed<PackageRow>,
     attempt_rows: Keyed<AttemptRow>,
     last: Option<ViewModel>,
-    /// Counts DOM writes, so tests can check that a repeat render writes nothing.
-    pub writes: u32,
     uid: String,
     next_id: std::cell::Cell<u32>,
 }
@@ -73,6 +71,7 @@ fn el(doc: &Document, tag: &str, class: &str) -> Element {
     // Creating standard elements cannot fail in a live document. (Not
     // `expect`: its message would format a JsValue, which costs the glue
     // a debug printer.)
+    #[allow(clippy::ok_expect)]
     let e = doc.create_element(tag).ok().expect("create_element");
     e.set_class_name(class);
     e
@@ -151,7 +150,6 @@ impl Dom {
             package_rows: Keyed::new(),
             attempt_rows: Keyed::new(),
             last: None,
-            writes: 0,
             uid: uid.to_owned(),
             next_id: std::cell::Cell::new(0),
         }
@@ -172,20 +170,18 @@ impl Dom {
         self.reason.remove();
     }
 
-    fn text(writes: &mut u32, e: &Element, s: &str) {
-        *writes += 1;
+    fn text(e: &Element, s: &str) {
         e.set_text_content(Some(s));
     }
 
     /// Announces a message to screen readers through the polite live region.
     pub fn announce(&mut self, message: &str) {
         // Replacing the text makes assistive technology read it once.
-        Self::text(&mut self.writes, &self.live, message);
+        Self::text(&self.live, message);
     }
 
     pub fn render(&mut self, vm: ViewModel) {
         let last = self.last.take();
-        let w = &mut self.writes;
         let changed = |f: &dyn Fn(&ViewModel) -> bool| last.as_ref().is_none_or(f);
 
         if changed(&|l| l.units != vm.units) {
@@ -198,10 +194,10 @@ impl Dom {
             let (rem, detail, low) = texts(vm.units.as_deref());
             let old = last.as_ref().map(|l| texts(l.units.as_deref()));
             if old.map(|o| o.0) != Some(rem) {
-                Self::text(w, &self.remaining, rem);
+                Self::text(&self.remaining, rem);
             }
             if old.map(|o| o.1) != Some(detail) {
-                Self::text(w, &self.detail, detail);
+                Self::text(&self.detail, detail);
                 // Shown only while running tasks hold units.
                 let _ = self.detail.toggle_attribute_with_force("hidden", detail.is_empty());
             }
@@ -210,24 +206,23 @@ impl Dom {
             }
         }
         if changed(&|l| l.cost != vm.cost) {
-            Self::text(w, &self.cost, vm.cost.as_deref().map_or("", |c| c.text.as_str()));
+            Self::text(&self.cost, vm.cost.as_deref().map_or("", |c| c.text.as_str()));
         }
         if changed(&|l| l.reason != vm.reason) {
-            Self::text(w, &self.reason, &vm.reason);
+            Self::text(&self.reason, &vm.reason);
         }
         if changed(&|l| l.enabled != vm.enabled) {
             toggle(&self.root, "qw-blocked", !vm.enabled);
         }
         if changed(&|l| l.error_text != vm.error_text) {
-            Self::text(w, &self.error, &vm.error_text);
+            Self::text(&self.error, &vm.error_text);
             let _ = self.error.toggle_attribute_with_force("hidden", vm.error_text.is_empty());
         }
         if changed(&|l| l.freshness != vm.freshness) {
-            Self::text(w, &self.freshness, &vm.freshness);
+            Self::text(&self.freshness, &vm.freshness);
         }
         if changed(&|l| l.revision != vm.revision) {
             // For developers and tests; people read the freshness words.
-            *w += 1;
             set_attr(&self.freshness, "data-revision", &vm.revision.map_or(String::new(), |r| r.to_string()));
         }
         if changed(&|l| l.stale != vm.stale) {
@@ -253,31 +248,28 @@ impl Dom {
                     let _ = e.append_child(c);
                 }
                 MeterRow { el: e, label, bar, fill, text, last: None }
-            }, |r| &r.el, |row, m, w| {
+            }, |r| &r.el, |row, m| {
                 if row.last.as_ref().is_some_and(|o| Rc::ptr_eq(o, m)) {
                     return;
                 }
                 let old = row.last.take();
                 if old.as_ref().map(|o| &o.label) != Some(&m.label) {
-                    Self::text(w, &row.label, &m.label);
+                    Self::text(&row.label, &m.label);
                 }
                 // Each attribute is written only when its own value moved.
                 let pct = |m: &MeterView| (m.value * 100).checked_div(m.limit).unwrap_or(100);
                 if old.as_ref().map(|o| o.limit) != Some(m.limit) {
-                    *w += 1;
                     set_attr(&row.bar, "aria-valuemax", &m.limit.to_string());
                 }
                 if old.as_ref().map(|o| o.value) != Some(m.value) {
-                    *w += 1;
                     set_attr(&row.bar, "aria-valuenow", &m.value.to_string());
                 }
                 if old.as_ref().map(|o| &o.text) != Some(&m.text) {
                     set_attr(&row.bar, "aria-valuetext", &m.text);
-                    Self::text(w, &row.text, &m.text);
+                    Self::text(&row.text, &m.text);
                 }
                 if old.as_ref().map(|o| pct(o)) != Some(pct(m)) {
                     // Integer percent: float formatting would add kilobytes.
-                    *w += 1;
                     let _ = row.fill.style().set_property("width", &format!("{}%", pct(m)));
                 }
                 let full = |m: &MeterView| m.value >= m.limit;
@@ -285,7 +277,7 @@ impl Dom {
                     toggle(&row.el, "qw-full", full(m));
                 }
                 row.last = Some(Rc::clone(m));
-            }, w);
+            });
         }
         if changed(&|l| l.packages != vm.packages) {
             let doc = &self.doc;
@@ -298,19 +290,19 @@ impl Dom {
                     let _ = e.append_child(c);
                 }
                 PackageRow { el: e, name, units, status, last: None }
-            }, |r| &r.el, |row, p, w| {
+            }, |r| &r.el, |row, p| {
                 if row.last.as_ref().is_some_and(|o| Rc::ptr_eq(o, p)) {
                     return;
                 }
                 let old = row.last.take();
                 if old.as_ref().map(|o| &o.name) != Some(&p.name) {
-                    Self::text(w, &row.name, &p.name);
+                    Self::text(&row.name, &p.name);
                 }
                 if old.as_ref().map(|o| &o.units_text) != Some(&p.units_text) {
-                    Self::text(w, &row.units, &p.units_text);
+                    Self::text(&row.units, &p.units_text);
                 }
                 if old.as_ref().map(|o| &o.status_text) != Some(&p.status_text) {
-                    Self::text(w, &row.status, &p.status_text);
+                    Self::text(&row.status, &p.status_text);
                 }
                 if old.as_ref().map(|o| o.expiring_soon) != Some(p.expiring_soon) {
                     toggle(&row.el, "qw-expiring", p.expiring_soon);
@@ -319,7 +311,6 @@ impl Dom {
                     toggle(&row.el, "qw-inactive", !p.counts);
                 }
                 if old.as_ref().map(|o| o.status) != Some(p.status) {
-                    *w += 1;
                     set_attr(&row.el, "data-status", match p.status {
                         PackageStatus::Pending => "pending",
                         PackageStatus::Active => "active",
@@ -328,19 +319,19 @@ impl Dom {
                     });
                 }
                 row.last = Some(Rc::clone(p));
-            }, w);
+            });
         }
         if changed(&|l| l.attempts != vm.attempts) {
             let doc = &self.doc;
             reconcile(&mut self.attempt_rows, &self.attempts, &vm.attempts, |a| &a.key, |_| {
                 AttemptRow { el: el(doc, "li", "qw-attempt"), last: None }
-            }, |r| &r.el, |row, a, w| {
+            }, |r| &r.el, |row, a| {
                 if row.last.as_ref() != Some(a) {
-                    Self::text(w, &row.el, &a.text);
+                    Self::text(&row.el, &a.text);
                     set_attr(&row.el, "data-status", status_name(a.status));
                     row.last = Some(Rc::clone(a));
                 }
-            }, w);
+            });
         }
         self.last = Some(vm);
     }
@@ -373,13 +364,12 @@ fn reconcile<T, R>(
     key: impl Fn(&T) -> &String,
     create: impl Fn(&T) -> R,
     elem: impl Fn(&R) -> &Element,
-    update: impl Fn(&mut R, &T, &mut u32),
-    writes: &mut u32,
+    update: impl Fn(&mut R, &T),
 ) {
     let same_keys = keyed.rows.len() == items.len() && keyed.rows.iter().zip(items).all(|((k, _), item)| k == key(item));
     if same_keys {
         for ((_, row), item) in keyed.rows.iter_mut().zip(items) {
-            update(row, item, writes);
+            update(row, item);
         }
         return;
     }
@@ -388,7 +378,6 @@ fn reconcile<T, R>(
     for (k, r) in &old {
         if !items.iter().any(|item| key(item) == k) {
             elem(r).remove();
-            *writes += 1;
         }
     }
     for item in items {
@@ -397,7 +386,7 @@ fn reconcile<T, R>(
             Some(i) => old.swap_remove(i).1,
             None => create(item),
         };
-        update(&mut row, item, writes);
+        update(&mut row, item);
         keyed.rows.push((k.clone(), row));
     }
     if !old_order.iter().eq(items.iter().map(&key)) {
@@ -405,6 +394,5 @@ fn reconcile<T, R>(
         for (_, r) in &keyed.rows {
             let _ = parent.append_child(elem(r));
         }
-        *writes += 1;
     }
 }
