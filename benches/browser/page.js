@@ -66,7 +66,9 @@ window.bench = {
     };
   },
   wasmBytes() {
-    return wasm.memory.buffer.byteLength;
+    // The wasm's exports have short names (scripts/build-pkg): find its memory by type.
+    const memory = Object.values(wasm).find((v) => v instanceof WebAssembly.Memory);
+    return memory.buffer.byteLength;
   },
   nodes() {
     return document.getElementsByTagName("*").length;

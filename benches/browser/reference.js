@@ -66,6 +66,7 @@ export class ReferenceView {
     this.count = count;
     this.number = new Intl.NumberFormat(locale);
     this.date = new Intl.DateTimeFormat(locale, { dateStyle: "medium" });
+    this.time = new Intl.DateTimeFormat(locale, { timeStyle: "short" });
     this.state = null;
     this.receivedAt = 0;
     this.last = {};
@@ -115,7 +116,6 @@ export class ReferenceView {
 
   destroy() {
     this.root.remove();
-    this.button.removeAttribute("disabled");
     this.button.removeAttribute("aria-disabled");
   }
 
@@ -131,7 +131,6 @@ export class ReferenceView {
   setEnabled(enabled) {
     if (this.enabled === enabled) return;
     this.enabled = enabled;
-    this.button.toggleAttribute("disabled", !enabled);
     if (enabled) this.button.removeAttribute("aria-disabled");
     else this.button.setAttribute("aria-disabled", "true");
   }
@@ -150,8 +149,9 @@ export class ReferenceView {
     const last = this.last;
 
     setText(this.remaining, last, "remaining", `${n(remaining)} ${remaining === 1 ? "unit" : "units"} remaining`);
-    const detail = reserved > 0 ? `${n(reserved)} reserved by running tasks · ${n(available)} available` : `${n(available)} available`;
+    const detail = reserved > 0 ? `Running tasks hold ${n(reserved)} · ${n(available)} can be spent now` : "";
     setText(this.detail, last, "detail", detail);
+    if (last.detailHidden !== !detail) this.detail.hidden = last.detailHidden = !detail;
     const low = available < LOW_UNITS;
     if (last.low !== low) this.root.classList.toggle("qw-low", (last.low = low));
 
@@ -200,12 +200,13 @@ export class ReferenceView {
       const slots = pool.slot_rule === "per_item" ? this.count : this.count > 0 ? 1 : 0;
       const units = pool.unit_cost * this.count;
       const unitsWord = units === 1 ? "unit" : "units";
-      cost = available >= units ? `Uses ${n(units)} ${unitsWord}, ${n(available - units)} left after` : `Uses ${n(units)} ${unitsWord}, more than available`;
+      const head = `This request: ${n(units)} ${unitsWord} · ${n(pool.unit_cost)} per ${pool.kind}`;
+      cost = available >= units ? `${head} · ${n(available - units)} left after` : `${head} · more than the ${n(available)} that can be spent`;
       const free = Math.max(0, pool.limit - pool.in_use);
       if (this.count === 0) reason = "Choose how many items to generate.";
       else if (slots > pool.limit) reason = `This request needs ${n(slots)} ${pool.kind} slots; the limit is ${n(pool.limit)}.`;
       else if (free < slots) reason = `All ${pool.kind} slots are busy: ${n(free)} of ${n(pool.limit)} free, this request needs ${n(slots)}.`;
-      else if (available < units) reason = `Not enough units: this request uses ${n(units)}, ${n(available)} available.`;
+      else if (available < units) reason = `Not enough units: this request uses ${n(units)}, ${n(available)} can be spent.`;
     } else {
       reason = `This account has no "${this.kind}" generation slots.`;
     }
@@ -223,7 +224,8 @@ export class ReferenceView {
       let how;
       if (t.outcome === "succeeded") how = `done, ${n(t.units_charged)} units charged`;
       else how = (t.outcome === "refused" ? "refused, not charged" : "failed, not charged") + (t.reason ? `: ${t.reason}` : "");
-      attempts.push({ key: t.client_request_id ?? t.id, status: t.outcome, text: `${title(t.kind)} ×${n(t.slots)} · ${how}` });
+      const at = this.time.format(new Date(t.finished_at_ms));
+      attempts.push({ key: t.client_request_id ?? t.id, status: t.outcome, text: `${title(t.kind)} ×${n(t.slots)} · ${how} · ${at}` });
     }
     const seen = new Set();
     const shown = [];
@@ -241,7 +243,8 @@ export class ReferenceView {
 
     const age = Math.floor(Math.max(0, Date.now() - this.receivedAt) / 1000);
     const stale = age > STALE_AFTER_MS / 1000;
-    setText(this.freshness, last, "freshness", `Updated ${age} s ago · revision ${s.revision}`);
+    setText(this.freshness, last, "freshness", `Updated ${age} s ago`);
+    if (last.revision !== s.revision) this.freshness.dataset.revision = last.revision = s.revision;
     if (last.stale !== stale) this.root.classList.toggle("qw-stale", (last.stale = stale));
   }
 }
