@@ -64,27 +64,30 @@ impl<T: Fmt + ?Sized> Fmt for &T {
 /// exactly as `F` does.
 pub struct Memo<F> {
     inner: F,
-    numbers: RefCell<Recent<u64>>,
-    units: RefCell<Recent<Units>>,
-    dates: RefCell<Recent<Millis>>,
+    recent: RefCell<Recent>,
 }
 
-/// The last `N` answers, oldest replaced first.
-struct Recent<K> {
-    entries: Vec<(K, String)>,
+/// What was formatted: a count, units (in thousandths) or a date.
+#[derive(Clone, Copy, PartialEq)]
+enum Asked {
+    Number(u64),
+    Units(u64),
+    Date(Millis),
+}
+
+/// The last `N` answers, oldest replaced first. One list for the three
+/// kinds of question, with the formatter passed as a `&dyn`: one copy of
+/// this code in the wasm, not one per kind.
+#[derive(Default)]
+struct Recent {
+    entries: Vec<(Asked, String)>,
     next: usize,
 }
 
-impl<K> Default for Recent<K> {
-    fn default() -> Self {
-        Recent { entries: Vec::new(), next: 0 }
-    }
-}
+impl Recent {
+    const N: usize = 96;
 
-impl<K: Copy + PartialEq> Recent<K> {
-    const N: usize = 48;
-
-    fn get_or(&mut self, key: K, make: impl FnOnce() -> String) -> String {
+    fn get_or(&mut self, key: Asked, make: &dyn Fn() -> String) -> String {
         if let Some((_, s)) = self.entries.iter().find(|(k, _)| *k == key) {
             return s.clone();
         }
@@ -101,26 +104,21 @@ impl<K: Copy + PartialEq> Recent<K> {
 
 impl<F> Memo<F> {
     pub fn new(inner: F) -> Self {
-        Memo {
-            inner,
-            numbers: RefCell::new(Recent::default()),
-            units: RefCell::new(Recent::default()),
-            dates: RefCell::new(Recent::default()),
-        }
+        Memo { inner, recent: RefCell::new(Recent::default()) }
     }
 }
 
 impl<F: Fmt> Fmt for Memo<F> {
     fn number(&self, n: u64) -> String {
-        self.numbers.borrow_mut().get_or(n, || self.inner.number(n))
+        self.recent.borrow_mut().get_or(Asked::Number(n), &|| self.inner.number(n))
     }
 
     fn units(&self, u: Units) -> String {
-        self.units.borrow_mut().get_or(u, || self.inner.units(u))
+        self.recent.borrow_mut().get_or(Asked::Units(u.milli()), &|| self.inner.units(u))
     }
 
     fn date(&self, at: Millis) -> String {
-        self.dates.borrow_mut().get_or(at, || self.inner.date(at))
+        self.recent.borrow_mut().get_or(Asked::Date(at), &|| self.inner.date(at))
     }
 
     fn time(&self, at: Millis) -> String {
