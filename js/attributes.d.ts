@@ -25,9 +25,9 @@ export interface QuotaWidgetAttributes {
   endpoint?: string;
   /** BCP 47 locale of numbers and dates; the page's by default. */
   locale?: string;
-  /** Packages expiring within this many days are highlighted. */
+  /** Packages expiring within this many days are highlighted: 7 by default. */
   "expiring-soon-days"?: NumericAttribute;
-  /** A state older than this blocks submit (fail closed). */
+  /** A state older than this, in milliseconds, blocks submit (fail closed): 30000 by default. */
   "stale-after-ms"?: NumericAttribute;
 }
 
