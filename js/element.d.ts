@@ -16,7 +16,7 @@ export interface QuotaWidgetElement extends HTMLElement {
   /** The form whose submit takes a hold: an element or a CSS selector. Default: the button's form. */
   form: HTMLFormElement | string | null;
   /**
-   * Texts by message name (see the README's list), replacing the built-in
+   * Texts by message name (every name: the package's messages.md), replacing the built-in
    * English ones, with their `{placeholders}`; read when the element connects.
    */
   messages?: Record<string, string>;

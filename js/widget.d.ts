@@ -1,5 +1,5 @@
 import { QuotaWidget as RustWidget } from "./quota_widget.js";
-import type { Settlement, SubmitRequest, WidgetListener } from "./quota_widget.js";
+import type { Settlement, HeldRequest, WidgetListener } from "./quota_widget.js";
 
 /** What `submit()` resolves to: the outcome, and what the server sent. */
 export interface SubmitResult extends Settlement {
@@ -49,5 +49,5 @@ export declare class QuotaWidget extends RustWidget {
    * not JSON end it, not charged, with a reason in words (`message`). A
    * `Retry-After` keeps submit blocked, with the reason, until it passes.
    */
-  submit(send: (request: SubmitRequest) => Promise<Response>, options?: SubmitOptions): Promise<SubmitResult>;
+  submit(send: (request: HeldRequest) => Promise<Response>, options?: SubmitOptions): Promise<SubmitResult>;
 }

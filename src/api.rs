@@ -30,8 +30,8 @@ pub struct WidgetOptions {
     /// The element, or a CSS selector for it, that the widget renders into.
     #[tsify(type = "HTMLElement | string")]
     pub host: JsValue,
-    /// The dashboard's submit button, or a CSS selector for it. Without
-    /// one the widget only displays; `setButton` gates one later.
+    /// The dashboard's submit button, or a CSS selector for it. Default:
+    /// none, and the widget only displays; `setButton` gates one later.
     #[tsify(optional, type = "HTMLElement | string | null")]
     pub button: JsValue,
     /// The form whose submit takes a hold. Default: the button's form.
@@ -58,7 +58,9 @@ pub struct WidgetOptions {
     pub locale: Option<String>,
     /// Texts by message name, replacing the built-in English ones: a
     /// language table (`quota-widget/locales/zh-CN`) or the dashboard's own
-    /// wording of any message. Templates keep their `{placeholders}`.
+    /// wording of any message (names and English texts: the package's
+    /// `messages.md`). Templates keep their `{placeholders}`. Default: the
+    /// built-in English texts.
     #[tsify(optional, type = "Record<string, string>")]
     pub messages: JsValue,
     /// A state older than this blocks submit (the figures may be wrong).
@@ -91,7 +93,7 @@ pub struct WidgetOptions {
 /// The request a hold was taken for: send exactly this with the request.
 #[derive(Tsify, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SubmitRequest {
+pub struct HeldRequest {
     /// The client request id: send it as `client_request_id`.
     pub request_id: String,
     pub kind: String,
@@ -711,7 +713,7 @@ impl QuotaWidget {
     /// if `submit()` runs in its handler). Throws, with the reason, when
     /// submit is blocked.
     #[wasm_bindgen(js_name = beginHold)]
-    pub fn begin_hold(&self) -> Result<Ts<SubmitRequest>, JsError> {
+    pub fn begin_hold(&self) -> Result<Ts<HeldRequest>, JsError> {
         let rc = self.rc()?;
         // Called from the submit handler of a gated form, the gate already
         // took the hold for this submit: that is the request to send.
@@ -721,12 +723,12 @@ impl QuotaWidget {
             id.and_then(|id| inner.quota.holds().iter().find(|h| h.id == id).cloned())
         };
         if let Some(h) = claimed {
-            return Ok(Ts::new_unchecked(to_js(&SubmitRequest { request_id: h.id, kind: h.kind, count: h.count })));
+            return Ok(Ts::new_unchecked(to_js(&HeldRequest { request_id: h.id, kind: h.kind, count: h.count })));
         }
         let hold = rc.borrow_mut().begin();
         match hold {
             Ok(hold) => {
-                let request = SubmitRequest { request_id: hold.id.clone(), kind: hold.kind.clone(), count: hold.count };
+                let request = HeldRequest { request_id: hold.id.clone(), kind: hold.kind.clone(), count: hold.count };
                 flush(rc, vec![hold.into()]);
                 Ok(Ts::new_unchecked(to_js(&request)))
             }

@@ -14,7 +14,6 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import {
@@ -23,6 +22,7 @@ import {
   SERVER_BIN,
   apiOk,
   createAccount,
+  freePort,
   launchBrowser,
   newContext,
   sleep,
@@ -65,18 +65,6 @@ function checkBuilds() {
     }
   }
   if (problems.length) throw new Error(`example apps not ready:\n  ${problems.join("\n  ")}`);
-}
-
-/** A TCP port free on 127.0.0.1 a moment ago. */
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolvePort(port));
-    });
-  });
 }
 
 /**

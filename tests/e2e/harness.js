@@ -92,7 +92,7 @@ function spawnServer({ db, addr, args = ["--dev", "--no-worker"], env: extraEnv 
 }
 
 /** A TCP port free on 127.0.0.1 a moment ago. */
-function freePort() {
+export function freePort() {
   return new Promise((resolvePort, reject) => {
     const probe = createServer();
     probe.once("error", reject);
