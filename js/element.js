@@ -5,6 +5,10 @@
 import init from "./quota_widget.js";
 import { QuotaWidget } from "./widget.js";
 
+// The package's main entry takes QuotaWidget from here: both modules ship as
+// one file (scripts/build-pkg).
+export { QuotaWidget };
+
 // One wasm instantiation shared by every element on the page. A failed load is
 // forgotten so that a later element can try again.
 let ready;
@@ -28,10 +32,7 @@ const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "loca
 const DEFAULT_KIND = "image";
 const DEFAULT_COUNT = 1;
 
-function messageOf(error) {
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
+const messageOf = (error) => (error instanceof Error ? error.message : String(error));
 
 /** An attribute as a number; undefined when absent; an Error when not a non-negative integer. */
 function integerAttribute(element, name) {
@@ -141,13 +142,8 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         widget.setButton(button, form);
         this.#gated = { button, form };
       }
-      const missing = !this.button
-        ? `<${this.localName}> has no button to gate: set its button attribute or property`
-        : !button
-          ? `<${this.localName}>: no element matches button="${this.button}" yet; it is gated when it appears`
-          : this.form && !form
-            ? `<${this.localName}>: no element matches form="${this.form}" yet; it is gated when it appears`
-            : "";
+      const what = !this.button || !button ? "button" : this.form && !form ? "form" : "";
+      const missing = what && `<${this.localName}>: no element matches ${what}="${this[what] ?? ""}" yet; it is gated when it appears`;
       if (missing && missing !== this.#missing) this.#developerError(missing);
       this.#missing = missing;
       // Watch while a selector is in use: its element can appear or be replaced.
@@ -185,14 +181,20 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       };
     }
 
-    #options() {
+    /** The locale attribute, else the nearest lang: the page's language. */
+    #locale() {
+      return this.getAttribute("locale") || this.closest("[lang]")?.lang || undefined;
+    }
+
+    #options(table) {
       // The button and form are gated by #retarget(), once they exist.
       const options = { host: this, ...this.#request() };
       const optional = {
         reason: this.getAttribute("reason") || undefined,
-        messages: this.messages,
+        // The page's own wording wins over the language table.
+        messages: table ? [table, this.messages ?? {}] : this.messages,
         endpoint: this.getAttribute("endpoint") || undefined,
-        locale: this.getAttribute("locale") || undefined,
+        locale: this.#locale(),
         expiringSoonDays: integerAttribute(this, "expiring-soon-days"),
         staleAfterMs: integerAttribute(this, "stale-after-ms"),
       };
@@ -210,11 +212,20 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         if (generation === this.#generation) this.#fail(`quota-widget: could not load its WebAssembly: ${messageOf(error)}`);
         return;
       }
+      // Chinese pages get the Chinese texts; the table is fetched only for them.
+      let table;
+      if (/^zh\b/i.test(this.#locale() ?? "")) {
+        try {
+          table = (await import("./locales/zh-CN.js")).default;
+        } catch (error) {
+          this.#developerError(`quota-widget: could not load its Chinese texts, showing English: ${messageOf(error)}`);
+        }
+      }
       if (generation !== this.#generation || !this.isConnected || this.#widget) return;
 
       let widget;
       try {
-        widget = new QuotaWidget(this.#options());
+        widget = new QuotaWidget(this.#options(table));
       } catch (error) {
         this.#fail(messageOf(error));
         return;

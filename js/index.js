@@ -3,7 +3,7 @@
 // when defineQuotaWidget() is called.
 export * from "./quota_widget.js";
 export { default, default as init } from "./quota_widget.js";
-// The Rust widget with submit() and subscribe() (js/widget.js); it takes
-// the place of the generated class of the same name.
-export { QuotaWidget } from "./widget.js";
-export { defineQuotaWidget } from "./element.js";
+// The Rust widget with submit() and subscribe() (js/widget.js, shipped
+// inside element.js); it takes the place of the generated class of the
+// same name.
+export { QuotaWidget, defineQuotaWidget } from "./element.js";

@@ -56,12 +56,12 @@ pub struct WidgetOptions {
     /// `lang`, else the browser's.
     #[tsify(optional)]
     pub locale: Option<String>,
-    /// Texts by message name, replacing the built-in English ones: a
-    /// language table (`quota-widget/locales/zh-CN`) or the dashboard's own
-    /// wording of any message (names and English texts: the package's
-    /// `messages.md`). Templates keep their `{placeholders}`. Default: the
-    /// built-in English texts.
-    #[tsify(optional, type = "Record<string, string>")]
+    /// Texts replacing the built-in English ones: a language table
+    /// (`quota-widget/locales/zh-CN`), the dashboard's own wording of any
+    /// message by name, or a list of those, later ones winning. Every name,
+    /// with its English text: the package's `messages.md`. Templates keep
+    /// their `{placeholders}`. Default: the built-in English texts.
+    #[tsify(optional, type = "MessageTable | Record<string, string> | Array<MessageTable | Record<string, string>>")]
     pub messages: JsValue,
     /// A state older than this blocks submit (the figures may be wrong).
     /// Default 30000.
@@ -139,6 +139,8 @@ export type Millis = number;
 export type BlockedKind = "no_state" | "connecting" | "reconnecting" | "paused" | "stale" | "empty_request" | "unknown_kind" | "slots" | "units" | "wait";
 /** A subscriber: receives every widget event. */
 export type WidgetListener = (event: WidgetEvent) => void;
+/** A language table: one text per message, in the order of messages.md. */
+export type MessageTable = readonly string[];
 "#;
 
 #[wasm_bindgen]
@@ -183,8 +185,17 @@ pub struct QuotaWidget {
 
 static NEXT_UID: AtomicU32 = AtomicU32::new(1);
 
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis.document`: undefined outside a browser. Read directly, not
+    /// through `web_sys::window()`, whose search for the global object (four
+    /// candidates, each an import) the widget does not need.
+    #[wasm_bindgen(thread_local_v2, js_namespace = globalThis, js_name = document)]
+    static DOCUMENT: JsValue;
+}
+
 fn document() -> Result<Document, JsError> {
-    web_sys::window().and_then(|w| w.document()).ok_or_else(|| JsError::new("quota-widget needs a browser document"))
+    DOCUMENT.with(|d| d.clone().dyn_into::<Document>().ok()).ok_or_else(|| JsError::new("quota-widget needs a browser document"))
 }
 
 /// An optional element: absent (`undefined`, `null`) is `None`.
@@ -346,29 +357,53 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
     })
 }
 
-/// The `messages` option: message name to template. A name the widget does
-/// not have, or a template that is not a string, is a clear error rather
-/// than a text that silently stays English.
+/// The `messages` option: a language table (an array with one text per
+/// message, in the order of `messages.md`, such as
+/// `quota-widget/locales/zh-CN`), texts by message name, or a list of
+/// those, later ones winning. A name the widget does not have, a table of
+/// the wrong length or a text that is not a string is a clear error, not a
+/// text that silently stays English.
 fn read_messages(v: &JsValue) -> Result<Vec<(Msg, String)>, JsError> {
+    let mut texts = Vec::new();
+    add_messages(v, &mut texts, true)?;
+    Ok(texts)
+}
+
+fn add_messages(v: &JsValue, texts: &mut Vec<(Msg, String)>, list: bool) -> Result<(), JsError> {
     if v.is_undefined() || v.is_null() {
-        return Ok(Vec::new());
+        return Ok(());
+    }
+    let bad = || {
+        JsError::new(
+            "quota-widget: option \"messages\" must be a table with one text per message (see messages.md), texts by message name, or a list of those",
+        )
+    };
+    if js_sys::Array::is_array(v) {
+        let items: Vec<JsValue> = js_sys::Array::from(v).iter().collect();
+        if items.iter().all(JsValue::is_string) {
+            if items.len() != Msg::ALL.len() {
+                return Err(bad());
+            }
+            texts.extend(Msg::ALL.iter().zip(items).map(|(m, t)| (*m, t.as_string().unwrap_or_default())));
+            return Ok(());
+        }
+        if !list {
+            return Err(bad());
+        }
+        return items.iter().try_for_each(|t| add_messages(t, texts, false));
     }
     if !v.is_object() {
-        return Err(JsError::new("quota-widget: option \"messages\" must be an object of texts by message name"));
+        return Err(bad());
     }
-    let mut texts = Vec::new();
     for entry in js_sys::Object::entries(v.unchecked_ref()).iter() {
         let entry: js_sys::Array = entry.unchecked_into();
         let key = entry.get(0).as_string().unwrap_or_default();
         let Some(m) = Msg::by_key(&key) else {
             return Err(JsError::new(&format!("quota-widget: no message is named \"{key}\"")));
         };
-        let Some(text) = entry.get(1).as_string() else {
-            return Err(JsError::new(&format!("quota-widget: message \"{key}\" must be a string")));
-        };
-        texts.push((m, text));
+        texts.push((m, entry.get(1).as_string().ok_or_else(bad)?));
     }
-    Ok(texts)
+    Ok(())
 }
 
 /// A Rust value as a plain JavaScript value: `None` as `null`, as the

@@ -67,7 +67,9 @@ impl Fmt for IntlFmt {
     }
 
     fn template(&self, m: Msg) -> &str {
-        self.texts.iter().find(|(k, _)| *k == m).map_or(m.en(), |(_, t)| t)
+        // The last text given for a message wins: a page's own wording over
+        // a language table it lists first.
+        self.texts.iter().rev().find(|(k, _)| *k == m).map_or(m.en(), |(_, t)| t)
     }
 
     fn plural(&self, n: f64) -> &'static str {

@@ -16,6 +16,9 @@ fn expected() -> String {
          `Intl`). A text may have plural variants, `one=...|other=...`; the one\n\
          for the count's category (`Intl.PluralRules`) is used, else `other`.\n\
          A name the widget does not have is an error at construction.\n\n\
+         A language table is an array with one text per message, in the order\n\
+         below: `quota-widget/locales/zh-CN` (Simplified Chinese) is one, and\n\
+         `messages: [table, { name: \"text\" }]` rewords some of its texts.\n\n\
          | name | English |\n| --- | --- |\n",
     );
     for m in Msg::ALL {

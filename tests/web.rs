@@ -519,3 +519,32 @@ fn numbers_follow_the_pages_lang_when_no_locale_is_given() {
     }
     assert_eq!(shown, "1.000.000 units remaining");
 }
+
+#[wasm_bindgen(inline_js = r##"
+export function table(first, n) { return [first, ...Array.from({ length: n - 1 }, (_, i) => `t${i + 1}`)]; }
+"##)]
+extern "C" {
+    fn table(first: &str, n: u32) -> JsValue;
+}
+
+#[wasm_bindgen_test]
+fn a_language_table_and_the_pages_own_wording_combine_in_order() {
+    let n = quota_widget::core::Msg::ALL.len() as u32;
+    page(PAGE);
+    // A table with one text per message, then the page's own wording of one.
+    let list = js_sys::Array::of2(&table("Kontingent", n), &js_sys::JSON::parse(r#"{"heading_packages":"Pakete"}"#).unwrap());
+    let extra = js_sys::Object::new();
+    js_sys::Reflect::set(&extra, &"messages".into(), &list).unwrap();
+    let w = QuotaWidget::new(Ts::new_unchecked(options(extra.into()))).unwrap();
+    assert_eq!(q("#host .qw").get_attribute("aria-label").as_deref(), Some("Kontingent"), "region_label is first");
+    assert_eq!(text(".qw-packages-box .qw-heading"), "Pakete", "the page's own wording wins");
+    drop(w);
+
+    // A table of the wrong length is refused, with the rule in words.
+    page(PAGE);
+    let extra = js_sys::Object::new();
+    js_sys::Reflect::set(&extra, &"messages".into(), &table("x", n - 1)).unwrap();
+    let err = QuotaWidget::new(Ts::new_unchecked(options(extra.into()))).err().expect("a short table fails");
+    let msg: js_sys::Error = JsValue::from(err).unchecked_into();
+    assert!(String::from(msg.message()).contains("one text per message"), "{}", String::from(msg.message()));
+}

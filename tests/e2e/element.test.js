@@ -14,7 +14,7 @@ const ORIGIN = "http://widget.test";
 const PKG = join(ROOT, "pkg");
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".html": "text/html" };
 
-const PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8">
+const pageHtml = (lang) => `<!doctype html><html lang="${lang}"><head><meta charset="utf-8">
 <link rel="stylesheet" href="/pkg/quota-widget.css"></head><body>
 <aside><quota-widget button="#generate" kind="image" count="1"></quota-widget></aside>
 <main id="main"></main>
@@ -55,19 +55,21 @@ after(async () => {
   await browser?.close().catch(() => {});
 });
 
-async function openPage() {
+async function openPage(lang = "en") {
   const context = await newContext(browser);
   const page = await context.newPage();
+  const requested = [];
   await page.route(`${ORIGIN}/**`, (route) => {
     const path = new URL(route.request().url()).pathname;
-    if (path === "/") return route.fulfill({ contentType: "text/html", body: PAGE });
+    requested.push(path);
+    if (path === "/") return route.fulfill({ contentType: "text/html", body: pageHtml(lang) });
     const file = normalize(join(ROOT, path));
     if (!file.startsWith(PKG) || !existsSync(file)) return route.fulfill({ status: 404, body: "" });
     return route.fulfill({ contentType: TYPES[extname(file)] ?? "application/octet-stream", body: readFileSync(file) });
   });
   await page.goto(`${ORIGIN}/`);
   await page.waitForFunction(() => window.ready === true);
-  return { context, page };
+  return { context, page, requested };
 }
 
 const ariaDisabled = (page, selector) => page.locator(selector).getAttribute("aria-disabled");
@@ -126,6 +128,30 @@ describe("<quota-widget> in real page order", () => {
     assert.equal(await ariaDisabled(page, "#generate"), null);
     assert.deepEqual(context.problems, []);
     await context.close();
+  });
+
+  test("a page in Chinese gets the Chinese texts, numbers and plurals; an English page never loads them", async () => {
+    const { context, page: zh } = await openPage("zh-CN");
+    await zh.evaluate(() => {
+      document.querySelector("#main").innerHTML = '<form id="f"><button id="generate" type="submit">生成</button></form>';
+    });
+    await zh.waitForFunction(() => document.querySelector(".qw-reason")?.textContent);
+    assert.equal(await zh.locator(".qw-reason").textContent(), "正在等待服务器的额度数据。");
+    await push(zh, state(1, 4));
+    assert.equal(await zh.locator(".qw-remaining").textContent(), "剩余 100 点");
+    assert.equal(await zh.locator(".qw-reason").textContent(), "image 并发已全部占用：4 个中空闲 0 个，此请求需要 1 个。");
+    assert.equal(await zh.locator(".qw-meter-text").textContent(), "4 个中已用 4 个");
+    assert.match(await zh.locator(".qw-freshness").textContent(), /^更新于 \d+ 秒前$/);
+    assert.equal(await zh.locator("section.qw").getAttribute("aria-label"), "生成额度");
+    assert.deepEqual(context.problems, []);
+    await context.close();
+
+    const { context: enContext, page: en, requested } = await openPage("en");
+    await push(en, state(1, 0));
+    assert.equal(await en.locator(".qw-remaining").textContent(), "100 units remaining");
+    assert.ok(requested.some((p) => p.endsWith("/quota_widget_bg.wasm")), "the route sees the package's requests");
+    assert.ok(!requested.some((p) => p.includes("/locales/")), `an English page loaded ${requested.join(", ")}`);
+    await enContext.close();
   });
 
   test("button and form may be elements, set as properties", async () => {
