@@ -36,23 +36,24 @@ function showDashboard() {
   $("nav").after($("#dashboard-template").content.cloneNode(true));
   const quota = $("quota-widget");
   $("#count").addEventListener("change", (event) => quota.setAttribute("count", event.target.value));
-  quota.addEventListener("quota-error", (event) => ($("#status").textContent = event.detail.message));
+  quota.addEventListener("quota-announce", (event) => ($("#status").textContent = event.detail.message));
 
   // The widget's capture listener has run first: when submit is blocked this
-  // never runs; otherwise the widget holds slots and units for this request.
+  // never runs. submit() sends the request the widget holds and ends the
+  // hold from the answer (refusals, 401, 5xx, network, timeout, Retry-After).
   $("#generate-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const widget = quota.widget;
-    const id = widget?.lastRequestId;
-    if (!widget || !id) return;
-    const response = await fetch("/api/generations", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ kind: "image", count: Number($("#count").value), client_request_id: id, prompt: $("#prompt").value }),
-    }).catch(() => null);
-    if (!response) widget.submitFailed(id, "network error");
-    else if (!response.ok) widget.submitRefused(id, (await response.json()).message);
-    // On success the server's next state confirms the hold.
-    $("#status").textContent = response?.ok ? "Started." : "Not started; nothing was charged.";
+    if (!widget) return;
+    const outcome = await widget
+      .submit(({ requestId, kind, count }) =>
+        fetch("/api/generations", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ kind, count, client_request_id: requestId, prompt: $("#prompt").value }),
+        }),
+      )
+      .catch(() => null); // blocked: the widget says why
+    if (outcome) $("#status").textContent = outcome.outcome === "accepted" ? "Started." : `Not started: ${outcome.message}. Nothing was charged.`;
   });
 }

@@ -300,10 +300,10 @@ async function exercise({ label, server, base }) {
     // The element's events reach the framework's handler (the status line).
     await page.evaluate(() =>
       document.querySelector("quota-widget").dispatchEvent(
-        new CustomEvent("quota-error", { detail: { type: "error", message: "probe: quota-error handled" }, bubbles: true }),
+        new CustomEvent("quota-announce", { detail: { type: "announce", message: "probe: quota-announce handled" }, bubbles: true }),
       ),
     );
-    await page.getByRole("status").filter({ hasText: "probe: quota-error handled" }).waitFor();
+    await page.getByRole("status").filter({ hasText: "probe: quota-announce handled" }).waitFor();
 
     // Four images fill the four image slots: Generate is blocked...
     for (let i = 1; i <= 4; i += 1) await submitAndWaitRunning(page, server, token, i);

@@ -17,22 +17,23 @@ export function Dashboard() {
   }, []);
 
   // The widget's capture listener has run first: when submit is blocked this
-  // never runs; otherwise the widget holds slots and units for this request.
+  // never runs. submit() sends the request the widget holds and ends the
+  // hold from the answer (refusals, 401, 5xx, network, timeout, Retry-After).
   async function generate(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const widget = quota.current?.widget;
-    const id = widget?.lastRequestId;
-    if (!widget || !id) return;
-    const prompt = new FormData(event.currentTarget).get("prompt");
-    const response = await fetch("/api/generations", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ kind: "image", count, client_request_id: id, prompt }),
-    }).catch(() => null);
-    if (!response) widget.submitFailed(id, "network error");
-    else if (!response.ok) widget.submitRefused(id, (await response.json()).message);
-    // On success the server's next state confirms the hold.
-    setStatus(response?.ok ? "Started." : "Not started; nothing was charged.");
+    if (!widget) return;
+    const prompt = String(new FormData(event.currentTarget).get("prompt") ?? "");
+    const outcome = await widget
+      .submit(({ requestId, kind, count }) =>
+        fetch("/api/generations", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ kind, count, client_request_id: requestId, prompt }),
+        }),
+      )
+      .catch(() => null); // blocked: the widget says why
+    if (outcome) setStatus(outcome.outcome === "accepted" ? "Started." : `Not started: ${outcome.message}. Nothing was charged.`);
   }
 
   return (
@@ -47,7 +48,7 @@ export function Dashboard() {
             <option key={n}>{n}</option>
           ))}
         </select>
-        {/* No disabled={...} here: the widget owns the button's disabled state. */}
+        {/* No disabled={...} here: the widget owns the button's gating (aria-disabled). */}
         <button id="generate" type="submit">Generate</button>
         <p role="status">{status}</p>
       </form>
@@ -57,7 +58,7 @@ export function Dashboard() {
         endpoint="/api"
         kind="image"
         count={count}
-        onquota-error={(event) => setStatus(event.detail.message)}
+        onquota-announce={(event) => setStatus(event.detail.message)}
       />
     </main>
   );
