@@ -502,7 +502,7 @@ async fn get_state(
         (status = 200, description = "The stream, open until the client or the server closes it.",
             content_type = "text/event-stream", body = String,
             headers(
-                ("Cache-Control" = String, description = "`no-cache`"),
+                ("Cache-Control" = String, description = "`no-cache, no-transform`: proxies must not compress or hold back the stream"),
                 ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream")),
             example = "event: state\nid: 7\ndata: {\"revision\":7,...}\n\nevent: ping\ndata: 7\n\n"),
         (status = 503, description = "This instance holds its most event streams (code 1500): poll `GET /api/state` instead.", body = ApiError,
@@ -541,7 +541,9 @@ async fn events(
     .await?;
     Ok((
         [
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // no-transform: a compressing proxy (Next.js's, a CDN's) must pass
+            // the stream on as it comes, not gzip and hold it back.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform")),
             // Tells nginx-style proxies not to buffer the stream.
             (
                 HeaderName::from_static("x-accel-buffering"),

@@ -626,7 +626,7 @@ async fn sse_sends_state_first_with_revision_id() {
     );
     assert_eq!(
         headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
-        Some(&b"no-cache"[..])
+        Some(&b"no-cache, no-transform"[..])
     );
     assert_eq!(
         headers.get("x-accel-buffering").map(|v| v.as_bytes()),
