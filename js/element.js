@@ -149,7 +149,11 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       // Watch while a selector is in use: its element can appear or be replaced.
       const watch = typeof this.button === "string" || typeof this.form === "string";
       if (watch && !this.#observer) {
-        this.#observer = new MutationObserver(() => this.#retarget());
+        // The widget's own writes (its text every second) cannot move the
+        // button: only changes elsewhere on the page are worth a look.
+        this.#observer = new MutationObserver((records) => {
+          if (records.some((r) => !this.contains(r.target))) this.#retarget();
+        });
         this.#observer.observe(document, { childList: true, subtree: true });
       } else if (!watch && this.#observer) {
         this.#observer.disconnect();

@@ -489,6 +489,12 @@ fn restore(e: &Element, name: &str, value: &Option<String>) {
     };
 }
 
+impl From<&Hold> for HeldRequest {
+    fn from(h: &Hold) -> Self {
+        HeldRequest { request_id: h.id.clone(), kind: h.kind.clone(), count: h.count }
+    }
+}
+
 impl From<Hold> for WidgetEvent {
     fn from(h: Hold) -> Self {
         WidgetEvent::Hold { request_id: h.id, slots: h.slots, cost: h.cost }
@@ -758,12 +764,12 @@ impl QuotaWidget {
             id.and_then(|id| inner.quota.holds().iter().find(|h| h.id == id).cloned())
         };
         if let Some(h) = claimed {
-            return Ok(Ts::new_unchecked(to_js(&HeldRequest { request_id: h.id, kind: h.kind, count: h.count })));
+            return Ok(Ts::new_unchecked(to_js(&HeldRequest::from(&h))));
         }
         let hold = rc.borrow_mut().begin();
         match hold {
             Ok(hold) => {
-                let request = HeldRequest { request_id: hold.id.clone(), kind: hold.kind.clone(), count: hold.count };
+                let request = HeldRequest::from(&hold);
                 flush(rc, vec![hold.into()]);
                 Ok(Ts::new_unchecked(to_js(&request)))
             }

@@ -9,7 +9,6 @@ use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement};
 
-use crate::core::wire::PackageStatus;
 use crate::core::{say, AttemptStatus, AttemptView, Fmt, MeterView, Msg, PackageView, UnitsView, ViewModel};
 
 pub struct Dom {
@@ -311,12 +310,7 @@ impl Dom {
                     toggle(&row.el, "qw-inactive", !p.counts);
                 }
                 if old.as_ref().map(|o| o.status) != Some(p.status) {
-                    set_attr(&row.el, "data-status", match p.status {
-                        PackageStatus::Pending => "pending",
-                        PackageStatus::Active => "active",
-                        PackageStatus::Expired => "expired",
-                        PackageStatus::Exhausted => "exhausted",
-                    });
+                    set_attr(&row.el, "data-status", p.status.name());
                 }
                 row.last = Some(Rc::clone(p));
             });

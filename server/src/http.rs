@@ -283,6 +283,16 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// The account a request's credential (token or session cookie) names, if
+/// any: what both the `Account` extractor and `GET /api/session` ask.
+async fn credential_account(state: &AppState, headers: &HeaderMap) -> Result<Option<AccountId>, HttpError> {
+    Ok(match request_credential(headers) {
+        Some(Credential::Token(token)) => state.store.account_by_token(&token).await?,
+        Some(Credential::Session(id)) => state.store.session_account(&id, now_ms()).await?,
+        None => None,
+    })
+}
+
 /// The authenticated account of a request.
 pub struct Account(pub AccountId);
 
@@ -293,13 +303,9 @@ impl FromRequestParts<AppState> for Account {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let credential = request_credential(&parts.headers).ok_or_else(|| HttpError::unauthorized().into_response())?;
-        let found = match credential {
-            Credential::Token(token) => state.store.account_by_token(&token).await,
-            Credential::Session(id) => state.store.session_account(&id, now_ms()).await,
-        };
-        let account = found
-            .map_err(|e| HttpError::from(e).into_response())?
+        let account = credential_account(state, &parts.headers)
+            .await
+            .map_err(IntoResponse::into_response)?
             .ok_or_else(|| HttpError::unauthorized().into_response())?;
         // Every authenticated request counts against the account's rate.
         state.limits.request(account).map_err(HttpError::rate_limited)?;
@@ -435,11 +441,7 @@ pub(crate) struct SessionStatus {
         Fault,
     ))]
 async fn session_status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
-    let account = match request_credential(&headers) {
-        Some(Credential::Token(token)) => st.store.account_by_token(&token).await?,
-        Some(Credential::Session(id)) => st.store.session_account(&id, now_ms()).await?,
-        None => None,
-    };
+    let account = credential_account(&st, &headers).await?;
     Ok(Json(SessionStatus { signed_in: account.is_some() }).into_response())
 }
 

@@ -162,8 +162,6 @@ fn pool<S: Source>(v: &S, p: &str) -> R<SlotPool> {
 }
 
 fn package<S: Source>(v: &S, p: &str) -> R<Package> {
-    const STATUS: [PackageStatus; 4] =
-        [PackageStatus::Pending, PackageStatus::Active, PackageStatus::Expired, PackageStatus::Exhausted];
     Ok(Package {
         id: str_at(v, p, "id")?,
         name: str_at(v, p, "name")?,
@@ -171,7 +169,7 @@ fn package<S: Source>(v: &S, p: &str) -> R<Package> {
         remaining: units_at(v, p, "remaining")?,
         effective_at_ms: ms_at(v, p, "effective_at_ms")?,
         expires_at_ms: ms_at(v, p, "expires_at_ms")?,
-        status: STATUS[one_of(v, p, "status", &["pending", "active", "expired", "exhausted"])?],
+        status: PackageStatus::ALL[one_of(v, p, "status", &PackageStatus::NAMES)?],
     })
 }
 

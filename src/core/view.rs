@@ -450,13 +450,13 @@ impl<F: Fmt> Viewer<F> {
                     |(p, c, e)| ((*p).clone(), *c, *e),
                     |&(p, counts, expiring_soon)| {
                         let (m, at) = match p.status {
-                            PackageStatus::Pending => (Msg::PackagePending, p.effective_at_ms),
-                            PackageStatus::Active if expiring_soon => (Msg::PackageExpiring, p.expires_at_ms),
-                            PackageStatus::Active => (Msg::PackageActive, p.expires_at_ms),
-                            PackageStatus::Expired => (Msg::PackageExpired, p.expires_at_ms),
-                            PackageStatus::Exhausted => (Msg::PackageUsedUp, 0),
+                            PackageStatus::Pending => (Msg::PackagePending, Some(p.effective_at_ms)),
+                            PackageStatus::Active if expiring_soon => (Msg::PackageExpiring, Some(p.expires_at_ms)),
+                            PackageStatus::Active => (Msg::PackageActive, Some(p.expires_at_ms)),
+                            PackageStatus::Expired => (Msg::PackageExpired, Some(p.expires_at_ms)),
+                            PackageStatus::Exhausted => (Msg::PackageUsedUp, None),
                         };
-                        let date = if at == 0 { String::new() } else { f.date(at) };
+                        let date = at.map(|at| f.date(at)).unwrap_or_default();
                         let status = say(f, m, None, &[("date", &date)]);
                         PackageView {
                             id: p.id.clone(),

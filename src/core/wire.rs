@@ -351,6 +351,18 @@ pub enum PackageStatus {
     Exhausted,
 }
 
+impl PackageStatus {
+    /// Every status, in the order of [`PackageStatus::NAMES`].
+    pub const ALL: [PackageStatus; 4] =
+        [PackageStatus::Pending, PackageStatus::Active, PackageStatus::Expired, PackageStatus::Exhausted];
+    /// Their names on the wire (and in the page's `data-status`).
+    pub const NAMES: [&'static str; 4] = ["pending", "active", "expired", "exhausted"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 /// A task holding slots and reserving units.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -467,4 +479,17 @@ pub mod codes {
     pub const NOT_FOUND: u32 = 1404;
     /// A fault of the server; the detail goes to its log only.
     pub const INTERNAL_ERROR: u32 = 1500;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PackageStatus;
+
+    #[test]
+    fn package_status_names_are_the_wire_names() {
+        for (i, s) in PackageStatus::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.name()));
+        }
+    }
 }
