@@ -134,17 +134,20 @@ impl Msg {
 /// `m` in words: its template from `f`, the variant for `count` (when the
 /// template has variants), and the placeholders filled from `args`.
 pub fn say(f: &dyn Fmt, m: Msg, count: Option<f64>, args: &[(&str, &str)]) -> String {
-    fill(variant(f.template(m), count.map(|n| f.plural(n))), args)
+    // The plural category is asked only of a template with variants: in the
+    // browser each question is a call into `Intl.PluralRules`.
+    fill(variant(f.template(m), || count.map(|n| f.plural(n))), args)
 }
 
 /// The variant of `template` for a plural category: `one=...|other=...`.
 /// Without variants, the template itself; without the category, `other`.
-fn variant<'t>(template: &'t str, category: Option<&str>) -> &'t str {
+fn variant(template: &str, category: impl FnOnce() -> Option<&'static str>) -> &str {
     // Only a template whose first part is `word=` has variants.
     let Some((first, _)) = cut(template, b'=') else { return template };
     if first.is_empty() || !first.bytes().all(|b| b.is_ascii_lowercase()) {
         return template;
     }
+    let category = category();
     let mut other = None;
     let mut rest = Some(template);
     while let Some(part) = rest {
@@ -219,13 +222,14 @@ mod tests {
     #[test]
     fn picks_plural_variants() {
         let t = "one={n} unit|other={n} units";
-        assert_eq!(variant(t, Some("one")), "{n} unit");
-        assert_eq!(variant(t, Some("other")), "{n} units");
-        assert_eq!(variant(t, Some("few")), "{n} units");
-        assert_eq!(variant(t, None), "{n} units");
-        assert_eq!(variant("剩余 {n} 点", Some("other")), "剩余 {n} 点");
+        assert_eq!(variant(t, || Some("one")), "{n} unit");
+        assert_eq!(variant(t, || Some("other")), "{n} units");
+        assert_eq!(variant(t, || Some("few")), "{n} units");
+        assert_eq!(variant(t, || None), "{n} units");
+        // Without variants the category is never asked for.
+        assert_eq!(variant("剩余 {n} 点", || unreachable!()), "剩余 {n} 点");
         // An "=" inside a plain message is not a variant.
-        assert_eq!(variant("a = b", Some("one")), "a = b");
+        assert_eq!(variant("a = b", || unreachable!()), "a = b");
         let f = PlainFmt;
         assert_eq!(say(&f, Msg::UnitsRemaining, Some(1.0), &[("units", "1")]), "1 unit remaining");
         assert_eq!(say(&f, Msg::UnitsRemaining, Some(1.5), &[("units", "1.5")]), "1.5 units remaining");
