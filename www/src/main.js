@@ -93,14 +93,17 @@ function onWidgetEvent(event) {
     syncCountField(images.limit);
     onRequestChange();
   }
-  if (reported) {
-    const attempt = event.view.attempts.find((a) => a.key === reported);
-    if (attempt) setStatus(attempt.text, attempt.status === "succeeded" || attempt.status === "running" ? "ok" : "info");
-    else {
-      reported = null;
-      setStatus("");
-    }
+  if (reported && !showAttempt(event.view)) {
+    reported = null;
+    setStatus("");
   }
+}
+
+/** The status line shows the attempt it reports, in the widget's words. */
+function showAttempt(view) {
+  const attempt = view.attempts.find((a) => a.key === reported);
+  if (attempt) setStatus(attempt.text, attempt.status === "succeeded" || attempt.status === "running" ? "ok" : "info");
+  return attempt !== undefined;
 }
 
 // The dashboard's own submit handler. The widget's capture listener ran
@@ -128,8 +131,14 @@ async function onSubmit(event) {
     showSignIn("Your session has ended. Sign in again.");
     return;
   }
+  // From here the status line follows this attempt. The widget has already
+  // listed it (settled in the same call that ended the hold), so one text
+  // describes it from the first frame; the outcome's own words are the
+  // fallback for an attempt the list no longer holds.
   reported = outcome.requestId;
-  if (outcome.outcome !== "accepted") setStatus(`Not started: ${outcome.message}. Nothing was charged.`, "error");
+  if (!showAttempt(widget.view()) && outcome.outcome !== "accepted") {
+    setStatus(`Not started: ${outcome.message}. Nothing was charged.`, "error");
+  }
 }
 
 async function readJson(response) {
