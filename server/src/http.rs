@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -427,22 +428,32 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Respon
     })
 }
 
-/// Whether the request is signed in.
+/// Whether the request is signed in, and as which account.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct SessionStatus {
     signed_in: bool,
+    /// Only when signed in: a stable, non-secret identifier of the account
+    /// (the store's id of it, never the token or anything derived from it).
+    /// The widget scopes its cross-tab channel with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "42")]
+    account: Option<String>,
 }
 
 /// Whether this browser is signed in: `200` either way, so that a page can
 /// ask at start without an error in its console. Needs no credentials.
 #[utoipa::path(get, path = "/api/session", tag = "session", security(()),
     responses(
-        (status = 200, description = "Signed in or not.", body = SessionStatus),
+        (status = 200, description = "Signed in or not; when signed in, `account` names the account.", body = SessionStatus),
         Fault,
     ))]
 async fn session_status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     let account = credential_account(&st, &headers).await?;
-    Ok(Json(SessionStatus { signed_in: account.is_some() }).into_response())
+    Ok(Json(SessionStatus {
+        signed_in: account.is_some(),
+        account: account.map(|id| id.to_string()),
+    })
+    .into_response())
 }
 
 fn etag(revision: u64) -> String {
@@ -495,11 +506,19 @@ async fn get_state(
 /// `state` (`id:` the revision, `data:` the whole `ServerState` as JSON on
 /// one line), sent after every change in revision order, and `ping` (`data:`
 /// the current revision) every `--ping-ms`. On connect the current state
-/// comes first unless `Last-Event-ID` names it already. OpenAPI cannot
-/// describe the events' own schema; `docs/api.md` does.
+/// comes first unless `Last-Event-ID` (or the `last_event_id` query
+/// parameter, for a new `EventSource`, which cannot set the header) names it
+/// already. OpenAPI cannot describe the events' own schema; `docs/api.md`
+/// does.
 #[utoipa::path(get, path = "/api/events", tag = "quota",
-    params(("Last-Event-ID" = Option<String>, Header,
-        description = "The revision the client has (the last `id:` it saw): only newer states are sent.")),
+    params(
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The revision the client has (the last `id:` it saw): only newer states are sent. \
+Wins over `last_event_id` when it is a valid revision; an unreadable value is ignored."),
+        ("last_event_id" = Option<u64>, Query,
+            description = "The same as `Last-Event-ID`, for a new `EventSource` (which cannot set that header) \
+resuming from the revision its page already shows: decimal digits only. The header, when present and valid, wins \
+(a browser's own reconnect sends it with the newest id). Any other value is a 400 (code 1200).")),
     responses(
         (status = 200, description = "The stream, open until the client or the server closes it.",
             content_type = "text/event-stream", body = String,
@@ -507,6 +526,7 @@ async fn get_state(
                 ("Cache-Control" = String, description = "`no-cache, no-transform`: proxies must not compress or hold back the stream"),
                 ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream")),
             example = "event: state\nid: 7\ndata: {\"revision\":7,...}\n\nevent: ping\ndata: 7\n\n"),
+        (status = 400, description = "A malformed `last_event_id` (code 1200).", body = ApiError),
         (status = 503, description = "This instance holds its most event streams (code 1500): poll `GET /api/state` instead.", body = ApiError,
             headers(("Retry-After" = u64, description = "Seconds to wait before a retry."))),
         Common,
@@ -515,7 +535,13 @@ async fn events(
     State(st): State<AppState>,
     Account(account): Account,
     headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
+    // Checked before a stream place is taken: a malformed request holds none.
+    let from_query = match query {
+        Ok(Query(q)) => q.last_event_id.as_deref().map(parse_revision).transpose()?,
+        Err(e) => return Err(HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text())),
+    };
     let place = st.limits.open_stream(account).map_err(|refusal| match refusal {
         StreamRefusal::Account(max) => HttpError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -531,7 +557,9 @@ async fn events(
     let last_event_id = headers
         .get(HeaderName::from_static("last-event-id"))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        // The header wins: a browser's own reconnect sends the newest id.
+        .or(from_query);
     let sse = sse::open(
         Arc::clone(&st.store),
         account,
@@ -555,6 +583,34 @@ async fn events(
         sse,
     )
         .into_response())
+}
+
+/// The query of `GET /api/events`.
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Kept as text: an unreadable value is answered with an `ApiError`.
+    last_event_id: Option<String>,
+}
+
+/// A `last_event_id`: a revision in decimal digits (no sign, no spaces).
+fn parse_revision(value: &str) -> Result<u64, HttpError> {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_REQUEST,
+                format!(
+                    "last_event_id must be a revision (decimal digits, at most {}), got {:?}",
+                    u64::MAX,
+                    // Enough of it to recognise, not an echo of any length.
+                    value.chars().take(32).collect::<String>()
+                ),
+            )
+        })
 }
 
 /// A submit: the wire's request, plus in upstream mode the generation fields

@@ -561,10 +561,25 @@ impl Events {
         token: &str,
         last_event_id: Option<u64>,
     ) -> (StatusCode, HeaderMap, Events) {
-        let mut b =
-            Request::get("/api/events").header(header::AUTHORIZATION, format!("Bearer {token}"));
-        if let Some(id) = last_event_id {
-            b = b.header("last-event-id", id.to_string());
+        let header = last_event_id.map(|id| id.to_string());
+        Events::open_with(router, token, header.as_deref(), None).await
+    }
+
+    /// Opens with a raw `Last-Event-ID` header and a raw `last_event_id`
+    /// query value (as it goes in the URL, percent-encoded), each if given.
+    async fn open_with(
+        router: &Router,
+        token: &str,
+        header: Option<&str>,
+        query: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Events) {
+        let uri = match query {
+            Some(q) => format!("/api/events?last_event_id={q}"),
+            None => "/api/events".to_owned(),
+        };
+        let mut b = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(id) = header {
+            b = b.header("last-event-id", id);
         }
         let res = router
             .clone()
@@ -695,6 +710,87 @@ async fn sse_resumes_without_initial_state_and_pings() {
 }
 
 #[tokio::test]
+async fn sse_resumes_from_the_query_and_the_header_wins() {
+    let mut config = Config::for_tests();
+    config.ping_ms = 50;
+    let app = app_with(config).await;
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let shown = state(r, "a").await.revision.to_string();
+
+    // The query alone: the state at its revision is not resent...
+    let (status, _, mut resumed) = Events::open_with(r, "a", None, Some(&shown)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resumed.next().await, ("ping".into(), None, shown.clone()));
+    // ...a newer one is.
+    let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
+    loop {
+        let (event, id, _) = resumed.next().await;
+        if event == "state" {
+            assert_eq!(id, Some(acc.revision.to_string()));
+            break;
+        }
+        assert_eq!(event, "ping");
+    }
+
+    // What a new stream sends first: a ping (nothing resent) or the state.
+    async fn first(r: &Router, header: Option<&str>, query: Option<&str>) -> (String, Option<String>) {
+        let (status, _, mut events) = Events::open_with(r, "a", header, query).await;
+        assert_eq!(status, StatusCode::OK, "header {header:?}, query {query:?}");
+        let (event, id, _) = events.next().await;
+        (event, id)
+    }
+    let (now, behind) = (acc.revision.to_string(), shown);
+    let ping = ("ping".to_owned(), None);
+    let state_now = ("state".to_owned(), Some(now.clone()));
+    // A query behind the current revision: the state comes first.
+    assert_eq!(first(r, None, Some(&behind)).await, state_now);
+    // Leading zeros are still decimal digits.
+    assert_eq!(first(r, None, Some(&format!("00{now}"))).await, ping);
+
+    // The header wins over the query, either way round.
+    assert_eq!(first(r, Some(&now), Some(&behind)).await, ping);
+    assert_eq!(first(r, Some(&behind), Some(&now)).await, state_now);
+    // An unreadable header is ignored as before: the query counts.
+    assert_eq!(first(r, Some("junk"), Some(&now)).await, ping);
+    assert_eq!(first(r, Some("junk"), None).await, state_now);
+}
+
+#[tokio::test]
+async fn a_malformed_last_event_id_query_is_400_json() {
+    let app = app_with(config_with(&["--max-streams-per-account", "1"])).await;
+    let r = &app.router;
+    account(r, "a", 4, one_pack(100)).await;
+    let rev = state(r, "a").await.revision.to_string();
+    let twice = format!("{rev}&last_event_id={rev}");
+    let bad = [
+        "", "abc", "-1", "%2B1", "%201", "1%20", "1.0", "1e3", "0x10", "18446744073709551616", twice.as_str(),
+    ];
+    for value in bad {
+        // Also with a valid header: a malformed request is malformed.
+        for header in [None, Some(rev.as_str())] {
+            let (status, headers, events) = Events::open_with(r, "a", header, Some(value)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "last_event_id={value}, header {header:?}");
+            assert_eq!(
+                headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+                Some(&b"application/json"[..]),
+                "last_event_id={value}"
+            );
+            let body = events.body.collect().await.expect("body").to_bytes();
+            let e: ApiError = serde_json::from_slice(&body).expect("an ApiError");
+            assert_eq!(e.code, codes::BAD_REQUEST, "last_event_id={value}");
+            assert!(e.message.contains("last_event_id"), "{}", e.message);
+        }
+    }
+    // Credentials are checked first.
+    let (status, _, _) = Events::open_with(r, "nobody", None, Some("abc")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The refused requests held no stream place: the account's only one is free.
+    let (status, _, _stream) = Events::open_with(r, "a", None, Some(&rev)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn sse_requires_auth() {
     let app = app().await;
     let (status, _, _) = Events::open(&app.router, "nobody", None).await;
@@ -797,7 +893,10 @@ async fn auth_by_bearer_or_session_cookie() {
         b.body(Body::empty()).expect("request")
     };
     let yes = send(r, status_of(Some(format!("qw_session={id}")))).await;
-    assert_eq!((yes.status, yes.body.as_slice()), (StatusCode::OK, br#"{"signed_in":true}"#.as_slice()));
+    assert_eq!(yes.status, StatusCode::OK);
+    let yes: Value = yes.json();
+    assert_eq!(yes["signed_in"], true, "{yes}");
+    assert!(yes["account"].is_string(), "{yes}");
     let no = send(r, status_of(None)).await;
     assert_eq!((no.status, no.body.as_slice()), (StatusCode::OK, br#"{"signed_in":false}"#.as_slice()));
     let unknown = send(r, status_of(Some("qw_session=nope".into()))).await;
@@ -836,6 +935,67 @@ async fn auth_by_bearer_or_session_cookie() {
         call(r, Method::GET, "/healthz", None, None).await.body,
         b"ok"
     );
+}
+
+/// `GET /api/session` names the signed-in account with a stable id that is
+/// not a secret, and says nothing of an account when signed out.
+#[tokio::test]
+async fn the_session_answer_names_the_account_only_when_signed_in() {
+    let app = app().await;
+    let r = &app.router;
+    account(r, "token-a", 4, one_pack(100)).await;
+    account(r, "token-b", 4, one_pack(100)).await;
+    let ask = |cookie: Option<&str>, token: Option<&str>| {
+        let mut b = Request::get("/api/session");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c.split(';').next().expect("name=value"));
+        }
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        b.body(Body::empty()).expect("request")
+    };
+    let answer = |reply: Reply| -> Value {
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.json()
+    };
+
+    let cookie_a = sign_in(r, "token-a", &[]).await;
+    let a = answer(send(r, ask(Some(&cookie_a), None)).await);
+    assert_eq!(a.as_object().map(|o| o.len()), Some(2), "{a}");
+    assert_eq!(a["signed_in"], true);
+    let id_a = a["account"].as_str().expect("account is a string").to_owned();
+    assert!(!id_a.is_empty());
+    // Not the token nor the session id, nor anything containing them.
+    let session_a = cookie_a["qw_session=".len()..].split(';').next().expect("id");
+    assert!(!id_a.contains("token-a") && !id_a.contains(session_a), "{id_a}");
+
+    // Stable: another sign-in and the bearer token name the same account.
+    let again = sign_in(r, "token-a", &[]).await;
+    assert_ne!(again, cookie_a);
+    assert_eq!(answer(send(r, ask(Some(&again), None)).await)["account"], id_a.as_str());
+    assert_eq!(answer(send(r, ask(None, Some("token-a"))).await)["account"], id_a.as_str());
+    // Another account has another id.
+    let cookie_b = sign_in(r, "token-b", &[]).await;
+    let id_b = answer(send(r, ask(Some(&cookie_b), None)).await)["account"].clone();
+    assert!(id_b.is_string() && id_b != id_a.as_str(), "{id_b} vs {id_a}");
+
+    // Signed out, or with an unknown credential: no account at all.
+    for (cookie, token) in [(None, None), (Some("qw_session=nope"), None), (None, Some("zzz"))] {
+        let reply = send(r, ask(cookie, token)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_slice()),
+            (StatusCode::OK, br#"{"signed_in":false}"#.as_slice()),
+            "{cookie:?} {token:?}"
+        );
+    }
+    let logout = Request::delete("/api/session")
+        .header(header::COOKIE, cookie_a.split(';').next().expect("name=value"))
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(r, logout).await.status, StatusCode::NO_CONTENT);
+    let after = send(r, ask(Some(&cookie_a), None)).await;
+    assert_eq!(after.body.as_slice(), br#"{"signed_in":false}"#.as_slice());
 }
 
 #[tokio::test]
