@@ -21,6 +21,7 @@ use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, Quota, Reply, Submit
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
+use crate::tabs::TabLink;
 
 /// Options for `new QuotaWidget(options)`: the TypeScript declaration, and
 /// what `read_options` fills in.
@@ -84,6 +85,16 @@ pub struct WidgetOptions {
     /// Use server-sent events. Default true; false polls only.
     #[tsify(optional)]
     pub events: Option<bool>,
+    /// Share one connection, and every hold, between the tabs of this
+    /// browser that show the same endpoint and account (see the README's
+    /// "Several tabs"). Default true; false connects from every tab.
+    #[tsify(optional)]
+    pub tabs: Option<bool>,
+    /// The signed-in account, as a name that is not a secret (an id): tabs
+    /// share only with tabs of the same `endpoint` and `account`. Default:
+    /// none, which is right while the session cookie decides the account.
+    #[tsify(optional)]
+    pub account: Option<String>,
     /// Name of a hidden input in the form that receives the client request
     /// id on submit. Default "client_request_id".
     #[tsify(optional)]
@@ -157,9 +168,9 @@ struct Saved {
     described_by: Option<String>,
 }
 
-struct Inner {
-    quota: Quota,
-    viewer: Viewer<Memo<IntlFmt>>,
+pub(crate) struct Inner {
+    pub(crate) quota: Quota,
+    pub(crate) viewer: Viewer<Memo<IntlFmt>>,
     dom: Dom,
     /// The gated button, with its own attributes from before.
     button: Option<(Element, Saved)>,
@@ -168,14 +179,18 @@ struct Inner {
     /// The gate's listeners, on the button and its form.
     listeners: Vec<EventListener>,
     ticker: Option<Interval>,
-    sync: Option<Sync>,
+    pub(crate) sync: Option<Sync>,
     subscribers: Vec<(u32, Function)>,
     next_subscriber: u32,
     last_request_id: Option<String>,
     /// The hold the gate took for a submit event, until `submit()` claims
     /// it: the dashboard's submit handler then sends that very request.
     gate_hold: Option<String>,
+    /// With tabs sharing a connection: this tab's part, its lock and
+    /// channel, and the commands of the core still to carry out.
+    pub(crate) tabs: Option<TabLink>,
 }
+
 
 /// The quota display and submit gate. See the README for a walk-through.
 #[wasm_bindgen]
@@ -230,7 +245,7 @@ extern "C" {
 /// page's start in wall time plus a monotonic clock, so that setting the
 /// system clock back (or an NTP step) cannot keep a hold alive or make a
 /// stale state look fresh.
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     (TIME_ORIGIN.with(|t| *t) + performance_now()) as i64
 }
 
@@ -299,6 +314,12 @@ fn parse_json(text: &JsValue) -> Result<ServerState, String> {
     read_value(&value)
 }
 
+/// Reads a state from JSON text in wasm memory (a state relayed by a tab).
+#[cfg_attr(not(feature = "tabs"), allow(dead_code))]
+pub(crate) fn read_text(text: &str) -> Result<ServerState, String> {
+    parse_json(&JsValue::from_str(text))
+}
+
 /// Reads a state from an already parsed object.
 fn read_value(value: &JsValue) -> Result<ServerState, String> {
     read_state(value).map_err(|e| e.to_string())
@@ -353,6 +374,9 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
         low_units: whole("lowUnits")?,
         poll_ms: whole("pollMs")?,
         events: flag("events")?,
+        // Read (and checked) only where they do something: the tabs build.
+        tabs: if cfg!(feature = "tabs") { flag("tabs")? } else { None },
+        account: if cfg!(feature = "tabs") { string("account")? } else { None },
         request_id_field: string("requestIdField")?,
     })
 }
@@ -413,7 +437,7 @@ fn to_js<T: Serialize>(value: &T) -> JsValue {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
 }
 
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     // Unique enough to correlate: the time plus 52 random bits.
     let r = (js_sys::Math::random() * 4_503_599_627_370_496.0) as u64;
     format!("qw-{:x}-{:x}", now(), r)
@@ -460,7 +484,17 @@ impl Inner {
     /// Begins a submit of the current request; on success writes the id to
     /// the form's field of that name, if there is one.
     fn begin(&mut self) -> Result<Hold, SubmitError> {
-        let hold = self.quota.begin_submit(new_request_id(), now())?;
+        let hold = match &mut self.tabs {
+            // The leader decides: at once in the leader, by message in a
+            // follower, which holds meanwhile (R7).
+            Some(t) => {
+                let id = new_request_id();
+                t.submit(&mut self.quota, id.clone(), now())?;
+                let held = self.quota.holds().iter().find(|h| h.id == id).cloned();
+                held.ok_or(SubmitError::DuplicateId(id))?
+            }
+            None => self.quota.begin_submit(new_request_id(), now())?,
+        };
         if let Some(form) = &self.form {
             // By name through the form's controls: no selector built from
             // the option's text.
@@ -479,6 +513,19 @@ impl Inner {
         let state = parsed.inspect_err(|message| self.quota.report_error(message.clone()))?;
         self.quota.apply_state(state, now()).map(drop).map_err(|e| e.to_string())
     }
+
+    /// Ends one of this tab's holds; with tabs, every tab learns of it.
+    fn end_hold(&mut self, id: &str, end: HoldEnd, reason: Option<String>, t: i64) -> bool {
+        let found = self.quota.holds().iter().any(|h| h.id == id);
+        match &mut self.tabs {
+            Some(tl) => tl.end_hold(&mut self.quota, id, end, reason, t),
+            None => {
+                self.quota.end_hold(id, end, reason, t);
+            }
+        }
+        found
+    }
+
 }
 
 /// Sets attribute `name` back to `value`, or removes it.
@@ -568,12 +615,17 @@ fn take_hold(rc: &Rc<RefCell<Inner>>, e: &web_sys::Event) {
 
 /// Renders the current view and tells subscribers, outside the borrow so a
 /// subscriber may call back into the widget.
-fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
+pub(crate) fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
     let (subscribers, values): (Vec<Function>, Vec<JsValue>) = {
         let mut inner = rc.borrow_mut();
         let inner = &mut *inner;
         let t = now();
-        inner.quota.tick(t);
+        // With tabs, the tabs core moves the clock: another tab's hold ends
+        // here without a word.
+        match &mut inner.tabs {
+            Some(tl) => tl.tick(&mut inner.quota, t),
+            None => inner.quota.tick(t),
+        }
         let said = inner.quota.take_announcements(inner.viewer.fmt());
         for message in said {
             inner.dom.announce(&message);
@@ -594,10 +646,12 @@ fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
         }
         // Events become JavaScript values only when someone listens.
         if events.is_empty() || inner.subscribers.is_empty() {
-            return;
+            (vec![], vec![])
+        } else {
+            (inner.subscribers.iter().map(|(_, f)| f.clone()).collect(), events.iter().map(to_js).collect())
         }
-        (inner.subscribers.iter().map(|(_, f)| f.clone()).collect(), events.iter().map(to_js).collect())
     };
+    crate::tabs::run(rc);
     for value in values {
         for f in &subscribers {
             // A throwing subscriber must not stop the others or the widget.
@@ -606,20 +660,28 @@ fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
     }
 }
 
-fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
+pub(crate) fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
     let Some(rc) = weak.upgrade() else { return };
     let mut events = vec![];
     {
         let mut inner = rc.borrow_mut();
+        let inner = &mut *inner;
+        // The leading tab: what its connection brings goes through the
+        // tabs core, which applies it here and relays it.
+        let event = match &mut inner.tabs {
+            Some(tl) => tl.server(&mut inner.quota, event, now()),
+            None => Some(event),
+        };
         match event {
-            SyncEvent::State(body) => {
+            None => {}
+            Some(SyncEvent::State(body)) => {
                 if let Err(message) = inner.take_state(parse_json(&body)) {
                     events.push(WidgetEvent::Error { message });
                 }
             }
-            SyncEvent::Current => inner.quota.confirm_current(now()),
-            SyncEvent::Link(link) => inner.quota.set_link(link),
-            SyncEvent::Error(message) => {
+            Some(SyncEvent::Current) => inner.quota.confirm_current(now()),
+            Some(SyncEvent::Link(link)) => inner.quota.set_link(link),
+            Some(SyncEvent::Error(message)) => {
                 inner.quota.report_error(message.clone());
                 events.push(WidgetEvent::Error { message });
             }
@@ -671,6 +733,7 @@ impl QuotaWidget {
             next_subscriber: 1,
             last_request_id: None,
             gate_hold: None,
+            tabs: None,
         }));
         gate(&inner, button, form);
 
@@ -688,10 +751,14 @@ impl QuotaWidget {
                 endpoint: endpoint.trim_end_matches('/').to_owned(),
                 poll_ms: options.poll_ms.unwrap_or(5000).max(250),
                 use_events: options.events.unwrap_or(true),
+                resume: None,
             };
-            // Not under a borrow: the first link state reaches on_sync at once.
-            let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
-            inner.borrow_mut().sync = Some(sync);
+            let shared = options.tabs != Some(false) && crate::tabs::start(&inner, &doc, &opts, options.account.as_deref().unwrap_or(""));
+            if !shared {
+                // Not under a borrow: the first link state reaches on_sync at once.
+                let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
+                inner.borrow_mut().sync = Some(sync);
+            }
         }
         flush(&inner, vec![]);
         Ok(QuotaWidget { inner: Some(inner) })
@@ -815,7 +882,7 @@ impl QuotaWidget {
             if let Some(end) = settled.end {
                 // The server's state may have ended it already: then this
                 // changes nothing.
-                inner.quota.end_hold(request_id, end, settled.reason.clone(), t);
+                inner.end_hold(request_id, end, settled.reason.clone(), t);
             }
             if let (Some(ms), Some(why)) = (settled.retry_after_ms, &settled.reason) {
                 inner.quota.wait_until(t + ms, why.clone());
@@ -824,6 +891,28 @@ impl QuotaWidget {
         };
         flush(rc, vec![]);
         Ok(Ts::new_unchecked(to_js(&outcome)))
+    }
+
+    /// Calls `done(null)` once the request of hold `requestId` may leave the
+    /// browser, or `done(reason)` if it must not: with tabs sharing a
+    /// connection, a follower's submit waits for the leader's grant.
+    // Plumbing of `submit()` (js/widget.js), not part of the declared API.
+    // Only in the tabs build: elsewhere a request may always leave at once.
+    #[cfg(feature = "tabs")]
+    #[wasm_bindgen(js_name = awaitGrant, skip_typescript)]
+    pub fn await_grant(&self, request_id: String, done: Function) -> Result<(), JsError> {
+        let rc = self.rc()?;
+        let word = {
+            let mut inner = rc.borrow_mut();
+            match &mut inner.tabs {
+                None => Some(JsValue::NULL),
+                Some(tl) => tl.await_grant(request_id, &done),
+            }
+        };
+        if let Some(word) = word {
+            let _ = done.call1(&JsValue::NULL, &word);
+        }
+        Ok(())
     }
 
     /// How long a hold waits for the server (the `holdTimeoutMs` option).
@@ -847,7 +936,7 @@ impl QuotaWidget {
 
     fn end(&self, id: &str, end: HoldEnd, reason: Option<String>) -> Result<bool, JsError> {
         let rc = self.rc()?;
-        let found = rc.borrow_mut().quota.end_hold(id, end, reason, now());
+        let found = rc.borrow_mut().end_hold(id, end, reason, now());
         flush(rc, vec![]);
         Ok(found)
     }
@@ -892,6 +981,10 @@ impl QuotaWidget {
     pub fn destroy(&mut self) {
         if let Some(rc) = self.inner.take() {
             let mut inner = rc.borrow_mut();
+            let inner = &mut *inner;
+            if let Some(mut tl) = inner.tabs.take() {
+                tl.leave(&mut inner.quota);
+            }
             inner.sync = None;
             inner.ticker = None;
             inner.subscribers.clear();

@@ -5,6 +5,8 @@
 //! - `dom`: writes a view model to the page (wasm only).
 //! - `intl`: numbers and dates in the page's locale (wasm only).
 //! - `sync`: turns the network into core inputs (wasm only).
+//! - `tabs`: the lock and channel that let tabs share one connection (wasm
+//!   only, in the tabs build; `tabs_off.rs` stands in for it otherwise).
 //! - `api`: the wasm-bindgen surface, the only file that knows JS types.
 
 pub mod core;
@@ -17,6 +19,11 @@ mod dom;
 mod intl;
 #[cfg(target_arch = "wasm32")]
 mod sync;
+#[cfg(all(target_arch = "wasm32", feature = "tabs"))]
+mod tabs;
+#[cfg(all(target_arch = "wasm32", not(feature = "tabs")))]
+#[path = "tabs_off.rs"]
+mod tabs;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{QuotaWidget, WidgetEvent, WidgetOptions};

@@ -39,6 +39,7 @@ pub enum SyncEvent {
     Error(String),
 }
 
+#[derive(Clone)]
 pub struct SyncOptions {
     /// Base URL of the API, for example `/api`.
     pub endpoint: String,
@@ -46,6 +47,10 @@ pub struct SyncOptions {
     pub poll_ms: u32,
     /// Set false to poll only.
     pub use_events: bool,
+    /// The revision already shown, if any: the first stream opened asks
+    /// only for newer states (`?last_event_id=`, since an `EventSource`
+    /// cannot send the `Last-Event-ID` header on a new connection).
+    pub resume: Option<u64>,
 }
 
 type Sink = Rc<dyn Fn(SyncEvent)>;
@@ -77,6 +82,7 @@ impl Drop for Stream {
 struct Shell {
     machine: SyncMachine,
     endpoint: String,
+    resume: Option<u64>,
     sink: Sink,
     fetched: Option<FetchDone>,
     stream: Option<Stream>,
@@ -112,6 +118,7 @@ impl Sync {
         let rc = Rc::new(RefCell::new(Shell {
             machine: SyncMachine::new(opts.use_events, opts.poll_ms),
             endpoint: opts.endpoint,
+            resume: opts.resume,
             sink,
             fetched: None,
             stream: None,
@@ -163,7 +170,14 @@ fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd<JsValue>>) {
                 }
             }
             SyncCmd::OpenStream => {
-                let url = format!("{}/events", rc.borrow().endpoint);
+                let url = {
+                    let mut s = rc.borrow_mut();
+                    match s.resume.take() {
+                        // Only a tab that takes the lead resumes (the tabs build).
+                        Some(r) if cfg!(feature = "tabs") => format!("{}/events?last_event_id={r}", s.endpoint),
+                        _ => format!("{}/events", s.endpoint),
+                    }
+                };
                 match open_stream(&url, weak) {
                     Some(stream) => rc.borrow_mut().stream = Some(stream),
                     None => then.push(SyncInput::StreamFailed),

@@ -66,10 +66,10 @@ fn cancels(cmds: &[TabCmd]) -> Vec<(String, String)> {
 /// Time enough for a new leader to grant.
 const SETTLED: i64 = T0 + 1_000;
 
-/// A leader, live, with state `s`; and what it posted.
+/// A leader, settled and live at `T0`, with state `s`; and what it posted.
 fn leader(s: &ServerState) -> (Tab, Vec<TabMsg>) {
     let mut l = Tab::new("L");
-    let mut out = l.t.lead(&mut l.q, T0);
+    let mut out = l.t.lead(&mut l.q, T0 - TabConfig::default().settle_ms);
     out.extend(l.t.server_link(&mut l.q, Link::Live, T0));
     out.extend(l.t.server_state(&mut l.q, &json(s), T0, &read));
     (l, posts(&out))
@@ -516,12 +516,20 @@ fn while_no_tab_is_live_submit_is_blocked_with_the_reason() {
     assert_eq!(a.q.revision(), Some(3), "no older state in between");
     assert_eq!(a.q.view(t, &PlainFmt).blocked, Some(Blocked::Connecting));
     assert_eq!(b.t.submit(&mut b.q, "rb".into(), t), Err(SubmitError::Blocked(Blocked::Connecting)));
+    // Its connection is up at once, but it shows (and relays) live only once
+    // settled: no gate looks open while submits would be refused.
     a.take(&posts(&b.t.server_link(&mut b.q, Link::Live, t)), t);
-    let ask = posts(&a.t.submit(&mut a.q, "r2".into(), t).unwrap());
-    let answer = posts(&b.take(&ask, t));
-    assert!(matches!(&answer[..], [TabMsg::Denied { reason, .. }] if reason == HANDOVER));
-    assert_eq!(cancels(&a.take(&answer, t)).len(), 1);
+    assert_eq!((a.q.link(), b.q.link()), (Link::Connecting, Link::Connecting));
+    assert_eq!(a.t.submit(&mut a.q, "r2".into(), t), Err(SubmitError::Blocked(Blocked::Connecting)));
+    // An ask that comes anyway (a tab that saw the old leader live) is denied.
+    let asked = TabMsg::Ask { from: "A".into(), id: "r2".into(), kind: "image".into(), count: 1 };
+    assert!(matches!(&posts(&b.take(&[asked], t))[..], [TabMsg::Denied { reason, .. }] if reason == HANDOVER));
     let t2 = t + TabConfig::default().settle_ms;
+    assert_eq!(b.t.next_deadline(&b.q), Some(t2), "the shell wakes the leader when it settles");
+    let live = posts(&b.t.tick(&mut b.q, t2));
+    assert!(matches!(&live[..], [TabMsg::Link { link: Link::Live, .. }]), "{live:?}");
+    a.take(&live, t2);
+    assert_eq!((a.q.link(), b.q.link()), (Link::Live, Link::Live));
     let ask = posts(&a.t.submit(&mut a.q, "r3".into(), t2).unwrap());
     let out = a.take(&posts(&b.take(&ask, t2)), t2);
     assert_eq!(sends(&out).len(), 1);
@@ -561,6 +569,7 @@ fn a_new_leader_counts_the_holds_the_old_one_granted() {
     c.take(&posts(&b.t.server_link(&mut b.q, Link::Live, t)), t);
     assert_eq!(b.free(), 0, "the new leader counts A's hold");
     let t2 = t + TabConfig::default().settle_ms;
+    c.take(&posts(&b.t.tick(&mut b.q, t2)), t2);
     assert!(
         matches!(c.t.submit(&mut c.q, "rc".into(), t2), Err(SubmitError::Blocked(Blocked::Slots { free: 0, .. }))),
         "C's own gate sees the slot taken"
@@ -688,4 +697,16 @@ fn malformed_messages_are_errors_that_name_the_fault() {
     }
     let long = format!("qw1 bye {} 0", "a".repeat(201));
     assert_eq!(TabMsg::decode(&long).unwrap_err().0, "bye: from is longer than 200 bytes");
+}
+
+#[test]
+fn the_scope_separates_endpoints_and_accounts_and_spells_out_neither() {
+    let a = tabs::scope("/api", "acct-1");
+    assert_eq!(a, tabs::scope("/api", "acct-1"), "the same for every tab");
+    assert!(a.starts_with("quota-widget/qw1/"), "{a}");
+    assert_ne!(a, tabs::scope("/api", "acct-2"));
+    assert_ne!(a, tabs::scope("/other", "acct-1"));
+    // The separator keeps ("/ap", "iacct") and ("/api", "acct") apart.
+    assert_ne!(tabs::scope("/ap", "i"), tabs::scope("/api", ""));
+    assert!(!a.contains("acct") && !a.contains("/api"), "{a}");
 }

@@ -196,6 +196,10 @@ pub struct Tabs {
     peers: Vec<(TabId, bool)>,
     /// The text of the state shown, to pass on in snapshots.
     state_text: Option<StateText>,
+    /// The leader's own connection, which shows as live only once the
+    /// leader has settled: until then it grants nothing, so no tab's gate
+    /// may look open (R5).
+    conn: Link,
 }
 
 impl Tabs {
@@ -215,6 +219,7 @@ impl Tabs {
             ended: Vec::new(),
             peers: Vec::new(),
             state_text: None,
+            conn: Link::Connecting,
         }
     }
 
@@ -266,6 +271,7 @@ impl Tabs {
         self.followed = None;
         self.seq = 0;
         self.peers.clear();
+        self.conn = Link::Connecting;
         q.set_link(Link::Connecting);
         let snapshot = self.snapshot(q, epoch, now);
         out.push(TabCmd::Post(snapshot));
@@ -335,13 +341,32 @@ impl Tabs {
         self.relay_current(q, now)
     }
 
-    /// The leader's link changed.
+    /// The leader's link changed. Live shows (here and in every tab) only
+    /// once the leader has settled; [`Tabs::tick`] shows it then.
     pub fn server_link(&mut self, q: &mut Quota, link: Link, now: Millis) -> Vec<TabCmd> {
-        q.set_link(link);
+        self.conn = link;
+        let shown = match link {
+            Link::Live if self.settling(now) => Link::Connecting,
+            _ => link,
+        };
+        q.set_link(shown);
         match self.stamp(now) {
-            Some(stamp) => vec![TabCmd::Post(TabMsg::Link { stamp, link })],
+            Some(stamp) => vec![TabCmd::Post(TabMsg::Link { stamp, link: shown })],
             None => vec![],
         }
+    }
+
+    /// Until when a new leader grants nothing, if it leads and that is
+    /// still ahead.
+    fn settles_at(&self, now: Millis) -> Option<Millis> {
+        match self.role {
+            Role::Leader { since, .. } => Some(since + self.config.settle_ms).filter(|t| now < *t),
+            Role::Follower => None,
+        }
+    }
+
+    fn settling(&self, now: Millis) -> bool {
+        self.settles_at(now).is_some()
     }
 
     fn relay_current(&mut self, q: &Quota, now: Millis) -> Vec<TabCmd> {
@@ -360,8 +385,8 @@ impl Tabs {
         self.expire_remote(q, now);
         let mut out = Vec::new();
         match self.role {
-            Role::Leader { epoch, since } => {
-                if now < since + self.config.settle_ms {
+            Role::Leader { epoch, .. } => {
+                if self.settling(now) {
                     return Err(SubmitError::Blocked(Blocked::Connecting));
                 }
                 let hold = q.begin_submit(id, now)?;
@@ -408,6 +433,10 @@ impl Tabs {
         self.sync(q, now);
         self.expire_remote(q, now);
         self.fail_asks(q, now, NO_ANSWER, |o| o.asked.is_some_and(|t| t <= now), &mut out);
+        // Settled: a live connection shows as live now.
+        if self.is_leader() && self.conn == Link::Live && q.link() == Link::Connecting && !self.settling(now) {
+            out.extend(self.server_link(q, Link::Live, now));
+        }
         q.tick(now);
         self.sync(q, now);
         self.ended.retain(|(_, until)| *until > now);
@@ -419,7 +448,11 @@ impl Tabs {
     pub fn next_deadline(&self, q: &Quota) -> Option<Millis> {
         let remote = self.remote.iter().map(|r| r.expires_at);
         let asks = self.own.iter().filter_map(|o| o.asked);
-        remote.chain(asks).chain(q.next_deadline()).min()
+        let settled = match self.role {
+            Role::Leader { since, .. } if self.conn == Link::Live && q.link() == Link::Connecting => Some(since + self.config.settle_ms),
+            _ => None,
+        };
+        remote.chain(asks).chain(settled).chain(q.next_deadline()).min()
     }
 
     /// Takes a message from the channel, as text. A malformed one changes
@@ -846,6 +879,19 @@ impl Quota {
 /// First word of every message: another version of the protocol is
 /// refused, not guessed at.
 pub const PROTOCOL: &str = "qw1";
+
+/// The name of the lock and the channel that the tabs of one endpoint and
+/// account share: the protocol and a hash of both, so that tabs of another
+/// account, another server or another version of the protocol never meet,
+/// and no identifier is spelled out in a name other scripts can list. The
+/// hash is FNV-1a (64 bits): a name, not a secret.
+pub fn scope(endpoint: &str, account: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in endpoint.bytes().chain([0]).chain(account.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("quota-widget/{PROTOCOL}/{h:016x}")
+}
 /// Longest message taken, in bytes (a busy state is a few hundred kB).
 pub const MAX_MESSAGE: usize = 4 << 20;
 /// Most holds in one hello or snapshot.

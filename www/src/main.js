@@ -1,11 +1,13 @@
 // The demo dashboard: a sign-in step, a "Generate" form, and the quota widget
 // beside it, synced with the quota server at /api. It uses the npm package
-// exactly as a user's dashboard would: `import ... from "quota-widget"`.
+// exactly as a user's dashboard would: `import ... from "quota-widget/tabs"`,
+// the package's tabs build, in which every tab of the browser shares one
+// connection to the server and every hold (README, "Several tabs").
 //
 // Everything here runs under the server's strict CSP (script-src 'self'
 // 'wasm-unsafe-eval'; style-src 'self'): no inline script, no inline style,
 // and every text is set with textContent, never as markup.
-import init, { QuotaWidget } from "quota-widget";
+import init, { QuotaWidget } from "quota-widget/tabs";
 import "quota-widget/quota-widget.css";
 import "./app.css";
 
@@ -149,7 +151,22 @@ async function readJson(response) {
   }
 }
 
-async function showDashboard() {
+/**
+ * Who is signed in: `{ signedIn, account }`. The server answers 200 either
+ * way (no error in the console before sign-in); `account` is its
+ * non-secret account id, which scopes the tabs that share a connection.
+ */
+async function session() {
+  try {
+    const response = await fetch(`${API}/session`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = response.ok ? await response.json() : null;
+    return { signedIn: body?.signed_in === true, account: typeof body?.account === "string" ? body.account : undefined };
+  } catch {
+    return { signedIn: false, account: undefined };
+  }
+}
+
+async function showDashboard(account) {
   boot.hidden = true;
   signin.hidden = true;
   dashboard.hidden = false;
@@ -172,6 +189,8 @@ async function showDashboard() {
     // The reason a submit is blocked, next to the button it blocks.
     reason: "#generate-reason",
     endpoint: API,
+    // Tabs share a connection only with tabs of the same account.
+    account,
     kind,
     count,
   });
@@ -214,7 +233,7 @@ async function onSignIn(event) {
     });
     if (response.status === 204 || response.ok) {
       tokenInput.setAttribute("aria-invalid", "false");
-      await showDashboard();
+      await showDashboard((await session()).account);
       $("#generate-title").focus();
     } else if (response.status === 401) {
       showSignIn("Unknown token. Check it and try again.");
@@ -248,16 +267,9 @@ async function start() {
   signOut.addEventListener("click", onSignOut);
   syncCountField();
 
-  // Already signed in? The session cookie is HttpOnly, so ask the server,
-  // which answers 200 either way (no error in the console before sign-in).
-  let signedIn = false;
-  try {
-    const response = await fetch(`${API}/session`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    signedIn = response.ok && (await response.json()).signed_in === true;
-  } catch {
-    signedIn = false;
-  }
-  if (signedIn) await showDashboard();
+  // Already signed in? The session cookie is HttpOnly, so ask the server.
+  const { signedIn, account } = await session();
+  if (signedIn) await showDashboard(account);
   else showSignIn();
 }
 
