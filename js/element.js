@@ -28,6 +28,8 @@ const REQUEST_ATTRIBUTES = new Set(["kind", "count"]);
 const TARGET_ATTRIBUTES = new Set(["button", "form"]);
 // Any other observed attribute re-creates the widget.
 const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms"];
+// QW_TABS: true in the package's tabs build only (scripts/build-pkg sets it).
+if (QW_TABS) OBSERVED.push("account", "tabs");
 
 const DEFAULT_KIND = "image";
 const DEFAULT_COUNT = 1;
@@ -202,6 +204,10 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         expiringSoonDays: integerAttribute(this, "expiring-soon-days"),
         staleAfterMs: integerAttribute(this, "stale-after-ms"),
       };
+      if (QW_TABS) {
+        optional.account = this.getAttribute("account") || undefined;
+        optional.tabs = /^(off|false)$/i.test(this.getAttribute("tabs") ?? "") ? false : undefined;
+      }
       for (const [key, value] of Object.entries(optional)) {
         if (value !== undefined) options[key] = value;
       }

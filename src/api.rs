@@ -85,14 +85,17 @@ pub struct WidgetOptions {
     /// Use server-sent events. Default true; false polls only.
     #[tsify(optional)]
     pub events: Option<bool>,
-    /// Share one connection, and every hold, between the tabs of this
-    /// browser that show the same endpoint and account (see the README's
-    /// "Several tabs"). Default true; false connects from every tab.
+    /// In the tabs build (`quota-widget/tabs`): share one connection, and
+    /// every hold, between the tabs of this browser that show the same
+    /// endpoint and account (the README's "Several tabs"). Default true;
+    /// false connects from this tab alone. The default build ignores it:
+    /// every tab connects by itself.
     #[tsify(optional)]
     pub tabs: Option<bool>,
-    /// The signed-in account, as a name that is not a secret (an id): tabs
-    /// share only with tabs of the same `endpoint` and `account`. Default:
-    /// none, which is right while the session cookie decides the account.
+    /// In the tabs build: the signed-in account, as a name that is not a
+    /// secret (an id); tabs share only with tabs of the same `endpoint` and
+    /// `account`. Default: none, which is right while the session cookie
+    /// alone decides the account.
     #[tsify(optional)]
     pub account: Option<String>,
     /// Name of a hidden input in the form that receives the client request

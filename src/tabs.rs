@@ -129,7 +129,7 @@ pub fn start(rc: &Rc<RefCell<Inner>>, doc: &Document, sync: &SyncOptions, accoun
         let weak = Rc::downgrade(rc);
         EventListener::new(target, name, move |_| on_page(&weak, name))
     };
-    let global: EventTarget = js_sys::global().unchecked_into();
+    let global: EventTarget = GLOBAL.with(|g| g.clone().unchecked_into());
     let page = [on(doc, "visibilitychange"), on(&global, "pagehide"), on(&global, "pageshow")];
     // A name unique in the browser: the time and 52 random bits.
     let mut core = Tabs::new(new_request_id(), TabConfig::default(), visible(doc));
@@ -294,6 +294,14 @@ extern "C" {
     /// undefined without Web Locks or BroadcastChannel.
     #[wasm_bindgen(js_name = tabLock)]
     fn tab_lock(name: &str, granted: &JsValue) -> Option<Function>;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis` (the window, for pagehide and pageshow), read directly
+    /// rather than through `js_sys::global()`'s search of four candidates.
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL: JsValue;
 }
 
 type OnMessage = Rc<dyn Fn(JsValue)>;

@@ -1158,7 +1158,8 @@ fn num(w: &mut String, n: impl std::fmt::Display) {
 fn text(w: &mut String, s: &str) {
     w.push(' ');
     // The escaped characters are ASCII, so their byte offsets are char
-    // boundaries.
+    // boundaries. (`get`, not indexing: the widget carries no code for a
+    // slice's panic message.)
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -1167,11 +1168,11 @@ fn text(w: &mut String, s: &str) {
             b'\n' => "%0A",
             _ => continue,
         };
-        w.push_str(&s[start..i]);
+        w.push_str(s.get(start..i).unwrap_or_default());
         w.push_str(escape);
         start = i + 1;
     }
-    w.push_str(&s[start..]);
+    w.push_str(s.get(start..).unwrap_or_default());
 }
 
 fn write_stamp(w: &mut String, s: &Stamp) {
@@ -1246,7 +1247,7 @@ fn whole(w: &str) -> Option<u64> {
 /// A whole number that may be negative, in its one spelling ("-0" is not).
 fn signed(w: &str) -> Option<i64> {
     match w.as_bytes().first() {
-        Some(b'-') => 0i64.checked_sub_unsigned(whole(&w[1..]).filter(|n| *n > 0)?),
+        Some(b'-') => 0i64.checked_sub_unsigned(whole(w.get(1..)?).filter(|n| *n > 0)?),
         _ => i64::try_from(whole(w)?).ok(),
     }
 }
@@ -1379,7 +1380,7 @@ impl<'a> Fields<'a> {
         let canonical = |u: &Units| {
             let mut c = String::new();
             num(&mut c, u);
-            c[1..] == *w
+            c.get(1..) == Some(w)
         };
         <Units as std::str::FromStr>::from_str(w)
             .ok()
