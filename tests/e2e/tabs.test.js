@@ -6,8 +6,10 @@
 // The relay delay is printed, never asserted.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { extname, join, normalize } from "node:path";
 import {
+  ROOT,
   apiOk,
   checkPrerequisites,
   createAccount,
@@ -399,6 +401,36 @@ describe("several tabs, one connection (the tabs build)", () => {
     const next = await bump(token);
     await waitRevision(first, next);
     assert.equal(await first.locator(".qw-error").textContent(), "");
+    await closeClean(context);
+  });
+
+  test("the element of the tabs build (quota-widget/tabs/define) shares one stream too", { timeout: 60_000 }, async () => {
+    const { token, context, first } = await freshBrowser();
+    // A page of the dashboard's own, on the server's origin (the session
+    // cookie is the same), loading the element from the built package.
+    const PKG = join(ROOT, "pkg");
+    const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
+    const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="stylesheet" href="/qw/quota-widget.css"></head>
+<body><quota-widget endpoint="/api" button="#go"></quota-widget><button id="go">Generate</button>
+<script type="module" src="/qw/tabs/define.js"></script></body></html>`;
+    await context.route(`${server.url}/element-tabs.html`, (route) => route.fulfill({ contentType: "text/html", body: html }));
+    await context.route(`${server.url}/qw/**`, (route) => {
+      const file = normalize(join(PKG, new URL(route.request().url()).pathname.slice("/qw/".length)));
+      if (!file.startsWith(PKG) || !existsSync(file)) return route.fulfill({ status: 404, body: "" });
+      return route.fulfill({ contentType: TYPES[extname(file)] ?? "application/octet-stream", body: readFileSync(file) });
+    });
+    const pages = [];
+    for (let i = 0; i < 3; i += 1) {
+      const page = await context.newPage();
+      await page.goto(`${server.url}/element-tabs.html`);
+      await page.waitForFunction(() => (document.querySelector(".qw-freshness")?.textContent ?? "").startsWith("Live"), null, { polling: 50 });
+      pages.push(page);
+    }
+    // With the demo's tab (another scope: it names its account), two streams in all.
+    await leaderOf(pages);
+    assert.equal(await waitServerStreams(token, 2), 2, "one for the three element pages, one for the demo's tab");
+    const revision = await bump(token);
+    await Promise.all([first, ...pages].map((p) => waitRevision(p, revision)));
     await closeClean(context);
   });
 
