@@ -17,19 +17,20 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import {
-  CHROMIUM,
-  ROOT,
-  SERVER_BIN,
   apiOk,
+  CHROMIUM,
   createAccount,
   freePort,
   launchBrowser,
   newContext,
+  ROOT,
+  SERVER_BIN,
   sleep,
   submitAndWaitRunning,
   tempDir,
   waitForButton,
   waitForLive,
+  waitServerStreams,
 } from "./harness.js";
 
 const EXAMPLES = join(ROOT, "examples");
@@ -228,24 +229,6 @@ function instrument() {
       .sort(),
     intervals: [...timers.values()].filter((t) => t.kind === "interval").length,
   });
-}
-
-/** How many of the account's event streams the server holds (a no-op state sent to each). */
-async function serverStreams(server, token) {
-  const state = await apiOk(server, "GET", "/api/state", { token });
-  // The current state again: a revision the widget has, which it takes as a duplicate.
-  const { receivers } = await apiOk(server, "POST", "/api/dev/raw-event", { token, body: JSON.stringify(state) });
-  return receivers;
-}
-
-/** Waits until the server counts `want` streams for the account (a closed one is noticed on its next write). */
-async function waitServerStreams(server, token, want, timeout = 5_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const n = await serverStreams(server, token);
-    if (n === want || Date.now() > deadline) return n;
-    await sleep(200);
-  }
 }
 
 let browser;

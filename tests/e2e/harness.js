@@ -364,3 +364,20 @@ export async function screenshot(page, name) {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/** How many of the account's event streams the server holds (a no-op state sent to each, which the widget takes as a duplicate). */
+export async function serverStreams(server, token) {
+  const state = await apiOk(server, "GET", "/api/state", { token });
+  const { receivers } = await apiOk(server, "POST", "/api/dev/raw-event", { token, body: JSON.stringify(state) });
+  return receivers;
+}
+
+/** Waits until the server counts `want` streams for the account (a closed one is noticed on its next write); returns the last count. */
+export async function waitServerStreams(server, token, want, timeout = 5_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const n = await serverStreams(server, token);
+    if (n === want || Date.now() > deadline) return n;
+    await sleep(200);
+  }
+}

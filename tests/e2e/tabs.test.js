@@ -20,6 +20,7 @@ import {
   startServer,
   tempDir,
   waitForButton,
+  waitServerStreams,
   waitForLive,
 } from "./harness.js";
 
@@ -106,23 +107,6 @@ async function leaderOf(pages) {
   return leaders[0];
 }
 
-/** How many of the account's event streams the server holds (a no-op state sent to each). */
-async function serverStreams(token) {
-  const state = await apiOk(server, "GET", "/api/state", { token });
-  const { receivers } = await apiOk(server, "POST", "/api/dev/raw-event", { token, body: JSON.stringify(state) });
-  return receivers;
-}
-
-/** Waits until the server counts `want` streams (a closed one is noticed on its next write). */
-async function waitServerStreams(token, want, timeout = 5_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const n = await serverStreams(token);
-    if (n === want || Date.now() > deadline) return n;
-    await sleep(100);
-  }
-}
-
 /** A change on the server that every tab must show: the video limit, flipped. Returns the new revision. */
 let flip = 1;
 async function bump(token) {
@@ -166,7 +150,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     // Over HTTP/1.1 ten streams would never fit in six connections.
     await Promise.all(tabs.map((p) => waitForLive(p)));
     await leaderOf(tabs);
-    assert.equal(await waitServerStreams(token, 1), 1, "the server holds exactly one stream for the account");
+    assert.equal(await waitServerStreams(server, token, 1), 1, "the server holds exactly one stream for the account");
 
     // Every state the server makes reaches every tab; each one's delay is
     // measured from the moment the leading tab showed it.
@@ -238,7 +222,7 @@ describe("several tabs, one connection (the tabs build)", () => {
       assert.deepEqual([...shown].sort((a, b) => a - b), shown, `revisions in order, never back: ${shown.join(", ")}`);
       assert.equal(await shownRevision(p), after);
     }
-    assert.equal(await waitServerStreams(token, 1), 1, "one stream again");
+    assert.equal(await waitServerStreams(server, token, 1), 1, "one stream again");
     await closeClean(context);
   });
 
@@ -332,12 +316,12 @@ describe("several tabs, one connection (the tabs build)", () => {
     // Now every tab is hidden: the leading one pauses its stream.
     await follower.evaluate(() => window.__qwSetHidden(true));
     await follower.waitForFunction(() => window.__qwOpenStreams() === 0, null, { timeout: 5_000 });
-    assert.equal(await waitServerStreams(token, 0), 0, "no stream while nobody looks");
+    assert.equal(await waitServerStreams(server, token, 0), 0, "no stream while nobody looks");
     await follower.evaluate(() => window.__qwSetHidden(false));
     await waitForLive(follower);
     const revision = await bump(token);
     await Promise.all([first, other].map((p) => waitRevision(p, revision)));
-    assert.equal(await waitServerStreams(token, 1), 1);
+    assert.equal(await waitServerStreams(server, token, 1), 1);
     await closeClean(context);
   });
 
@@ -353,7 +337,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     await waitForLive(leader);
     await sleep(500);
     await leaderOf([leader, follower]);
-    assert.equal(await waitServerStreams(token, 1), 1);
+    assert.equal(await waitServerStreams(server, token, 1), 1);
     const revision = await bump(token);
     await Promise.all([leader, follower].map((p) => waitRevision(p, revision)));
     await closeClean(context);
@@ -371,7 +355,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     await waitForLive(other);
     assert.equal(await openStreams(first), 1);
     assert.equal(await openStreams(other), 1, "its own stream: it shares with no tab of another account");
-    assert.equal(await waitServerStreams(token, 2), 2);
+    assert.equal(await waitServerStreams(server, token, 2), 2);
     await closeClean(context);
   });
 
@@ -428,7 +412,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     }
     // With the demo's tab (another scope: it names its account), two streams in all.
     await leaderOf(pages);
-    assert.equal(await waitServerStreams(token, 2), 2, "one for the three element pages, one for the demo's tab");
+    assert.equal(await waitServerStreams(server, token, 2), 2, "one for the three element pages, one for the demo's tab");
     const revision = await bump(token);
     await Promise.all([first, ...pages].map((p) => waitRevision(p, revision)));
     await closeClean(context);
@@ -443,7 +427,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     const other = await openTab(context);
     assert.equal(await openStreams(first), 1);
     assert.equal(await openStreams(other), 1);
-    assert.equal(await waitServerStreams(token, 2), 2);
+    assert.equal(await waitServerStreams(server, token, 2), 2);
     const revision = await bump(token);
     await Promise.all([first, other].map((p) => waitRevision(p, revision)));
     await closeClean(context);
