@@ -168,11 +168,24 @@ impl Api {
 
     /// Opens the event stream: the answer's head is awaited for at most the
     /// request timeout; events then arrive on the returned stream. A "rate
-    /// limited" answer is retried as in [`Api::send`].
+    /// limited" answer is retried as in [`Api::send`]. `last_event_id` is
+    /// sent as the `Last-Event-ID` header, as `EventSource` does on its own
+    /// reconnects.
     pub async fn events(&self, auth: Auth, last_event_id: Option<u64>) -> Result<Opened, String> {
+        self.open_events(auth, "/api/events", last_event_id).await
+    }
+
+    /// Opens the event stream as a new `EventSource` resuming from
+    /// `last_event_id` does (it cannot set headers):
+    /// `GET /api/events?last_event_id=N`, no `Last-Event-ID` header.
+    pub async fn events_by_query(&self, auth: Auth, last_event_id: u64) -> Result<Opened, String> {
+        self.open_events(auth, &format!("/api/events?last_event_id={last_event_id}"), None).await
+    }
+
+    async fn open_events(&self, auth: Auth, path: &str, last_event_id: Option<u64>) -> Result<Opened, String> {
         let mut tries = 0;
         loop {
-            let opened = self.events_once(auth, last_event_id).await?;
+            let opened = self.events_once(auth, path, last_event_id).await?;
             tries += 1;
             match &opened {
                 Opened::Refused(reply) if tries <= RATE_LIMIT_RETRIES => match reply.rate_limited() {
@@ -184,9 +197,9 @@ impl Api {
         }
     }
 
-    async fn events_once(&self, auth: Auth, last_event_id: Option<u64>) -> Result<Opened, String> {
+    async fn events_once(&self, auth: Auth, path: &str, last_event_id: Option<u64>) -> Result<Opened, String> {
         let mut b = self
-            .builder(Method::GET, &self.url("/api/events"), auth)
+            .builder(Method::GET, &self.url(path), auth)
             .header(ACCEPT, "text/event-stream")
             .header(CACHE_CONTROL, "no-cache");
         if let Some(id) = last_event_id {
@@ -194,8 +207,8 @@ impl Api {
         }
         let res = match tokio::time::timeout(self.timeout, b.send()).await {
             Ok(Ok(res)) => res,
-            Ok(Err(e)) => return Err(format!("GET /api/events: {}", error_chain(&e))),
-            Err(_) => return Err(format!("GET /api/events: no answer within {}", secs(self.timeout))),
+            Ok(Err(e)) => return Err(format!("GET {path}: {}", error_chain(&e))),
+            Err(_) => return Err(format!("GET {path}: no answer within {}", secs(self.timeout))),
         };
         let status = res.status().as_u16();
         let headers = res.headers().clone();

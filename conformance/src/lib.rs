@@ -112,6 +112,9 @@ pub enum Check {
     EventsPing,
     /// A reconnect with Last-Event-ID gets only newer states.
     EventsResume,
+    /// A new stream with `?last_event_id=N` gets only states newer than N,
+    /// and the current state first when N is older.
+    EventsResumeQuery,
     /// An accepted submit: 201 and a SubmitAccepted that matches the pool.
     Submit,
     /// A repeated client_request_id: 200, same answer, nothing more held.
@@ -130,7 +133,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 15] = [
+    pub const ALL: [Check; 16] = [
         Check::Auth,
         Check::StateShape,
         Check::Etag,
@@ -139,6 +142,7 @@ impl Check {
         Check::EventsChange,
         Check::EventsPing,
         Check::EventsResume,
+        Check::EventsResumeQuery,
         Check::Submit,
         Check::Idempotency,
         Check::BadRequest,
@@ -159,6 +163,7 @@ impl Check {
             Check::EventsChange => "events change",
             Check::EventsPing => "events ping",
             Check::EventsResume => "events resume",
+            Check::EventsResumeQuery => "events resume by query",
             Check::Submit => "submit",
             Check::Idempotency => "idempotency",
             Check::BadRequest => "bad request",

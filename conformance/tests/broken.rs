@@ -82,6 +82,23 @@ async fn resending_the_last_event_id_fails_events_resume() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_the_last_event_id_query_fails_events_resume_by_query() {
+    let r = caught(Break::IgnoreLastEventIdQuery, Check::EventsResumeQuery).await;
+    let d = detail(&r, Check::EventsResumeQuery);
+    assert!(d.contains("?last_event_id=") && d.contains("again"), "{}", show(&r));
+    // The header still works: only the query's check fails.
+    assert_status(&r, Check::EventsResume, Status::Ok);
+    assert_eq!(r.count(Status::Fail), 1, "{}", show(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_taken_as_current_fails_events_resume_by_query() {
+    let r = caught(Break::QueryMeansCurrent, Check::EventsResumeQuery).await;
+    assert!(detail(&r, Check::EventsResumeQuery).contains("want the current state"), "{}", show(&r));
+    assert_eq!(r.count(Status::Fail), 1, "{}", show(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answering_200_instead_of_429_fails_over_slots() {
     let r = caught(Break::Accept429, Check::OverSlots).await;
     assert!(detail(&r, Check::OverSlots).contains("want 429 code 1303"), "{}", show(&r));

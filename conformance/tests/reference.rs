@@ -132,7 +132,7 @@ async fn the_binary_prints_a_line_per_check_and_exits_0_or_1() {
     for check in Check::ALL {
         assert!(out.lines().any(|l| l.starts_with(&format!("ok   {}: ", check.name()))), "{}: {out}", check.name());
     }
-    assert!(out.lines().last().is_some_and(|l| l.starts_with("qw-conformance: passed: 15 ok, 0 FAIL, 0 skip")), "{out}");
+    assert!(out.lines().last().is_some_and(|l| l.starts_with("qw-conformance: passed: 16 ok, 0 FAIL, 0 skip")), "{out}");
 
     let broken = proxy(&server.url, Break::NoEtag).await;
     let (code, out) = binary(&broken, true).await;

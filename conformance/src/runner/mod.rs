@@ -221,6 +221,10 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             Some(w) => self.open_resumed(w).await,
             None => Err((Status::Skip, "no event stream (see events)".into())),
         };
+        let mut by_query = match &stream {
+            Some(_) => self.open_by_query().await,
+            None => Err((Status::Skip, "no event stream (see events)".into())),
+        };
 
         match &t1 {
             Some(t1) => {
@@ -253,6 +257,11 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             Err(e) => Err(e.clone()),
         };
         self.record_outcome(Check::EventsResume, outcome);
+        let outcome = match &mut by_query {
+            Ok((w, r)) => self.resume_by_query(w, *r).await,
+            Err(e) => Err(e.clone()),
+        };
+        self.record_outcome(Check::EventsResumeQuery, outcome);
         match &mut stream {
             Some(w) => {
                 let outcome = self.pings(w).await;
@@ -260,7 +269,9 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             }
             None => self.record(Check::EventsPing, Status::Skip, "no event stream (see events)"),
         }
-        self.events_summary(stream.as_ref(), resumed.as_ref().ok().map(|(w, _)| w));
+        let others: Vec<&stream::Watch> =
+            [&resumed, &by_query].into_iter().filter_map(|r| r.as_ref().ok().map(|(w, _)| w)).collect();
+        self.events_summary(stream.as_ref(), &others);
         self.revisions_summary();
         None
     }

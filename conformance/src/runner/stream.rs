@@ -1,5 +1,6 @@
-//! Check 5, the event stream (its framing, a change, pings, a resume),
-//! and the summary of check 4 over everything read.
+//! Check 5, the event stream (its framing, a change, pings, a resume with
+//! the header and with the query), and the summary of check 4 over
+//! everything read.
 
 // The parts of one `impl Run`, split by check: they share the parent's imports.
 use super::*;
@@ -222,9 +223,85 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
         }
     }
 
+    /// A fresh stream as a tab taking over the others' stream opens it (a
+    /// new `EventSource` cannot set headers): `?last_event_id=` naming the
+    /// current revision, read just before.
+    pub(super) async fn open_by_query(&mut self) -> Result<(Watch, u64), (Status, String)> {
+        let r = self.state().await.map_err(|e| (Status::Fail, e))?.revision;
+        match self.api.events_by_query(Auth::Account, r).await {
+            Ok(Opened::Stream(es)) => Ok((Watch::new("stream by query", es), r)),
+            Ok(Opened::Refused(reply)) => Err((
+                Status::Fail,
+                format!("GET /api/events?last_event_id={r} answered {}, want 200", reply.describe()),
+            )),
+            Err(e) => Err((Status::Fail, e)),
+        }
+    }
+
     /// After the run's changes: the resumed stream must not have resent
     /// revision `r` (or older) and must have brought the newer states.
     pub(super) async fn resume(&mut self, w: &mut Watch, r: u64) -> Result<String, (Status, String)> {
+        self.caught_up(w, r, &format!("Last-Event-ID: {r}"), "reconnecting with").await
+    }
+
+    /// The same for the stream opened with `?last_event_id=r`; then a new
+    /// stream naming a revision older than the current one must start with
+    /// the current state.
+    pub(super) async fn resume_by_query(&mut self, w: &mut Watch, r: u64) -> Result<String, (Status, String)> {
+        let resumed = self.caught_up(w, r, &format!("?last_event_id={r}"), "opening the stream with").await?;
+        let latest = self.state().await.map_err(|e| (Status::Fail, e))?.revision;
+        // The revision the first stream named if the run changed anything
+        // since (it always does when it could submit), else the one before.
+        let older = match latest.checked_sub(1) {
+            Some(_) if r < latest => r,
+            Some(before) => before,
+            None => return Ok(format!("{resumed}; no revision older than the current 0 to name")),
+        };
+        let opening = format!("opening the stream with ?last_event_id={older} at revision {latest}");
+        let mut w = match self.api.events_by_query(Auth::Account, older).await {
+            Ok(Opened::Stream(es)) => Watch::new("stream by older query", es),
+            Ok(Opened::Refused(reply)) => {
+                return Err((Status::Fail, format!("{opening} answered {}, want 200", reply.describe())))
+            }
+            Err(e) => return Err((Status::Fail, format!("{opening}: {e}"))),
+        };
+        let first = w.next(Instant::now() + self.cfg.event_timeout, &mut self.revisions).await;
+        // Its framing counts for `events`, as every stream's does.
+        self.event_problems.extend(w.problems.iter().chain(&w.bad_pings).cloned());
+        match first {
+            Some(Seen::State(_, s)) if s.revision >= latest => Ok(format!(
+                "{resumed}; ?last_event_id={older} at revision {latest} → state {} first",
+                s.revision
+            )),
+            Some(Seen::State(_, s)) => Err((
+                Status::Fail,
+                format!("{opening}: the first state event has revision {}, want the current state", s.revision),
+            )),
+            Some(Seen::Bad) => Err((
+                Status::Fail,
+                format!("{opening}: the first state event is one the widget would reject (see events)"),
+            )),
+            Some(Seen::Ping) => Err((
+                Status::Fail,
+                format!("{opening}: the first event was a ping, want the current state (only states newer than {older})"),
+            )),
+            Some(Seen::Other(name)) => {
+                Err((Status::Fail, format!("{opening}: the first event was {name:?}, want the current state")))
+            }
+            Some(Seen::End) | None => {
+                let why = match &w.ended {
+                    Some(e) => format!("the stream ended before its first event ({e})"),
+                    None => format!("no event within {} of connecting", secs(self.cfg.event_timeout)),
+                };
+                Err((Status::Fail, format!("{opening}: {why}, want the current state first")))
+            }
+        }
+    }
+
+    /// Reads a stream opened (`how`, with `label`) as of revision `r` until
+    /// it has brought the current state: it must not have sent revision `r`
+    /// or older, and must have brought every newer state up to the current.
+    async fn caught_up(&mut self, w: &mut Watch, r: u64, label: &str, how: &str) -> Result<String, (Status, String)> {
         let latest = self.state().await.map_err(|e| (Status::Fail, e))?.revision;
         let deadline = Instant::now() + self.cfg.event_timeout;
         let (mut resent, mut newer) = (Vec::new(), Vec::new());
@@ -242,10 +319,7 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
         if !resent.is_empty() {
             return Err((
                 Status::Fail,
-                format!(
-                    "reconnecting with Last-Event-ID: {r} was answered with revision {} again; want only newer states",
-                    join(&resent)
-                ),
+                format!("{how} {label} was answered with revision {} again; want only newer states", join(&resent)),
             ));
         }
         if latest > r && newer.last().is_none_or(|n| *n < latest) {
@@ -253,17 +327,17 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             return Err((
                 Status::Fail,
                 format!(
-                    "after reconnecting with Last-Event-ID: {r}, the states up to revision {latest} did not arrive within {}{ended}",
+                    "after {how} {label}, the states up to revision {latest} did not arrive within {}{ended}",
                     secs(self.cfg.event_timeout)
                 ),
             ));
         }
         Ok(match (newer.first(), newer.last()) {
             (Some(a), Some(b)) => format!(
-                "Last-Event-ID: {r} → nothing resent; {} arrived (revisions {a}..{b})",
+                "{label} → nothing resent; {} arrived (revisions {a}..{b})",
                 plural(newer.len(), "newer state", "newer states")
             ),
-            _ => format!("Last-Event-ID: {r} → nothing resent (nothing changed since)"),
+            _ => format!("{label} → nothing resent (nothing changed since)"),
         })
     }
 
@@ -316,9 +390,10 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
         ))
     }
 
-    pub(super) fn events_summary(&mut self, a: Option<&Watch>, b: Option<&Watch>) {
+    /// `a` is the first stream; `others` the further ones still open.
+    pub(super) fn events_summary(&mut self, a: Option<&Watch>, others: &[&Watch]) {
         let mut problems = self.event_problems.clone();
-        for w in [a, b].into_iter().flatten() {
+        for w in a.into_iter().chain(others.iter().copied()) {
             problems.extend(w.problems.iter().cloned());
             problems.extend(w.bad_pings.iter().cloned());
         }
@@ -329,7 +404,7 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             self.record(Check::Events, Status::Fail, problems.join("; "));
             return;
         }
-        let (states, pings) = [a, b].into_iter().flatten().fold((0, 0), |(s, p), w| (s + w.states, p + w.pings.len()));
+        let (states, pings) = a.into_iter().chain(others.iter().copied()).fold((0, 0), |(s, p), w| (s + w.states, p + w.pings.len()));
         self.record(
             Check::Events,
             Status::Ok,

@@ -134,6 +134,14 @@ pub enum Break {
     StreamWithoutIds,
     /// Last-Event-ID is not passed on: a reconnect gets the same state again.
     ResendLastEventId,
+    /// The `last_event_id` query parameter of GET /api/events is dropped, as
+    /// by a server that does not know it: a stream opened with
+    /// `?last_event_id=` of the current revision gets that state again.
+    IgnoreLastEventIdQuery,
+    /// `?last_event_id=N` is taken as "the client has the current state",
+    /// whatever N: the stream is opened upstream with `Last-Event-ID` of the
+    /// current revision, so a client behind gets no state on connect.
+    QueryMeansCurrent,
     /// 429 becomes 200.
     Accept429,
     /// No Retry-After on 429.
@@ -251,10 +259,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     };
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
-    let target = format!("{}{}", p.upstream, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mut target = format!("{}{}", p.upstream, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut headers = parts.headers.clone();
     headers.remove(HOST);
     headers.remove(CONTENT_LENGTH);
+    let by_query = path == "/api/events" && parts.uri.query().is_some_and(|q| q.contains("last_event_id="));
     let is_state = method == Method::GET && path == "/api/state";
     let is_submit = method == Method::POST && path == "/api/generations";
 
@@ -278,6 +287,22 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         }
         Break::ResendLastEventId => {
             headers.remove("last-event-id");
+        }
+        Break::IgnoreLastEventIdQuery if by_query => target = format!("{}{path}", p.upstream),
+        Break::QueryMeansCurrent if by_query => {
+            let current = p
+                .client
+                .get(format!("{}/api/state", p.upstream))
+                .headers(headers.clone())
+                .send()
+                .await
+                .ok()
+                .and_then(|r| r.headers().get(ETAG).cloned())
+                .and_then(|e| e.to_str().ok().map(|e| e.trim_matches('"').to_owned()));
+            if let Some(revision) = current.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                target = format!("{}{path}", p.upstream);
+                headers.insert("last-event-id", revision);
+            }
         }
         Break::FrozenRevision => {
             // The ETag of every state is "1": the real revision decides.
