@@ -233,10 +233,12 @@ export async function createAccount(server, overrides = {}) {
   return { token, state };
 }
 
-export async function launchBrowser() {
+export async function launchBrowser({ backForwardCache = false } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: CHROMIUM_ARGS,
+    // Playwright turns the back/forward cache off unless told otherwise.
+    ...(backForwardCache ? { ignoreDefaultArgs: ["--disable-back-forward-cache"] } : {}),
     timeout: 20_000,
   });
 }

@@ -33,7 +33,8 @@ before(async () => {
   tmp = tempDir("qw-tabs-");
   server = await startServer({ db: join(tmp.dir, "tabs.sqlite3") });
   assert.match(server.url, /^http:\/\//, "plain HTTP: HTTP/1.1, six connections per host");
-  browser = await launchBrowser();
+  // With the back/forward cache on, as in a user's browser.
+  browser = await launchBrowser({ backForwardCache: true });
 });
 
 after(async () => {
@@ -66,6 +67,10 @@ function instrument() {
       window.__qwShown.push({ revision: Number(r), at: performance.timeOrigin + performance.now() });
     }
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-revision"], childList: true });
+  // Whether the page came back from the back/forward cache.
+  window.addEventListener("pageshow", (e) => {
+    window.__qwRestored = e.persisted;
+  });
   // Hidden or shown on the test's word: headless pages are all "visible".
   let hidden = false;
   Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (hidden ? "hidden" : "visible") });
@@ -333,8 +338,10 @@ describe("several tabs, one connection (the tabs build)", () => {
     await leader.goto("about:blank");
     await follower.waitForFunction(() => window.__qwOpenStreams() === 1, null, { timeout: 5_000 });
     await waitForLive(follower, 2_000);
-    await leader.goBack();
+    await leader.goBack({ waitUntil: "commit" }); // a page from the cache fires no load event
     await waitForLive(leader);
+    // Either way no dead leader and never two; which way it came back is printed.
+    console.log(`# back/forward: the page came back ${(await leader.evaluate(() => window.__qwRestored)) ? "from the back/forward cache" : "by a new load (not cached)"}`);
     await sleep(500);
     await leaderOf([leader, follower]);
     assert.equal(await waitServerStreams(server, token, 1), 1);
