@@ -321,16 +321,18 @@ describe("quota-widget demo dashboard", () => {
     assert.equal(await tabB.locator("#signin").isVisible(), false);
     await tabA.bringToFront();
 
+    // The demo uses the tabs build: tab B counts tab A's hold at once
+    // ("2 being submitted", tests/e2e/tabs.test.js), then the server's task.
     const seenInB = tabB.waitForFunction(
       () => {
-        const meter = document.querySelector(".qw-meter [role=meter]");
+        const meter = document.querySelector(".qw-meter-text")?.textContent;
         const detail = document.querySelector(".qw-units-detail")?.textContent ?? "";
-        return meter?.getAttribute("aria-valuenow") === "2" && detail.includes("Running tasks hold 8")
+        return meter === "2 of 4 in use" && detail.includes("Running tasks hold 8")
           ? performance.timeOrigin + performance.now()
           : false;
       },
       null,
-      { polling: "raf", timeout: 5_000 },
+      { polling: 20, timeout: 5_000 },
     );
     await tabA.locator("#count").selectOption("2");
     await waitForButton(tabA, true);
