@@ -258,6 +258,33 @@ describe("several tabs, one connection (the tabs build)", () => {
     await closeClean(context);
   });
 
+  test("the end of a hold reaches every tab: a failed submit in tab A reopens tab B's button at once", { timeout: 60_000 }, async () => {
+    const { token, context, first: a } = await freshBrowser();
+    const b = await openTab(context);
+    for (let i = 0; i < 3; i += 1) {
+      await apiOk(server, "POST", "/api/generations", { token, body: { kind: "image", count: 1, client_request_id: `busy-${i}` } }, [200, 201, 202]);
+    }
+    await Promise.all([a, b].map((p) => p.waitForFunction(() => document.querySelector(".qw-meter-text")?.textContent === "3 of 4 in use")));
+    // A proxy in front of the server answers tab A's request, slowly, with an error page.
+    let release;
+    const held = new Promise((r) => (release = r));
+    await a.route("**/api/generations", async (route) => {
+      await held;
+      await route.fulfill({ status: 502, contentType: "text/html", body: "<html><body>Bad Gateway</body></html>" });
+    });
+    await a.locator("#generate").click();
+    await waitForButton(b, false, 3_000);
+    const t0 = Date.now();
+    release();
+    // Not after the 20 s hold timeout: the end travels with the hold.
+    await waitForButton(b, true, 3_000);
+    console.log(`# a hold's end: tab B open again ${Date.now() - t0} ms after tab A's request failed`);
+    assert.equal(await b.locator(".qw-meter-text").first().textContent(), "3 of 4 in use");
+    assert.equal(await b.locator(".qw-attempt[data-status=failed]").count(), 0, "the failure is tab A's to list");
+    await a.locator(".qw-attempt[data-status=failed]").waitFor();
+    await closeClean(context);
+  });
+
   test("two tabs clicking for the last slot in the same moment send one request; the other shows why", { timeout: 60_000 }, async () => {
     const { token, context, first: a } = await freshBrowser();
     const b = await openTab(context);
