@@ -13,6 +13,7 @@
 //   updates and after 1,000 create/destroy cycles.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { dirname, extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -52,6 +53,8 @@ function serve() {
       if (path === "/bench.html") body = PAGE("/bench/page.js");
       else if (path === "/first.html") body = PAGE("/bench/first.js");
       else if (PROFILE && path === "/pkg/quota_widget_bg.wasm") body = await readFile(NAMED_WASM);
+      // The tabs build (pkg/tabs) uses the stylesheet of the package's root.
+      else if (path === "/pkg/quota-widget.css" && !existsSync(join(PKG, "quota-widget.css"))) body = await readFile(join(PKG, "../quota-widget.css"));
       else if (path.startsWith("/pkg/")) body = await readFile(safe(PKG, path.slice(5)));
       else if (path.startsWith("/bench/")) body = await readFile(safe(HERE, path.slice(7)));
       else if (path === "/favicon.ico") body = "";
