@@ -215,14 +215,21 @@ test("SSR: importing the package in node touches no browser global", () => {
     }
     const mod = await import("quota-widget");
     const element = await import("quota-widget/element");
+    // The tabs build: the same API from its own entry, its own wasm.
+    const tabs = await import("quota-widget/tabs");
+    const tabsElement = await import("quota-widget/tabs/element");
     const files = {};
-    for (const spec of ["quota-widget/quota-widget.css", "quota-widget/quota_widget_bg.wasm", "quota-widget/define"]) {
+    for (const spec of ["quota-widget/quota-widget.css", "quota-widget/quota_widget_bg.wasm", "quota-widget/define",
+      "quota-widget/tabs/quota_widget_bg.wasm", "quota-widget/tabs/define"]) {
       files[spec] = import.meta.resolve(spec);
     }
+    const names = (m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, typeof v]));
     console.log(JSON.stringify({
-      exports: Object.fromEntries(Object.entries(mod).map(([k, v]) => [k, typeof v])),
-      sameDefine: mod.defineQuotaWidget === element.defineQuotaWidget,
-      sameInit: mod.default === mod.init,
+      exports: names(mod),
+      tabsExports: names(tabs),
+      sameDefine: mod.defineQuotaWidget === element.defineQuotaWidget && tabs.defineQuotaWidget === tabsElement.defineQuotaWidget,
+      sameInit: mod.default === mod.init && tabs.default === tabs.init,
+      ownClass: tabs.QuotaWidget !== mod.QuotaWidget,
       files,
     }));
   `;
@@ -235,6 +242,8 @@ test("SSR: importing the package in node touches no browser global", () => {
   assert.equal(out.exports.QuotaWidget, "function");
   assert.equal(out.exports.defineQuotaWidget, "function");
   assert.ok(out.sameDefine && out.sameInit);
+  assert.deepEqual(out.tabsExports, out.exports, "the tabs build has the default build's API");
+  assert.ok(out.ownClass, "and its own widget class, over its own wasm");
   for (const [spec, url] of Object.entries(out.files)) {
     assert.ok(fs.existsSync(fileURLToPath(url)), `${spec} resolves to ${url}, which does not exist`);
   }
@@ -242,6 +251,8 @@ test("SSR: importing the package in node touches no browser global", () => {
 
 // A TypeScript user's code, type-checked against the package's .d.ts files.
 const CONSUMER_TS = `import init, { QuotaWidget, defineQuotaWidget, type ViewModel, type WidgetEvent } from "quota-widget";
+import initTabs, { QuotaWidget as TabsWidget } from "quota-widget/tabs";
+import "quota-widget/tabs/define";
 import { defineQuotaWidget as define2, type QuotaWidgetElement } from "quota-widget/element";
 import "quota-widget/define";
 
@@ -277,6 +288,13 @@ el.addEventListener("quota-change", (event) => console.log(event.detail.view.fre
 el.addEventListener("quota-error", (event) => console.log(event.detail.message));
 el.addEventListener("quota-ready", (event) => event.detail.widget.view());
 console.log(same, el.widget?.view().enabled);
+
+export async function startTabs(): Promise<void> {
+  await initTabs();
+  const widget = new TabsWidget({ host: "#quota", endpoint: "/api", account: "42", tabs: true });
+  const outcome = await widget.submit(({ requestId }) => fetch("/api/generations", { method: "POST", body: requestId }));
+  console.log(outcome.outcome, outcome.message);
+}
 `;
 
 test("types: a TypeScript user's code type-checks against the package", () => {
