@@ -94,20 +94,22 @@ impl TabLink {
     /// The widget is destroyed: the others learn at once that this tab
     /// no longer leads, and submits still waiting are not sent.
     pub fn leave(&mut self, q: &mut Quota) {
-        self.post_now(q);
-        self.io.close();
+        self.step_away(q);
         for (_, f) in self.waiting.drain(..) {
             let _ = f.call1(&JsValue::NULL, &JsValue::from("the quota widget was removed"));
         }
     }
 
-    /// Says goodbye on the channel at once (the page may be going).
-    fn post_now(&mut self, q: &mut Quota) {
+    /// Says goodbye on the channel at once (the page may be going), then
+    /// releases the lock and closes the channel, so that no dead or cached
+    /// page leads.
+    fn step_away(&mut self, q: &mut Quota) {
         for cmd in self.core.leave(q) {
             if let TabCmd::Post(msg) = cmd {
                 self.io.post(&msg.encode());
             }
         }
+        self.io.close();
     }
 }
 
@@ -271,10 +273,7 @@ fn on_page(weak: &Weak<RefCell<Inner>>, event: &str) {
         let q = &mut inner.quota;
         let cmds = match event {
             "pagehide" => {
-                // Said before the channel closes; the lock is released, so
-                // that no dead or cached page leads.
-                tl.post_now(q);
-                tl.io.close();
+                tl.step_away(q);
                 inner.sync = None;
                 return;
             }

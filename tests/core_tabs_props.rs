@@ -170,28 +170,8 @@ impl Server {
     }
 
     fn end(&mut self, n: usize, success: bool) {
-        let t = self.state.running.remove(n);
-        self.state.pools.iter_mut().find(|p| p.kind == t.kind).unwrap().in_use -= t.slots;
-        let mut charged = Units::ZERO;
-        if success {
-            let mut due = t.reserved_units;
-            for p in &mut self.state.packages {
-                let take = due.min(p.remaining);
-                p.remaining = p.remaining.saturating_sub(take);
-                due = due.saturating_sub(take);
-                charged += take;
-            }
-        }
-        self.finish(FinishedTask {
-            id: t.id,
-            kind: t.kind,
-            slots: t.slots,
-            outcome: if success { Outcome::Succeeded } else { Outcome::Failed },
-            units_charged: charged,
-            reason: None,
-            client_request_id: t.client_request_id,
-            finished_at_ms: T0,
-        });
+        let done = end_running(&mut self.state, n, success, None);
+        self.finish(done);
         self.publish();
     }
 }

@@ -88,3 +88,31 @@ impl Source for J {
         Some(self.0.as_array()?.iter().cloned().map(J).collect())
     }
 }
+
+/// A model server ends running task `n` of `state`: its slots are freed and,
+/// on success, its reserved units are charged earliest expiry first (the
+/// packages are in that order). Gives the finished task, with `reason`.
+pub fn end_running(state: &mut ServerState, n: usize, success: bool, reason: Option<String>) -> FinishedTask {
+    let t = state.running.remove(n);
+    state.pools.iter_mut().find(|p| p.kind == t.kind).unwrap().in_use -= t.slots;
+    let mut charged = Units::ZERO;
+    if success {
+        let mut due = t.reserved_units;
+        for p in &mut state.packages {
+            let take = due.min(p.remaining);
+            p.remaining = p.remaining.saturating_sub(take);
+            due = due.saturating_sub(take);
+            charged += take;
+        }
+    }
+    FinishedTask {
+        id: t.id,
+        kind: t.kind,
+        slots: t.slots,
+        outcome: if success { Outcome::Succeeded } else { Outcome::Failed },
+        units_charged: charged,
+        reason,
+        client_request_id: t.client_request_id,
+        finished_at_ms: T0,
+    }
+}
