@@ -135,8 +135,9 @@ pub struct Config {
     #[arg(long, env = "KSIM_SEED")]
     pub seed: Option<u64>,
 
-    /// JSON file with the account's resource packs (see README); without it
-    /// the account has four sample packs.
+    /// JSON file with the account's resource packs (its format:
+    /// kling-sim/README.md in the repository); without it the account has
+    /// four sample packs.
     #[arg(long, env = "KSIM_PACKS")]
     pub packs: Option<PathBuf>,
 }
