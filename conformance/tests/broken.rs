@@ -99,6 +99,13 @@ async fn a_query_taken_as_current_fails_events_resume_by_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_resume_fails_events_resume_by_query() {
+    let r = caught(Break::SilentResume, Check::EventsResumeQuery).await;
+    assert!(detail(&r, Check::EventsResumeQuery).contains("nothing came for 1 s"), "{}", show(&r));
+    assert_eq!(r.count(Status::Fail), 1, "{}", show(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answering_200_instead_of_429_fails_over_slots() {
     let r = caught(Break::Accept429, Check::OverSlots).await;
     assert!(detail(&r, Check::OverSlots).contains("want 429 code 1303"), "{}", show(&r));

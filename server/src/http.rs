@@ -508,8 +508,9 @@ async fn get_state(
 /// the current revision) every `--ping-ms`. On connect the current state
 /// comes first unless `Last-Event-ID` (or the `last_event_id` query
 /// parameter, for a new `EventSource`, which cannot set the header) names it
-/// already. OpenAPI cannot describe the events' own schema; `docs/api.md`
-/// does.
+/// already; then a ping naming it comes first, at once, so that a proxy
+/// holding the headers until the first body byte passes the stream on.
+/// OpenAPI cannot describe the events' own schema; `docs/api.md` does.
 #[utoipa::path(get, path = "/api/events", tag = "quota",
     params(
         ("Last-Event-ID" = Option<String>, Header,

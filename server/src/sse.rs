@@ -5,6 +5,12 @@
 //! - `event: ping`, `data: <current revision>` every `--ping-ms`; a named
 //!   event rather than an SSE comment because `EventSource` hides comments and
 //!   the widget uses pings to know that the link is alive.
+//!
+//! Every stream opens with an event: the current state, or, when the client
+//! already has it, a ping naming it. Proxies that hold a response's headers
+//! until its first body byte (Vite's and other Node dev-server proxies do)
+//! would otherwise keep a resumed stream looking unopened until the first
+//! timed ping, seconds later.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -39,6 +45,10 @@ struct Conn {
     queue: VecDeque<Event>,
 }
 
+fn ping_event(revision: u64) -> Event {
+    Event::default().event("ping").data(revision.to_string())
+}
+
 fn state_event(revision: u64, json: &str) -> Event {
     Event::default()
         .event("state")
@@ -69,7 +79,7 @@ impl Conn {
                 _ = self.shutdown.changed() => return None,
                 _ = self.ping.tick() => {
                     let rev = self.store.revision(self.account).await.ok()?;
-                    return Some(Event::default().event("ping").data(rev.to_string()));
+                    return Some(ping_event(rev));
                 }
                 msg = self.rx.recv() => match msg {
                     Ok(Message::State { revision, json }) => {
@@ -91,7 +101,8 @@ impl Conn {
 }
 
 /// Opens the stream. `last_event_id` is the `Last-Event-ID` the client sent
-/// on reconnect: if it equals the current revision, no initial state is sent.
+/// on reconnect: if it equals the current revision, the stream opens with a
+/// ping instead of the state.
 pub async fn open(
     store: Arc<dyn Storage>,
     account: AccountId,
@@ -116,12 +127,14 @@ pub async fn open(
         sent: state.revision,
         queue: VecDeque::new(),
     };
-    // A client at the current revision needs nothing. One that is behind, or
-    // ahead (the store was reset, e.g. `:memory:` restarted), gets the state.
-    if last_event_id != Some(state.revision) {
-        if let Ok(json) = serde_json::to_string(&state) {
-            conn.queue.push_back(state_event(state.revision, &json));
-        }
+    // A client at the current revision needs no state, but gets a ping at
+    // once: the first bytes, which let a proxy pass the headers on, and the
+    // word that what it shows is current. One that is behind, or ahead (the
+    // store was reset, e.g. `:memory:` restarted), gets the state.
+    if last_event_id == Some(state.revision) {
+        conn.queue.push_back(ping_event(state.revision));
+    } else if let Ok(json) = serde_json::to_string(&state) {
+        conn.queue.push_back(state_event(state.revision, &json));
     }
     let stream = stream::unfold(conn, |mut conn| async move {
         let ev = conn.next().await?;

@@ -27,18 +27,12 @@ fn raw_get(addr: &str, path: &str, extra: &str) -> (TcpStream, String) {
     (s, String::from_utf8_lossy(&head).into_owned())
 }
 
-#[cfg(unix)]
-#[test]
-fn binary_prints_its_port_serves_and_stops_on_sigterm() {
+/// Starts the binary on a free port with the demo account (token `demo`)
+/// and `extra` flags; returns the child and its address.
+fn spawn_binary(extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quota-server"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--seed-demo",
-            "--no-worker",
-        ])
+        .args(["--addr", "127.0.0.1:0", "--db", ":memory:", "--seed-demo", "--no-worker"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -52,6 +46,13 @@ fn binary_prints_its_port_serves_and_stops_on_sigterm() {
         .strip_prefix("quota-server listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
+    (child, addr)
+}
+
+#[cfg(unix)]
+#[test]
+fn binary_prints_its_port_serves_and_stops_on_sigterm() {
+    let (mut child, addr) = spawn_binary(&[]);
     assert!(!addr.ends_with(":0"), "the real port is printed");
 
     let (_, head) = raw_get(&addr, "/healthz", "Connection: close\r\n");
@@ -149,4 +150,56 @@ async fn worker_ends_tasks_and_never_charges_failures() {
     }
     assert_eq!(state.packages[0].remaining, Units::whole(1000 - 4 * succeeded));
     app.shutdown();
+}
+
+/// A stream that resumes at the current revision has no state to send, yet
+/// its first bytes (the head and an event) must leave at once, not with the
+/// first timed ping: a proxy that holds a response's head until its first
+/// body byte (Vite's dev server) would otherwise show the stream as not yet
+/// open for a whole ping interval, and a tab taking over the stream of
+/// other tabs would wait that long to be live. Over a real socket, so that
+/// what is measured is what leaves the server.
+#[cfg(unix)]
+#[test]
+fn a_resumed_stream_writes_its_first_bytes_at_once() {
+    // Pings an hour apart: any event within the test's second is not one.
+    let (mut child, addr) = spawn_binary(&["--ping-ms", "3600000"]);
+    let (_, head) = raw_get(&addr, "/api/state", "Authorization: Bearer demo\r\nConnection: close\r\n");
+    let revision: u64 = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("etag:").map(|v| v.trim().trim_matches('"').to_owned()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no revision ETag in {head}"));
+
+    let query = format!("/api/events?last_event_id={revision}");
+    let header = format!("Authorization: Bearer demo\r\nLast-Event-ID: {revision}\r\n");
+    for (how, path, extra) in [
+        ("?last_event_id=", query.as_str(), "Authorization: Bearer demo\r\n"),
+        ("Last-Event-ID", "/api/events", header.as_str()),
+    ] {
+        let t0 = Instant::now();
+        let (mut s, head) = raw_get(&addr, path, extra);
+        assert!(head.starts_with("HTTP/1.1 200"), "{how}: {head}");
+        s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let want = format!("event: ping\ndata: {revision}\n\n");
+        let mut body = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !String::from_utf8_lossy(&body).contains(&want) {
+            match s.read(&mut chunk) {
+                Ok(0) => panic!("{how}: the stream ended; read {:?}", String::from_utf8_lossy(&body)),
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!(
+                    "{how}: no ping within {:?} of opening ({e}); read {:?}",
+                    t0.elapsed(),
+                    String::from_utf8_lossy(&body)
+                ),
+            }
+        }
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(1), "{how}: the first event took {took:?}");
+        // Nothing was resent: the ping is all there is.
+        assert!(!String::from_utf8_lossy(&body).contains("event: state"), "{how}: {body:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

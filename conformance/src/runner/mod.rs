@@ -258,7 +258,7 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
         };
         self.record_outcome(Check::EventsResume, outcome);
         let outcome = match &mut by_query {
-            Ok((w, r)) => self.resume_by_query(w, *r).await,
+            Ok((w, r, first)) => self.resume_by_query(w, *r, *first).await,
             Err(e) => Err(e.clone()),
         };
         self.record_outcome(Check::EventsResumeQuery, outcome);
@@ -269,8 +269,10 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             }
             None => self.record(Check::EventsPing, Status::Skip, "no event stream (see events)"),
         }
-        let others: Vec<&stream::Watch> =
-            [&resumed, &by_query].into_iter().filter_map(|r| r.as_ref().ok().map(|(w, _)| w)).collect();
+        let others: Vec<&stream::Watch> = [resumed.as_ref().ok().map(|(w, _)| w), by_query.as_ref().ok().map(|(w, _, _)| w)]
+            .into_iter()
+            .flatten()
+            .collect();
         self.events_summary(stream.as_ref(), &others);
         self.revisions_summary();
         None

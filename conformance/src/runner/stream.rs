@@ -16,6 +16,8 @@ pub(super) struct Watch {
     pub(super) problems: Vec<String>,
     pub(super) bad_pings: Vec<String>,
     pub(super) ended: Option<String>,
+    /// An event already read (to time it) and not yet handed out.
+    pending: Option<Seen>,
 }
 
 /// One event, classified.
@@ -39,6 +41,7 @@ impl Watch {
             problems: Vec::new(),
             bad_pings: Vec::new(),
             ended: None,
+            pending: None,
         }
     }
 
@@ -52,6 +55,9 @@ impl Watch {
     /// received are returned even past it); `None` on timeout or after the
     /// end.
     pub(super) async fn next(&mut self, deadline: Instant, revisions: &mut Revisions) -> Option<Seen> {
+        if let Some(seen) = self.pending.take() {
+            return Some(seen);
+        }
         if self.ended.is_some() {
             return None;
         }
@@ -116,6 +122,12 @@ impl Watch {
         Seen::State(at, s)
     }
 }
+
+/// How soon a stream opened at the current revision must send its first
+/// event. Proxies that hold a response's head until its first body byte
+/// (Node's, so Vite's dev server) show the stream as unopened until then:
+/// a tab taking over the stream of other tabs would wait that long.
+pub(super) const FIRST_EVENT_WITHIN: Duration = Duration::from_secs(1);
 
 impl<F: FnMut(&CheckResult)> Run<'_, F> {
     /// Opens the stream and reads its first event, which must be the
@@ -225,11 +237,24 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
 
     /// A fresh stream as a tab taking over the others' stream opens it (a
     /// new `EventSource` cannot set headers): `?last_event_id=` naming the
-    /// current revision, read just before.
-    pub(super) async fn open_by_query(&mut self) -> Result<(Watch, u64), (Status, String)> {
+    /// current revision, read just before. Its first event is awaited here,
+    /// for at most [`FIRST_EVENT_WITHIN`], and timed; it is handed out again
+    /// by the stream's next read. `Ok` carries how long it took (`None`:
+    /// nothing came in time).
+    pub(super) async fn open_by_query(&mut self) -> Result<(Watch, u64, Option<Duration>), (Status, String)> {
         let r = self.state().await.map_err(|e| (Status::Fail, e))?.revision;
+        let t0 = Instant::now();
         match self.api.events_by_query(Auth::Account, r).await {
-            Ok(Opened::Stream(es)) => Ok((Watch::new("stream by query", es), r)),
+            Ok(Opened::Stream(es)) => {
+                let mut w = Watch::new("stream by query", es);
+                let first = w.next(t0 + FIRST_EVENT_WITHIN, &mut self.revisions).await;
+                let took = match first {
+                    Some(Seen::End) | None => None,
+                    Some(_) => Some(t0.elapsed()),
+                };
+                w.pending = first;
+                Ok((w, r, took))
+            }
             Ok(Opened::Refused(reply)) => Err((
                 Status::Fail,
                 format!("GET /api/events?last_event_id={r} answered {}, want 200", reply.describe()),
@@ -244,11 +269,24 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
         self.caught_up(w, r, &format!("Last-Event-ID: {r}"), "reconnecting with").await
     }
 
-    /// The same for the stream opened with `?last_event_id=r`; then a new
+    /// The same for the stream opened with `?last_event_id=r`, whose first
+    /// event must have come at once (`first`: how long it took); then a new
     /// stream naming a revision older than the current one must start with
     /// the current state.
-    pub(super) async fn resume_by_query(&mut self, w: &mut Watch, r: u64) -> Result<String, (Status, String)> {
+    pub(super) async fn resume_by_query(&mut self, w: &mut Watch, r: u64, first: Option<Duration>) -> Result<String, (Status, String)> {
         let resumed = self.caught_up(w, r, &format!("?last_event_id={r}"), "opening the stream with").await?;
+        let Some(first) = first else {
+            return Err((
+                Status::Fail,
+                format!(
+                    "opening the stream with ?last_event_id={r} (the current revision), nothing came for {}: \
+                     send a ping naming it at once, or a proxy that holds the head until the first byte \
+                     (Vite's dev server, for one) keeps the stream unopened until then",
+                    secs(FIRST_EVENT_WITHIN)
+                ),
+            ));
+        };
+        let resumed = format!("{resumed}, the first event {} ms after opening", first.as_millis());
         let latest = self.state().await.map_err(|e| (Status::Fail, e))?.revision;
         // The revision the first stream named if the run changed anything
         // since (it always does when it could submit), else the one before.

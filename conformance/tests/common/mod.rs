@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -142,6 +142,10 @@ pub enum Break {
     /// whatever N: the stream is opened upstream with `Last-Event-ID` of the
     /// current revision, so a client behind gets no state on connect.
     QueryMeansCurrent,
+    /// A stream opened with `Last-Event-ID` or `?last_event_id=` sends no
+    /// ping for its first 2 s: a server that writes nothing on a resume at
+    /// the current revision until its first timed ping.
+    SilentResume,
     /// 429 becomes 200.
     Accept429,
     /// No Retry-After on 429.
@@ -264,6 +268,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     headers.remove(HOST);
     headers.remove(CONTENT_LENGTH);
     let by_query = path == "/api/events" && parts.uri.query().is_some_and(|q| q.contains("last_event_id="));
+    let resumed = by_query || (path == "/api/events" && parts.headers.contains_key("last-event-id"));
     let is_state = method == Method::GET && path == "/api/state";
     let is_submit = method == Method::POST && path == "/api/generations";
 
@@ -343,12 +348,15 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     headers.remove(CONTENT_LENGTH);
     headers.remove(TRANSFER_ENCODING);
     if headers.get(CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream")) {
-        let stream = futures_util::stream::unfold((upstream, Parser::new(), p, 0usize), |(mut up, mut parser, p, mut sent)| async move {
+        let quiet_until = (p.brk == Break::SilentResume && resumed).then(|| Instant::now() + Duration::from_secs(2));
+        let stream = futures_util::stream::unfold((upstream, Parser::new(), p, 0usize), move |(mut up, mut parser, p, mut sent)| async move {
             loop {
                 let Ok(Some(bytes)) = up.chunk().await else { return None };
+                let quiet = quiet_until.is_some_and(|t| Instant::now() < t);
                 let out: String = parser
                     .feed(&bytes)
                     .into_iter()
+                    .filter(|ev| !(quiet && ev.event == "ping"))
                     .filter_map(|ev| p.rewrite_event(ev, &mut sent))
                     .map(|ev| ev.encode())
                     .collect();
