@@ -2,6 +2,9 @@
 // and of the package's own README (js/README.md, every block) into small
 // apps: each heading's ```html, ```js and ```ts blocks are one app, each block
 // one file, named by its first line (`<!-- index.html -->`, `// main.js`).
+// A block whose info string says `not-run` (```ts not-run) is left out: the
+// configuration of another tool (a bundler's dev-server proxy), which is no
+// part of a page.
 //
 //   node extract.mjs OUT_DIR    writes the apps into OUT_DIR/apps/ and lists them
 //
@@ -53,12 +56,12 @@ export function codeBlocks(markdown, file) {
       }
       continue;
     }
-    const open = /^(```+|~~~+)\s*([\w-]*)/.exec(line);
+    const open = /^(```+|~~~+)\s*([\w-]*)(.*)$/.exec(line);
     if (open) {
       fence = {
         marker: open[1],
         start: i + 1,
-        block: { file, lang: open[2].toLowerCase(), line: i + 2, headings: headings.map((h) => ({ ...h })) },
+        block: { file, lang: open[2].toLowerCase(), info: open[3].trim(), line: i + 2, headings: headings.map((h) => ({ ...h })) },
       };
       continue;
     }
@@ -91,7 +94,7 @@ export function appsOf({ file, section }, markdown = fs.readFileSync(path.join(R
   const apps = new Map();
   for (const block of inSection) {
     const lang = LANGS[block.lang];
-    if (!lang) continue;
+    if (!lang || block.info.split(/\s+/).includes("not-run")) continue;
     const first = block.code.split("\n")[0];
     const match = NAME[lang].exec(first.trim());
     if (!match) {

@@ -103,6 +103,10 @@ test("the extraction refuses a block it could not run", () => {
   assert.throws(() => extract(section('```html\n<!-- index.html -->\n<p></p>\n```\n' + script)), /main\.js is loaded by no page/);
   assert.throws(() => extract(section(page + script + script)), /main\.js appears twice/);
   assert.throws(() => extract("# x\n"), /no section "## Usage"/);
+  // A block marked not-run (another tool's configuration) is no part of an app.
+  const config = "```ts not-run\n// vite.config.ts\nexport default {};\n```\n";
+  assert.deepEqual(extract(section(page + script + config)).map((app) => app.files.map((f) => f.name)), [["index.html", "main.js"]]);
+  assert.throws(() => extract(section(page + script + config.replace(" not-run", ""))), /vite\.config\.ts is loaded by no page/);
 });
 
 // tsc --strict with the default lib of the ES2022 target (no "lib": the
