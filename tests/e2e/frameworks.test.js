@@ -12,10 +12,8 @@
 // before this file), the quota-server binary and Chromium.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import {
   apiOk,
   CHROMIUM,
@@ -26,6 +24,7 @@ import {
   ROOT,
   SERVER_BIN,
   sleep,
+  startChild,
   submitAndWaitRunning,
   tempDir,
   waitForButton,
@@ -36,7 +35,6 @@ import {
 const EXAMPLES = join(ROOT, "examples");
 const PKG_DIR = process.env.QW_PKG_DIR ?? join(ROOT, "pkg");
 const NEXT_DIR = join(EXAMPLES, "next");
-const START_TIMEOUT_MS = 20_000;
 
 // What each app serves, and the wasm file its build must carry: the one of
 // the package just built, or the build is stale (run scripts/examples).
@@ -66,43 +64,6 @@ function checkBuilds() {
     }
   }
   if (problems.length) throw new Error(`example apps not ready:\n  ${problems.join("\n  ")}`);
-}
-
-/**
- * Starts a child and resolves once `ready(line)` holds for a line of its
- * stdout; keeps its output for the failure messages and for checks.
- */
-function startChild(name, command, args, { cwd, env, ready }) {
-  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-  const log = [];
-  createInterface({ input: child.stderr }).on("line", (line) => log.push(line));
-  const exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit(signal ?? code)));
-  const started = new Promise((resolveStart, reject) => {
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      log.push(line);
-      const value = ready(line);
-      if (value) resolveStart(value);
-    });
-    child.once("error", reject);
-    exited.then((how) => reject(new Error(`${name} exited (${how}) before it was ready:\n${log.join("\n")}`)));
-  });
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${name} not ready after ${START_TIMEOUT_MS} ms:\n${log.join("\n")}`)), START_TIMEOUT_MS);
-  });
-  return Promise.race([started, timeout])
-    .finally(() => clearTimeout(timer))
-    .then((value) => ({ ...value, log, stop }))
-    .catch(async (error) => {
-      await stop();
-      throw error;
-    });
 }
 
 /**

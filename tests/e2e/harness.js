@@ -51,12 +51,13 @@ function withTimeout(promise, ms, what) {
 /**
  * Starts target/release/quota-server with the dev endpoints and no worker.
  * `addr` defaults to a free port; pass the previous server's to restart on
- * the same port. Resolves once it has printed its listening line.
+ * the same port. Pings every `pingMs` (1 s unless told: the server's
+ * default is 5 s). Resolves once it has printed its listening line.
  */
-export async function startServer({ db, addr = "127.0.0.1:0", retries = 20, args, env = {} } = {}) {
+export async function startServer({ db, addr = "127.0.0.1:0", retries = 20, args, env = {}, pingMs = 1000 } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await spawnServer({ db, addr, args, env });
+      return await spawnServer({ db, addr, args, env, pingMs });
     } catch (error) {
       // Restarting on the same port can race the old socket's release.
       if (attempt >= retries || !/in use|AddrInUse/i.test(error.message)) throw error;
@@ -82,12 +83,12 @@ export async function startUpstreamServer({ sim, db, addr, extra = [] }) {
   });
 }
 
-function spawnServer({ db, addr, args = ["--dev", "--no-worker"], env: extraEnv }) {
+function spawnServer({ db, addr, args = ["--dev", "--no-worker"], env: extraEnv, pingMs }) {
   // QW_* variables would override nothing given on the command line, but
   // could add flags (QW_SEED_DEMO, QW_TASK_MS...): start from a clean slate.
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("QW_")));
   Object.assign(env, extraEnv);
-  const all = ["--addr", addr, ...args, "--static", STATIC_DIR, "--db", db, "--ping-ms", "1000"];
+  const all = ["--addr", addr, ...args, "--static", STATIC_DIR, "--db", db, "--ping-ms", String(pingMs)];
   return spawnChild(SERVER_BIN, all, env, /^quota-server listening on (http:\/\/[^\s:]+:(\d+))\s*$/, "quota-server", db);
 }
 
@@ -177,6 +178,44 @@ function spawnChild(bin, args, env, listeningLine, name, db) {
     });
 }
 
+/**
+ * Starts a child (a dev server, a proxy) and resolves once `ready(line)`
+ * holds for a line of its stdout, within `timeoutMs`; keeps its output for
+ * the failure messages and for checks. `stop()` ends it.
+ */
+export function startChild(name, command, args, { cwd, env, ready, timeoutMs = 20_000 }) {
+  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  const log = [];
+  createInterface({ input: child.stderr }).on("line", (line) => log.push(line));
+  const exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit(signal ?? code)));
+  const started = new Promise((resolveStart, reject) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      log.push(line);
+      const value = ready(line);
+      if (value) resolveStart(value);
+    });
+    child.once("error", reject);
+    exited.then((how) => reject(new Error(`${name} exited (${how}) before it was ready:\n${log.join("\n")}`)));
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} not ready after ${timeoutMs} ms:\n${log.join("\n")}`)), timeoutMs);
+  });
+  return Promise.race([started, timeout])
+    .finally(() => clearTimeout(timer))
+    .then((value) => ({ ...value, log, stop }))
+    .catch(async (error) => {
+      await stop();
+      throw error;
+    });
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A JSON call to the server from the test (not the page), bounded in time. */
@@ -233,10 +272,11 @@ export async function createAccount(server, overrides = {}) {
   return { token, state };
 }
 
-export async function launchBrowser({ backForwardCache = false } = {}) {
+/** Debian's Chromium, headless; `args` are flags added to the suite's own. */
+export async function launchBrowser({ backForwardCache = false, args = [] } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...args],
     // Playwright turns the back/forward cache off unless told otherwise.
     ...(backForwardCache ? { ignoreDefaultArgs: ["--disable-back-forward-cache"] } : {}),
     timeout: 20_000,
@@ -245,14 +285,16 @@ export async function launchBrowser({ backForwardCache = false } = {}) {
 
 /**
  * A browser context (its own cookie jar) whose pages record script errors
- * and CSP violations, to be checked with `assertCleanConsole`.
+ * and CSP violations, to be checked with `assertCleanConsole`. `options`
+ * are Playwright's context options, added to the suite's own.
  */
-export async function newContext(browser) {
+export async function newContext(browser, options = {}) {
   const context = await browser.newContext({
     locale: "en-US",
     timezoneId: "UTC",
     viewport: { width: 1180, height: 720 },
     deviceScaleFactor: 1,
+    ...options,
   });
   context.setDefaultTimeout(10_000);
   context.problems = [];
