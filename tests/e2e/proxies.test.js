@@ -10,10 +10,10 @@
 //   leave every other tab live again within 1 s.
 // - nginx with the configuration of docs/deploy.md, extracted from the
 //   document and run with only its addresses, port and certificate
-//   replaced (HTTPS and HTTP/2, as written): live updates, a submit and a
-//   tab handover through it. The same checks are then run against that
-//   configuration made to buffer the stream, and must see it held back:
-//   the proof that the first test would catch a buffering configuration.
+//   replaced (HTTPS, as written): live updates, a submit and a tab handover
+//   through it, over HTTP/2 and over HTTP/1.1. Then that configuration made
+//   to buffer the stream: a change must be seen held back, the proof that
+//   the checks before would catch a buffering configuration.
 //
 // Needs: scripts/build-pkg, scripts/examples (the React example's
 // node_modules), www/dist, the quota-server binary, Chromium, nginx and
