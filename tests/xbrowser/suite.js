@@ -23,7 +23,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { By, Key } from "selenium-webdriver";
+import { By } from "selenium-webdriver";
 import { Select } from "selenium-webdriver/lib/select.js";
 import {
   ROOT,
@@ -32,6 +32,7 @@ import {
   apiOk,
   createAccount,
   freePort,
+  serverStreams,
   sleep,
   startServer,
   tempDir,
@@ -532,10 +533,8 @@ export function defineSuite(name) {
       await waitFor(driver, "window A's attempt running", () => document.querySelector(".qw-attempt[data-status=running]"));
       await driver.switchTo().window(b);
       await waitMeter(driver, "4 of 4 in use");
-      assert.equal(await serverStreamsNow(token), 1, "still one stream");
+      assert.equal(await serverStreams(server, token), 1, "still one stream");
     });
-
-    const serverStreamsNow = (token) => waitServerStreams(server, token, 1, 0);
 
     check("<quota-widget>: live from the server, gating a button that appears after it", async () => {
       const { token } = await createAccount(server);
