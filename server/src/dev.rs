@@ -298,6 +298,6 @@ async fn raw_event(
 ) -> Result<Json<Delivered>, HttpError> {
     let data = String::from_utf8(body.to_vec())
         .map_err(|_| HttpError::from(QuotaError::BadRequest("raw event must be UTF-8".into())))?;
-    let receivers = st.store.hub().send(account, Message::Raw(data.into()));
+    let receivers = st.store.hub().send(account, Message::raw(&data));
     Ok(Json(Delivered { receivers }))
 }

@@ -13,6 +13,8 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("the store lock is poisoned: a previous request panicked while holding it")]
     Poisoned,
+    #[error("the store's thread: {0}")]
+    Thread(String),
     #[error("PostgreSQL error: {0}")]
     Pg(#[from] tokio_postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::{BufMut, Bytes, BytesMut};
+use quota_widget::core::wire::ServerState;
 use tokio::sync::broadcast;
 
 use crate::store::AccountId;
@@ -11,14 +13,61 @@ use crate::store::AccountId;
 /// then gets the current state instead of the missed messages).
 const CHANNEL_CAPACITY: usize = 64;
 
-/// What an account's streams receive.
+/// What an account's streams receive: events already written out as the
+/// bytes of the stream, once for every subscriber, so that a stream only
+/// hands them to its socket (a clone of `Bytes` is a reference count).
 #[derive(Clone, Debug)]
 pub enum Message {
-    /// A new state, already serialized once for every subscriber.
-    State { revision: u64, json: Arc<str> },
-    /// Sent as-is as the data of a `state` event (dev endpoint, for tests of
+    /// A new state: its `state` event, with the revision as its id.
+    State { revision: u64, frame: Bytes },
+    /// A `state` event whose data is sent as-is (dev endpoint, for tests of
     /// a malformed state); it has no id and changes nothing in the store.
-    Raw(Arc<str>),
+    Raw(Bytes),
+}
+
+impl Message {
+    /// The state's event, serialized once (`None` if it cannot be, which a
+    /// `ServerState`, of strings and integers, never is).
+    pub fn state(state: &ServerState) -> Option<Message> {
+        let json = serde_json::to_string(state).ok()?;
+        Some(Message::State { revision: state.revision, frame: event("state", Some(state.revision), &json) })
+    }
+
+    /// A `state` event with this data and no id.
+    pub fn raw(data: &str) -> Message {
+        Message::Raw(event("state", None, data))
+    }
+}
+
+/// One server-sent event as it goes on the wire: `event:`, `id:`, the data
+/// (one `data:` line per line of it, none if it is empty), a blank line.
+pub fn event(name: &str, id: Option<u64>, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(name.len() + data.len() + 40);
+    buf.put_slice(b"event: ");
+    buf.put_slice(name.as_bytes());
+    buf.put_u8(b'\n');
+    if let Some(id) = id {
+        buf.put_slice(b"id: ");
+        buf.put_slice(id.to_string().as_bytes());
+        buf.put_u8(b'\n');
+    }
+    if !data.is_empty() {
+        buf.put_slice(b"data: ");
+        // A line break in the data (\n or \r) starts another data line.
+        let bytes = data.as_bytes();
+        let mut from = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(b, b'\n' | b'\r') {
+                buf.put_slice(&bytes[from..=i]);
+                buf.put_slice(b"data: ");
+                from = i + 1;
+            }
+        }
+        buf.put_slice(&bytes[from..]);
+        buf.put_u8(b'\n');
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
 }
 
 #[derive(Clone, Default)]
@@ -62,5 +111,49 @@ impl Hub {
                 0
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use axum::response::sse::{Event, Sse};
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// The bytes axum's own SSE response writes for one event.
+    async fn axum_writes(ev: Event) -> Bytes {
+        let body = Sse::new(futures_util::stream::iter([Ok::<_, Infallible>(ev)])).into_response().into_body();
+        body.collect().await.expect("body").to_bytes()
+    }
+
+    #[tokio::test]
+    async fn events_are_written_as_axum_writes_them() {
+        for data in ["", "{\"revision\":3}", "a\nb", "a\r\nb", "a\rb\n", "\n", "é ✓"] {
+            let with_id = Event::default().event("state").id("3").data(data);
+            assert_eq!(event("state", Some(3), data), axum_writes(with_id).await, "{data:?} with an id");
+            let without = Event::default().event("ping").data(data);
+            assert_eq!(event("ping", None, data), axum_writes(without).await, "{data:?} without an id");
+        }
+    }
+
+    #[test]
+    fn a_state_is_its_event() {
+        let state = ServerState {
+            revision: 7,
+            server_time_ms: 1_000,
+            pools: Vec::new(),
+            packages: Vec::new(),
+            running: Vec::new(),
+            finished: Vec::new(),
+            packages_synced_at_ms: None,
+        };
+        let Some(Message::State { revision, frame }) = Message::state(&state) else { panic!("a state message") };
+        assert_eq!(revision, 7);
+        let json = serde_json::to_string(&state).expect("json");
+        assert_eq!(frame, Bytes::from(format!("event: state\nid: 7\ndata: {json}\n\n")));
     }
 }

@@ -82,7 +82,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
             let sqlite = sqlite.ok_or_else(|| {
                 StartError::Config("upstream mode runs on the SQLite store: --db must be a file or :memory:".into())
             })?;
-            Some(Upstream::start(settings, sqlite, shutdown_rx.clone())?)
+            Some(Upstream::start(settings, sqlite, shutdown_rx.clone()).await?)
         }
         None => None,
     };

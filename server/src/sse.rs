@@ -17,13 +17,17 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::sse::{Event, Sse};
-use futures_util::stream::{self, Stream};
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream;
+use quota_widget::core::wire::ServerState;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::error::StoreError;
-use crate::hub::Message;
+use crate::hub::{self, Message};
 use crate::limits::StreamGuard;
 use crate::now_ms;
 use crate::storage::Storage;
@@ -42,18 +46,19 @@ struct Conn {
     /// broadcast states at or below it are skipped, so a state is never sent
     /// twice and never goes backwards.
     sent: u64,
-    queue: VecDeque<Event>,
+    queue: VecDeque<Bytes>,
 }
 
-fn ping_event(revision: u64) -> Event {
-    Event::default().event("ping").data(revision.to_string())
+fn ping_event(revision: u64) -> Bytes {
+    hub::event("ping", None, &revision.to_string())
 }
 
-fn state_event(revision: u64, json: &str) -> Event {
-    Event::default()
-        .event("state")
-        .id(revision.to_string())
-        .data(json)
+/// A state read for this stream alone (its first, or after it lagged).
+fn state_event(state: &ServerState) -> Option<Bytes> {
+    match Message::state(state)? {
+        Message::State { frame, .. } => Some(frame),
+        Message::Raw(_) => None,
+    }
 }
 
 impl Conn {
@@ -61,16 +66,17 @@ impl Conn {
     async fn queue_current_state(&mut self) -> Result<(), StoreError> {
         let state = self.store.state(self.account, now_ms()).await?;
         if state.revision > self.sent {
-            // ServerState holds only strings and integers: serializing cannot fail.
-            if let Ok(json) = serde_json::to_string(&state) {
+            if let Some(frame) = state_event(&state) {
                 self.sent = state.revision;
-                self.queue.push_back(state_event(state.revision, &json));
+                self.queue.push_back(frame);
             }
         }
         Ok(())
     }
 
-    async fn next(&mut self) -> Option<Event> {
+    /// The next event's bytes. A broadcast one is the bytes every stream of
+    /// the account shares: nothing is serialized or copied per stream.
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Some(ev);
@@ -82,15 +88,13 @@ impl Conn {
                     return Some(ping_event(rev));
                 }
                 msg = self.rx.recv() => match msg {
-                    Ok(Message::State { revision, json }) => {
+                    Ok(Message::State { revision, frame }) => {
                         if revision > self.sent {
                             self.sent = revision;
-                            return Some(state_event(revision, &json));
+                            return Some(frame);
                         }
                     }
-                    Ok(Message::Raw(data)) => {
-                        return Some(Event::default().event("state").data(&*data));
-                    }
+                    Ok(Message::Raw(frame)) => return Some(frame),
                     // Missed messages are superseded by the current state.
                     Err(broadcast::error::RecvError::Lagged(_)) => self.queue_current_state().await.ok()?,
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -110,7 +114,7 @@ pub async fn open(
     last_event_id: Option<u64>,
     ping_every: Duration,
     shutdown: watch::Receiver<bool>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StoreError> {
+) -> Result<Response, StoreError> {
     // Subscribe before reading the state, so a change landing in between is
     // not lost (the revision filter drops it if the snapshot already has it).
     let rx = store.hub().subscribe(account);
@@ -133,12 +137,16 @@ pub async fn open(
     // store was reset, e.g. `:memory:` restarted), gets the state.
     if last_event_id == Some(state.revision) {
         conn.queue.push_back(ping_event(state.revision));
-    } else if let Ok(json) = serde_json::to_string(&state) {
-        conn.queue.push_back(state_event(state.revision, &json));
+    } else if let Some(frame) = state_event(&state) {
+        conn.queue.push_back(frame);
     }
-    let stream = stream::unfold(conn, |mut conn| async move {
+    let events = stream::unfold(conn, |mut conn| async move {
         let ev = conn.next().await?;
-        Some((Ok(ev), conn))
+        Some((Ok::<_, Infallible>(ev), conn))
     });
-    Ok(Sse::new(stream))
+    Ok((
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        Body::from_stream(events),
+    )
+        .into_response())
 }

@@ -3,8 +3,12 @@
 //! database; its implementation of the trait is in `store/pg.rs`).
 //! Handlers, the event streams and the worker see only
 //! [`Storage`]; `--db` picks the implementation.
+//!
+//! SQLite calls block: [`SqliteStorage`] runs every one of them on a thread
+//! of the store's own, so the async workers never wait on the database.
 
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
 use quota_widget::core::wire::{Millis, ServerState, SubmitRequest};
@@ -56,61 +60,121 @@ pub trait Storage: Send + Sync {
 /// The store `--db` names: a `postgres://` or `postgresql://` URL, else a
 /// SQLite file (or `:memory:`). The SQLite store is also returned as
 /// itself, for upstream mode, which runs on it alone.
-pub async fn open(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStore>>), StoreError> {
+pub async fn open(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStorage>>), StoreError> {
     if is_postgres_url(db) {
         let pg = PgStore::open(db, hub).await?;
         Ok((Arc::new(pg), None))
     } else {
-        let sqlite = Arc::new(SqliteStore::open(db, hub)?);
+        let path = db.to_owned();
+        let sqlite = Arc::new(SqliteStorage::start(move || SqliteStore::open(&path, hub))?);
         Ok((Arc::clone(&sqlite) as Arc<dyn Storage>, Some(sqlite)))
     }
 }
 
+/// A call waiting for the SQLite thread.
+type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
+
+/// The SQLite store behind its own thread: calls queue there and run one
+/// after another (the store has one connection, so they would take turns
+/// anyway), and the caller awaits the answer without holding a worker.
+pub struct SqliteStorage {
+    store: Arc<SqliteStore>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteStorage {
+    /// Opens the store (on the calling thread) and starts its thread, which
+    /// ends when the last handle is dropped.
+    pub fn start(open: impl FnOnce() -> Result<SqliteStore, StoreError>) -> Result<Self, StoreError> {
+        let store = Arc::new(open()?);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let on_thread = Arc::clone(&store);
+        std::thread::Builder::new()
+            .name("quota-sqlite".into())
+            .spawn(move || {
+                for job in queue {
+                    job(&on_thread);
+                }
+            })
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
+        Ok(SqliteStorage { store, jobs })
+    }
+
+    /// The store itself, for calls made outside the async workers (tests).
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// Runs `f` on the store's thread and returns what it returns. A panic
+    /// in `f` ends that call only (the thread goes on).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            if let Ok(out) = catch_unwind(AssertUnwindSafe(|| f(store))) {
+                let _ = tx.send(out);
+            }
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Thread("the SQLite thread has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Thread("a call panicked on the SQLite thread".into()))
+    }
+}
+
 #[async_trait]
-impl Storage for SqliteStore {
+impl Storage for SqliteStorage {
     fn hub(&self) -> &Hub {
-        SqliteStore::hub(self)
+        self.store.hub()
     }
     fn shared(&self) -> bool {
         false
     }
     async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
-        SqliteStore::account_by_token(self, token)
+        let token = token.to_owned();
+        self.run(move |s| s.account_by_token(&token)).await?
     }
     async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError> {
-        SqliteStore::create_account(self, token, spec, now)
+        let (token, spec) = (token.to_owned(), spec.clone());
+        self.run(move |s| s.create_account(&token, &spec, now)).await?
     }
     async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
-        SqliteStore::state(self, account, now)
+        self.run(move |s| s.state(account, now)).await?
     }
     async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
-        SqliteStore::revision(self, account)
+        self.run(move |s| s.revision(account)).await?
     }
     async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        SqliteStore::submit(self, account, req, now)
+        let req = req.clone();
+        self.run(move |s| s.submit(account, &req, now)).await?
     }
     async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-        SqliteStore::finish(self, account, task_id, end, now)
+        let end = end.clone();
+        self.run(move |s| s.finish(account, task_id, &end, now)).await?
     }
     async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
-        SqliteStore::grant_package(self, account, spec, now)
+        let spec = spec.clone();
+        self.run(move |s| s.grant_package(account, &spec, now)).await?
     }
     async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
-        SqliteStore::set_limit(self, account, kind, limit, now)
+        let kind = kind.to_owned();
+        self.run(move |s| s.set_limit(account, &kind, limit, now)).await?
     }
     async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
-        SqliteStore::running_tasks(self)
+        self.run(SqliteStore::running_tasks).await?
     }
     async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError> {
-        SqliteStore::pass_boundaries(self, after, upto)
+        self.run(move |s| s.pass_boundaries(after, upto)).await?
     }
     async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError> {
-        SqliteStore::create_session(self, account, now, expires_at_ms)
+        self.run(move |s| s.create_session(account, now, expires_at_ms)).await?
     }
     async fn session_account(&self, id: &str, now: Millis) -> Result<Option<AccountId>, StoreError> {
-        SqliteStore::session_account(self, id, now)
+        let id = id.to_owned();
+        self.run(move |s| s.session_account(&id, now)).await?
     }
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        SqliteStore::delete_session(self, id)
+        let id = id.to_owned();
+        self.run(move |s| s.delete_session(&id)).await?
     }
 }

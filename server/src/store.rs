@@ -5,8 +5,9 @@
 //! applies the rules and writes the result while holding it, inside one
 //! `BEGIN IMMEDIATE` transaction, so two concurrent submits can never both
 //! pass a check that only one of them fits (no check-then-act overshoot).
-//! The lock is never held across an `.await`; every critical section is a few
-//! small queries.
+//! The server calls it only from the store's own thread
+//! (`storage::SqliteStorage`), never from an async worker; every critical
+//! section is a few small queries.
 //!
 //! Each change bumps the account's revision in the same transaction, then,
 //! still under the lock, the new state is published to the account's streams,
@@ -417,16 +418,8 @@ impl SqliteStore {
         // The change is committed; a failure to build the snapshot must not
         // turn it into an error. Streams get the state with the next change
         // or ping-triggered resync.
-        if let Ok(state) = read_state(conn, account, now) {
-            if let Ok(json) = serde_json::to_string(&state) {
-                self.hub.send(
-                    account,
-                    Message::State {
-                        revision: state.revision,
-                        json: json.into(),
-                    },
-                );
-            }
+        if let Some(msg) = read_state(conn, account, now).ok().as_ref().and_then(Message::state) {
+            self.hub.send(account, msg);
         }
     }
 

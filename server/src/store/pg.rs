@@ -688,8 +688,8 @@ async fn publish(pool: &Pool, hub: &Hub, account: AccountId) {
     };
     let now = crate::now_ms();
     if let Ok(state) = read_state(&tx, account, now).await {
-        if let Ok(json) = serde_json::to_string(&state) {
-            hub.send(account, Message::State { revision: state.revision, json: json.into() });
+        if let Some(msg) = Message::state(&state) {
+            hub.send(account, msg);
         }
     }
     let _ = tx.commit().await;

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::error::{QuotaError, Refusal};
 use crate::http::HttpError;
 use crate::now_ms;
+use crate::storage::SqliteStorage;
 use crate::store::{
     parse_task_id, AccountId, AccountSpec, MirrorPack, SqliteStore, SubmitOutcome, TaskEnd, UpstreamFields,
     UpstreamTask,
@@ -78,7 +79,8 @@ pub enum Reply {
 
 pub struct Upstream {
     client: Client,
-    store: Arc<SqliteStore>,
+    /// The SQLite store, whose calls run on its own thread.
+    db: Arc<SqliteStorage>,
     account: AccountId,
     secret: String,
     settings: Settings,
@@ -94,9 +96,9 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Prepares the mirrored account (limits and estimated costs from the
     /// settings) and starts the package sync and the task poller.
-    pub fn start(
+    pub async fn start(
         settings: Settings,
-        store: Arc<SqliteStore>,
+        db: Arc<SqliteStorage>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Upstream>, QuotaError> {
         let client = Client::new(
@@ -112,13 +114,20 @@ impl Upstream {
             video_limit: settings.video.0,
             packages: Vec::new(),
         };
-        let account = store.ensure_account(&settings.account_token, &spec, now)?;
-        let secret = store.ensure_mirror(account, &format!("{:032x}", rand::random::<u128>()))?;
-        store.configure_pool(account, "image", settings.image.0, settings.image.1, now)?;
-        store.configure_pool(account, "video", settings.video.0, settings.video.1, now)?;
+        let (token, image, video) = (settings.account_token.clone(), settings.image, settings.video);
+        let fresh_secret = format!("{:032x}", rand::random::<u128>());
+        let (account, secret) = db
+            .run(move |store| -> Result<_, QuotaError> {
+                let account = store.ensure_account(&token, &spec, now)?;
+                let secret = store.ensure_mirror(account, &fresh_secret)?;
+                store.configure_pool(account, "image", image.0, image.1, now)?;
+                store.configure_pool(account, "video", video.0, video.1, now)?;
+                Ok((account, secret))
+            })
+            .await??;
         let up = Arc::new(Upstream {
             client,
-            store,
+            db,
             account,
             secret,
             settings,
@@ -129,9 +138,10 @@ impl Upstream {
         Ok(up)
     }
 
-    /// The SQLite store that upstream mode runs on.
+    /// The SQLite store that upstream mode runs on, for calls made outside
+    /// the async workers (tests).
     pub fn store(&self) -> &SqliteStore {
-        &self.store
+        self.db.store()
     }
 
     pub fn account(&self) -> AccountId {
@@ -188,16 +198,25 @@ impl Upstream {
         let now = now_ms();
         // Before the first sync the figures here are not the account's: a
         // refusal for missing units would be false. Nothing is recorded.
-        if self.store.mirror_synced_at(self.account)?.is_none() {
+        let account = self.account;
+        if self.db.run(move |s| s.mirror_synced_at(account)).await??.is_none() {
             return Ok(Reply::Refused { refusal: not_synced_refusal(), retry_after_s: Some(1) });
         }
         if let Some(wait) = self.busy_for(&req.kind) {
             let refusal = busy_refusal();
-            self.store.refuse(self.account, req, &refusal, now)?;
+            let (req, refused) = (req.clone(), refusal.clone());
+            self.db.run(move |s| s.refuse(account, &req, &refused, now)).await??;
             return Ok(Reply::Refused { refusal, retry_after_s: Some(wait.as_secs().max(1)) });
         }
-        let fields = UpstreamFields { family: family.name(), params: &params_text };
-        let accepted = match self.store.submit_with(self.account, req, Some(&fields), now)? {
+        let request = req.clone();
+        let reserved = self
+            .db
+            .run(move |s| {
+                let fields = UpstreamFields { family: family.name(), params: &params_text };
+                s.submit_with(account, &request, Some(&fields), now)
+            })
+            .await??;
+        let accepted = match reserved {
             SubmitOutcome::Refused { refusal, .. } => {
                 let retry = (refusal == Refusal::OverConcurrency).then_some(1);
                 return Ok(Reply::Refused { refusal, retry_after_s: retry });
@@ -228,17 +247,23 @@ impl Upstream {
         match created {
             Ok(data) => {
                 self.not_busy(&req.kind);
-                self.store.attach_upstream(id, &data.task_id)?;
-                let task = self.store.upstream_task(id)?;
+                let upstream_id = data.task_id.clone();
+                let task = self
+                    .db
+                    .run(move |s| -> Result<_, QuotaError> {
+                        s.attach_upstream(id, &upstream_id)?;
+                        Ok(s.upstream_task(id)?)
+                    })
+                    .await??;
                 if let Some(task) = task {
-                    self.settle(&task, &data)?;
+                    self.settle(&task, &data).await?;
                 }
                 Ok(Reply::Accepted { accepted, repeat: false })
             }
             Err(KlingError::Refused { code, message, .. }) if (1000..=1004).contains(&code) => {
                 eprintln!("quota-server: the upstream service rejected this server's credentials (code {code}: {message}); check the access and secret keys");
                 let message = "the generation service rejected the server's credentials".to_owned();
-                self.fail(id, &message, now)?;
+                self.fail(id, &message, now).await?;
                 Ok(Reply::Failed { message })
             }
             Err(KlingError::Refused { code, message, .. }) => {
@@ -248,13 +273,14 @@ impl Upstream {
                 } else {
                     None
                 };
-                self.store.end_refused(self.account, id, &refusal, now)?;
+                let refused = refusal.clone();
+                self.db.run(move |s| s.end_refused(account, id, &refused, now)).await??;
                 Ok(Reply::Refused { refusal, retry_after_s: retry })
             }
             Err(e) => {
                 eprintln!("quota-server: creating task-{id} upstream failed: {e}");
                 let message = format!("the generation service did not take the task ({e})");
-                self.fail(id, &message, now)?;
+                self.fail(id, &message, now).await?;
                 Ok(Reply::Failed { message })
             }
         }
@@ -276,9 +302,10 @@ impl Upstream {
         body
     }
 
-    fn fail(&self, id: i64, reason: &str, now: Millis) -> Result<(), QuotaError> {
+    async fn fail(&self, id: i64, reason: &str, now: Millis) -> Result<(), QuotaError> {
         let end = TaskEnd::Fail { reason: reason.to_owned() };
-        match self.store.finish(self.account, id, &end, now) {
+        let account = self.account;
+        match self.db.run(move |s| s.finish(account, id, &end, now)).await? {
             Ok(_) | Err(QuotaError::TaskEnded(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -287,7 +314,7 @@ impl Upstream {
     /// Applies what the service says of a task: an end settles it once
     /// (success charges the reported deduction, else the estimate; failure
     /// charges nothing); a running status changes nothing.
-    fn settle(&self, task: &UpstreamTask, data: &TaskData) -> Result<bool, QuotaError> {
+    async fn settle(&self, task: &UpstreamTask, data: &TaskData) -> Result<bool, QuotaError> {
         let end = match data.status() {
             Ok(Status::Submitted | Status::Processing) => return Ok(false),
             Ok(Status::Succeeded) => TaskEnd::Succeed { units: Some(data.deduction().unwrap_or(task.reserved)) },
@@ -304,7 +331,8 @@ impl Upstream {
                 return Ok(false);
             }
         };
-        match self.store.finish(task.account, task.id, &end, now_ms()) {
+        let (account, id, now) = (task.account, task.id, now_ms());
+        match self.db.run(move |s| s.finish(account, id, &end, now)).await? {
             Ok(_) => Ok(true),
             Err(QuotaError::TaskEnded(_)) => Ok(false),
             Err(e) => Err(e),
@@ -321,7 +349,8 @@ impl Upstream {
             .status()
             .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))?;
         let unknown = || HttpError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no task of this server has that id");
-        let task = self.store.task_by_upstream_id(&data.task_id)?.ok_or_else(unknown)?;
+        let upstream_id = data.task_id.clone();
+        let task = self.db.run(move |s| s.task_by_upstream_id(&upstream_id)).await??.ok_or_else(unknown)?;
         if task.account != self.account
             || data.external_task_id().is_some_and(|x| x != task.client_request_id)
         {
@@ -344,7 +373,7 @@ impl Upstream {
         })?;
         match confirmed.status() {
             Ok(Status::Succeeded | Status::Failed) => {
-                self.settle(&task, &confirmed)?;
+                self.settle(&task, &confirmed).await?;
                 Ok("settled")
             }
             _ => Err(HttpError::new(
@@ -399,9 +428,12 @@ impl Upstream {
                 status: p.status,
             })
             .collect();
+        let (account, now) = (self.account, now_ms());
         let report = self
-            .store
-            .sync_packages(self.account, &packs, now_ms())
+            .db
+            .run(move |s| s.sync_packages(account, &packs, now))
+            .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         for task in &report.lapsed {
             eprintln!(
@@ -428,7 +460,7 @@ impl Upstream {
     pub async fn poll_once(&self) -> Result<(), QuotaError> {
         let grace = Millis::try_from(self.settings.timeout.as_millis()).unwrap_or(Millis::MAX).saturating_add(5_000);
         let deadline = Millis::try_from(self.settings.deadline.as_millis()).unwrap_or(Millis::MAX);
-        for (i, task) in self.store.upstream_running()?.into_iter().enumerate() {
+        for (i, task) in self.db.run(SqliteStore::upstream_running).await??.into_iter().enumerate() {
             if task.account != self.account {
                 continue;
             }
@@ -443,7 +475,7 @@ impl Upstream {
                     task.id,
                     deadline / 1000
                 );
-                self.fail(task.id, "no end from the generation service in time (not charged)", now)?;
+                self.fail(task.id, "no end from the generation service in time (not charged)", now).await?;
                 continue;
             }
             let Some(family) = Family::from_name(&task.family) else { continue };
@@ -458,13 +490,14 @@ impl Upstream {
             match answer {
                 Ok(data) => {
                     if task.upstream_task_id.is_none() {
-                        self.store.attach_upstream(task.id, &data.task_id)?;
+                        let (id, upstream_id) = (task.id, data.task_id.clone());
+                        self.db.run(move |s| s.attach_upstream(id, &upstream_id)).await??;
                     }
-                    self.settle(&task, &data)?;
+                    self.settle(&task, &data).await?;
                 }
                 Err(KlingError::Refused { code, message, .. }) if task.upstream_task_id.is_none() => {
                     eprintln!("quota-server: task-{} was never created upstream ({code}: {message}): failed, not charged", task.id);
-                    self.fail(task.id, "not created by the generation service (not charged)", now)?;
+                    self.fail(task.id, "not created by the generation service (not charged)", now).await?;
                 }
                 Err(e) => eprintln!("quota-server: querying task-{}: {e}", task.id),
             }
