@@ -1,4 +1,4 @@
-//! `cargo bench --bench core`: how long the core's hot paths take, printed.
+//! `cargo bench --bench core --profile wasm` (scripts/bench): how long the core's hot paths take, printed.
 //! A figure, not a test: nothing here asserts a time.
 //!
 //! The state is a busy account: 2 pools, 20 packages, 8 running and 20
@@ -43,7 +43,7 @@ fn time(name: &str, n: u32, mut f: impl FnMut(u32)) {
 fn main() {
     let states: Vec<ServerState> = (1..=2000).map(busy).collect();
     let json = serde_json::to_value(busy(1)).unwrap();
-    println!("core hot paths on a busy account (release build, one thread):");
+    println!("core hot paths on a busy account (the wasm's size profile, one thread):");
 
     time("read_state (serde_json source, clones incl.)", 2000, |_| {
         black_box(read_state(&J(json.clone())).unwrap());
