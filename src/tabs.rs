@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, Document, EventTarget, MessageEvent, VisibilityState};
 
-use crate::api::{flush, new_request_id, now, on_sync, read_text, Inner, WidgetEvent};
+use crate::api::{flush, new_request_id, now, on_sync, read_text, to_js, Inner, WidgetEvent};
 use crate::core::tabs::{scope, TabCmd, TabConfig, Tabs};
 use crate::core::{HoldEnd, Quota, SubmitError};
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -106,7 +106,7 @@ impl TabLink {
     fn step_away(&mut self, q: &mut Quota) {
         for cmd in self.core.leave(q) {
             if let TabCmd::Post(msg) = cmd {
-                self.io.post(&msg.encode());
+                self.io.post(&to_js(&msg));
             }
         }
         self.io.close();
@@ -154,7 +154,7 @@ pub fn run(rc: &Rc<RefCell<Inner>>) {
             }
             let (id, word) = match tl.cmds.remove(0) {
                 TabCmd::Post(msg) => {
-                    tl.io.post(&msg.encode());
+                    tl.io.post(&to_js(&msg));
                     continue;
                 }
                 TabCmd::Send(hold) => (hold.id, JsValue::NULL),
@@ -246,13 +246,8 @@ fn on_message(weak: &Weak<RefCell<Inner>>, data: JsValue) {
         let Some(tl) = &mut inner.tabs else { return };
         let q = &mut inner.quota;
         let before = q.error().map(str::as_ptr);
-        match data.as_string() {
-            Some(text) => {
-                let cmds = tl.core.receive(q, &text, now(), &read_text, inner.viewer.fmt());
-                tl.cmds.extend(cmds);
-            }
-            None => q.report_error("malformed tab message: not text".to_owned()),
-        }
+        let cmds = tl.core.receive(q, &data, now(), &read_text, inner.viewer.fmt());
+        tl.cmds.extend(cmds);
         new_error(q, before)
     };
     let events = match error {
@@ -356,9 +351,9 @@ impl TabIo {
         }
     }
 
-    pub fn post(&self, text: &str) {
+    pub fn post(&self, msg: &JsValue) {
         if let Some((channel, _)) = &self.channel {
-            let _ = channel.post_message(&JsValue::from_str(text));
+            let _ = channel.post_message(msg);
         }
     }
 

@@ -1,6 +1,8 @@
 //! Several tabs over one connection (core part), rule by rule: the relay
 //! of states and links, holds shared between tabs, the leader's arbitration
-//! of submits, handover, and the text form of the messages.
+//! of submits, handover, and the messages as the channel carries them:
+//! plain objects, written by serde and read by `TabMsg::read` (the server
+//! states' `parse::Source` reader), here over serde_json values.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -12,6 +14,7 @@ use quota_widget::core::parse::read_state;
 use quota_widget::core::tabs::{DUPLICATE, HANDOVER, NO_ANSWER};
 use quota_widget::core::wire::*;
 use quota_widget::core::*;
+use serde_json::{json, Value};
 
 /// The server state reader, as the browser shell has it (`JSON.parse`,
 /// then the core's reader).
@@ -35,11 +38,13 @@ impl Tab {
         Tab { q: Quota::new(Config::default()), t: Tabs::new(id.into(), TabConfig::default(), true) }
     }
 
-    /// Takes messages as the channel carries them: as text.
+    /// Takes messages as the channel carries them: plain objects, as serde
+    /// writes them (serde-wasm-bindgen in the browser, serde_json here).
     fn take(&mut self, msgs: &[TabMsg], now: i64) -> Vec<TabCmd> {
         let mut out = Vec::new();
         for m in msgs {
-            out.extend(self.t.receive(&mut self.q, &m.encode(), now, &read, &PlainFmt));
+            let v = serde_json::to_value(m).unwrap();
+            out.extend(self.t.receive(&mut self.q, &J(v), now, &read, &PlainFmt));
         }
         out
     }
@@ -191,11 +196,18 @@ fn a_malformed_message_is_reported_and_changes_nothing() {
     let (mut l, _) = leader(&state(1));
     let mut f = join(&mut l, "F", T0);
     let before = f.q.view(T0, &PlainFmt);
-    let out = f.t.receive(&mut f.q, "qw1 grant L 1 1 x", T0, &read, &PlainFmt);
+    let mut grant = serde_json::to_value(TabMsg::Grant { stamp: Stamp { leader: "L".into(), epoch: 1, seq: 1, at: T0 }, hold: shared("r9") }).unwrap();
+    grant["stamp"]["at"] = json!("x");
+    let out = f.t.receive(&mut f.q, &J(grant), T0, &read, &PlainFmt);
     assert!(out.is_empty());
-    assert_eq!(f.q.error(), Some("malformed tab message: grant: at must be a whole number of milliseconds"));
+    assert_eq!(f.q.error(), Some("malformed tab message: grant.stamp.at must be a whole number of milliseconds"));
+    // A message of the text protocol (qw1) is not an object.
+    let out = f.t.receive(&mut f.q, &J(json!("qw1 grant L 1 1 5 r9 tab%2 image 2 2 2.5 5 10")), T0, &read, &PlainFmt);
+    assert!(out.is_empty());
+    assert_eq!(f.q.error(), Some("malformed tab message: it must be an object"));
     let after = f.q.view(T0, &PlainFmt);
     assert_eq!((after.revision, after.units, after.meters), (before.revision, before.units, before.meters));
+    assert_eq!(f.q.holds().len(), 0, "no hold from a malformed grant");
 }
 
 // ---- holds shared between tabs ---------------------------------------------
@@ -598,7 +610,7 @@ fn a_hidden_leader_gives_way_to_a_visible_tab() {
     assert_eq!(l.t.set_visible(&mut l.q, false).last(), Some(&TabCmd::Yield));
 }
 
-// ---- the text form ----------------------------------------------------------
+// ---- the messages on the channel --------------------------------------------
 
 fn stamp() -> Stamp {
     Stamp { leader: "tab 1".into(), epoch: 1_795_000_000_000, seq: 7, at: T0 }
@@ -617,93 +629,315 @@ fn shared(id: &str) -> SharedHold {
     }
 }
 
+/// The largest integer a JSON number carries exactly (2^53): the largest
+/// count, and the largest time either way, that a message carries.
+const EXACT: u64 = 1 << 53;
+/// The next JSON number above it: 2^53 + 1 is not a double.
+const OVER: u64 = EXACT + 2;
+
+/// A message as the channel carries it.
+fn carried(m: &TabMsg) -> Value {
+    serde_json::to_value(m).unwrap()
+}
+
+fn read_msg(v: &Value) -> Result<TabMsg, TabMsgError> {
+    TabMsg::read(&J(v.clone()))
+}
+
 #[test]
 fn every_message_reads_back_as_written() {
     let text = json(&state(4));
+    let ms = EXACT as i64;
+    let big = SharedHold { count: u32::MAX, slots: 0, cost: Units::MAX, begun_at: -ms, expires_at: ms, ..shared("big") };
     let all = vec![
-        TabMsg::Hello { from: "a b\nc%".into(), visible: true, holds: vec![shared("r1"), shared("r 2")] },
+        TabMsg::Hello { from: "a b\nc%\"{}".into(), visible: true, holds: vec![shared("r1"), shared("r 2"), big.clone()] },
         TabMsg::Hello { from: "a".into(), visible: false, holds: vec![] },
+        TabMsg::Hello { from: "é".repeat(100), visible: true, holds: (0..256).map(|i| shared(&format!("r{i}"))).collect() },
         TabMsg::Snapshot { stamp: stamp(), link: Link::Reconnecting { attempt: 3 }, holds: vec![shared("r1")], state: Some(StateText { revision: 4, text: text.clone() }) },
         TabMsg::Snapshot { stamp: stamp(), link: Link::Live, holds: vec![], state: None },
         TabMsg::Snapshot { stamp: stamp(), link: Link::Paused, holds: vec![shared("x")], state: Some(StateText { revision: 0, text: String::new() }) },
+        TabMsg::Snapshot { stamp: stamp(), link: Link::Reconnecting { attempt: u32::MAX }, holds: vec![], state: None },
+        TabMsg::Snapshot { stamp: stamp(), link: Link::Connecting, holds: vec![], state: None },
         TabMsg::State { stamp: stamp(), state: StateText { revision: 4, text: "line 1\nline 2\n".into() } },
         TabMsg::Link { stamp: stamp(), link: Link::Manual },
-        TabMsg::Current { stamp: Stamp { at: -5, ..stamp() }, revision: u64::MAX },
-        TabMsg::Current { stamp: Stamp { at: i64::MIN, epoch: 0, ..stamp() }, revision: 0 },
-        TabMsg::Current { stamp: Stamp { at: i64::MAX, epoch: u64::MAX, ..stamp() }, revision: 10 },
+        TabMsg::Current { stamp: Stamp { at: -5, ..stamp() }, revision: EXACT },
+        TabMsg::Current { stamp: Stamp { at: -ms, epoch: 0, seq: 0, ..stamp() }, revision: 0 },
+        TabMsg::Current { stamp: Stamp { at: ms, epoch: EXACT, seq: EXACT, ..stamp() }, revision: 10 },
         TabMsg::Bye { from: "a".into(), epoch: 0 },
+        TabMsg::Bye { from: "a".repeat(200), epoch: EXACT },
         TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "video clip".into(), count: 1 },
+        TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "image".into(), count: u32::MAX },
         TabMsg::Grant { stamp: stamp(), hold: shared("r1") },
+        TabMsg::Grant { stamp: stamp(), hold: SharedHold { cost: Units::from_milli(1), ..big } },
         TabMsg::Denied { stamp: stamp(), to: "a".into(), id: "r1".into(), reason: "All image slots are busy: 0 of 4 free.".into() },
+        TabMsg::Denied { stamp: stamp(), to: "a".into(), id: "r1".into(), reason: "x".repeat(1000) },
+        TabMsg::Ended { id: "r1".into(), end: HoldEnd::Confirmed },
+        TabMsg::Ended { id: "r1".into(), end: HoldEnd::Refused },
+        TabMsg::Ended { id: "r1".into(), end: HoldEnd::Failed },
         TabMsg::Ended { id: "r1".into(), end: HoldEnd::TimedOut },
     ];
     for m in all {
-        let s = m.encode();
-        assert_eq!(TabMsg::decode(&s).as_ref(), Ok(&m), "{s}");
+        let v = carried(&m);
+        assert!(v.is_object(), "{v}");
+        assert_eq!(read_msg(&v).as_ref(), Ok(&m), "{v}");
+        // Nothing but JSON: it reads the same after a trip through JSON text.
+        let again: Value = serde_json::from_str(&v.to_string()).unwrap();
+        assert_eq!(read_msg(&again), Ok(m));
     }
+
+    // The wire form, pinned.
+    let ask = TabMsg::Ask { from: "a".into(), id: "50% off".into(), kind: "image".into(), count: 2 };
+    assert_eq!(carried(&ask), json!({ "t": "ask", "from": "a", "id": "50% off", "kind": "image", "count": 2 }));
+    let stamp_json = json!({ "leader": "tab 1", "epoch": 1_795_000_000_000u64, "seq": 7, "at": T0 });
     assert_eq!(
-        TabMsg::Ask { from: "a".into(), id: "50% off".into(), kind: "image".into(), count: 2 }.encode(),
-        "qw1 ask a 50%25%20off image 2"
+        carried(&TabMsg::Grant { stamp: stamp(), hold: shared("r1") }),
+        json!({
+            "t": "grant",
+            "stamp": stamp_json,
+            "hold": {
+                "id": "r1", "origin": "tab%2", "kind": "image", "count": 2, "slots": 2, "cost": 2.5,
+                "begun_at": T0, "expires_at": T0 + 20_000,
+            },
+        })
     );
+    let snapshot = TabMsg::Snapshot { stamp: stamp(), link: Link::Reconnecting { attempt: 3 }, holds: vec![], state: None };
+    assert_eq!(
+        carried(&snapshot),
+        json!({ "t": "snapshot", "stamp": stamp_json, "link": { "state": "reconnecting", "attempt": 3 }, "holds": [], "state": null })
+    );
+    let relay = TabMsg::State { stamp: stamp(), state: StateText { revision: 4, text: "{}".into() } };
+    assert_eq!(carried(&relay), json!({ "t": "state", "stamp": stamp_json, "state": { "revision": 4, "text": "{}" } }));
+    assert_eq!(carried(&TabMsg::Link { stamp: stamp(), link: Link::Live }), json!({ "t": "link", "stamp": stamp_json, "link": { "state": "live" } }));
+    assert_eq!(carried(&TabMsg::Ended { id: "r1".into(), end: HoldEnd::TimedOut }), json!({ "t": "ended", "id": "r1", "end": "timed_out" }));
+    assert_eq!(carried(&TabMsg::Bye { from: "a".into(), epoch: 0 }), json!({ "t": "bye", "from": "a", "epoch": 0 }));
+
+    // Just past what a JSON number carries exactly: refused, never rounded.
+    let over_ms = OVER as i64;
+    let over: Vec<(TabMsg, &str)> = vec![
+        (TabMsg::Current { stamp: stamp(), revision: OVER }, "current.revision must be a whole number of 0 or more"),
+        (TabMsg::Current { stamp: Stamp { epoch: OVER, ..stamp() }, revision: 1 }, "current.stamp.epoch must be a whole number of 0 or more"),
+        (TabMsg::Current { stamp: Stamp { seq: OVER, ..stamp() }, revision: 1 }, "current.stamp.seq must be a whole number of 0 or more"),
+        (TabMsg::Current { stamp: Stamp { at: over_ms, ..stamp() }, revision: 1 }, "current.stamp.at must be a whole number of milliseconds"),
+        (TabMsg::Current { stamp: Stamp { at: -over_ms, ..stamp() }, revision: 1 }, "current.stamp.at must be a whole number of milliseconds"),
+        (TabMsg::Current { stamp: Stamp { at: i64::MIN, ..stamp() }, revision: 1 }, "current.stamp.at must be a whole number of milliseconds"),
+        (TabMsg::Bye { from: "a".into(), epoch: u64::MAX }, "bye.epoch must be a whole number of 0 or more"),
+        (
+            TabMsg::Snapshot { stamp: stamp(), link: Link::Live, holds: vec![], state: Some(StateText { revision: OVER, text: "{}".into() }) },
+            "snapshot.state.revision must be a whole number of 0 or more",
+        ),
+        (
+            TabMsg::Grant { stamp: stamp(), hold: SharedHold { expires_at: over_ms, ..shared("r1") } },
+            "grant.hold.expires_at must be a whole number of milliseconds",
+        ),
+        (
+            TabMsg::Grant { stamp: stamp(), hold: SharedHold { cost: Units::from_milli(Units::MAX.milli() + 1), ..shared("r1") } },
+            "grant.hold.cost must be a number of units of 0 or more, with at most 3 decimals",
+        ),
+    ];
+    for (m, want) in over {
+        assert_eq!(read_msg(&carried(&m)).map_err(|e| e.to_string()), Err(format!("malformed tab message: {want}")), "{m:?}");
+    }
+}
+
+/// One good object of each type, as the channel carries it.
+fn valid(t: &str) -> Value {
+    let stamp = json!({ "leader": "L", "epoch": 1, "seq": 1, "at": 5 });
+    let hold = json!({ "id": "r1", "origin": "b", "kind": "image", "count": 2, "slots": 2, "cost": 2.5, "begun_at": 10, "expires_at": 50 });
+    let state = json!({ "revision": 3, "text": "{}" });
+    match t {
+        "hello" => json!({ "t": "hello", "from": "a", "visible": true, "holds": [hold] }),
+        "snapshot" => json!({ "t": "snapshot", "stamp": stamp, "link": { "state": "reconnecting", "attempt": 1 }, "holds": [hold], "state": state }),
+        "state" => json!({ "t": "state", "stamp": stamp, "state": state }),
+        "link" => json!({ "t": "link", "stamp": stamp, "link": { "state": "live" } }),
+        "current" => json!({ "t": "current", "stamp": stamp, "revision": 3 }),
+        "bye" => json!({ "t": "bye", "from": "a", "epoch": 0 }),
+        "ask" => json!({ "t": "ask", "from": "a", "id": "r1", "kind": "image", "count": 2 }),
+        "grant" => json!({ "t": "grant", "stamp": stamp, "hold": hold }),
+        "denied" => json!({ "t": "denied", "stamp": stamp, "to": "a", "id": "r1", "reason": "busy" }),
+        "ended" => json!({ "t": "ended", "id": "r1", "end": "failed" }),
+        other => panic!("no type {other}"),
+    }
+}
+
+/// The good `t` with the value at `pointer` replaced.
+fn set(t: &str, pointer: &str, x: Value) -> Value {
+    let mut v = valid(t);
+    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{t} has no {pointer}")) = x;
+    v
+}
+
+/// The good `t` without the member at `pointer`.
+fn without(t: &str, pointer: &str) -> Value {
+    let mut v = valid(t);
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let removed = v.pointer_mut(parent).and_then(Value::as_object_mut).and_then(|o| o.remove(key));
+    assert!(removed.is_some(), "{t} has no {pointer}");
+    v
+}
+
+/// A hello with these holds.
+fn hello_with(holds: Vec<Value>) -> Value {
+    set("hello", "/holds", Value::Array(holds))
+}
+
+fn good_hold(id: String) -> Value {
+    let mut h = valid("grant")["hold"].clone();
+    h["id"] = Value::String(id);
+    h
 }
 
 #[test]
 fn malformed_messages_are_errors_that_name_the_fault() {
-    let cases: &[(&str, &str)] = &[
-        ("", "it must begin with \"qw1\""),
-        ("qw2 hello a visible 0", "it must begin with \"qw1\""),
-        ("qw1", "unknown type \"\""),
-        ("qw1 shout a", "unknown type \"shout\""),
-        ("qw1 hello", "hello: from is missing"),
-        ("qw1 hello  visible 0", "hello: from is empty"),
-        ("qw1 hello a seen 0", "hello: visibility must be visible or hidden"),
-        ("qw1 hello a visible 1", "hello: hold 1 of 1 is missing"),
-        ("qw1 hello a visible 257", "hello: holds must be at most 256"),
-        ("qw1 hello a visible 0 extra", "hello: the line has more fields than it should"),
-        ("qw1 hello a visible 0\n", "hello: unexpected text after the message"),
-        ("qw1 hello a%2 visible 0", "hello: from must be text with only %25, %20 and %0A escapes"),
-        ("qw1 hello a%41 visible 0", "hello: from must be text with only %25"),
-        ("qw1 hello a visible 1\nr1 b image 2 2 2.5 10 5", "hello: hold 1: expires_at must be after begun_at"),
-        ("qw1 hello a visible 1\nr1 b image 0 0 0 10 50", "hello: hold 1: count must be 1 or more"),
-        ("qw1 hello a visible 1\nr1 b image 2 2 2.50 10 50", "hello: hold 1: cost must be a number of units"),
-        ("qw1 hello a visible 1\nr1 b image 2 2 -1 10 50", "hello: hold 1: cost must be a number of units"),
-        ("qw1 hello a visible 1\nr1 b image 2 2 1 10", "hello: hold 1: expires_at is missing"),
-        ("qw1 hello a visible 2\nr1 b image 2 2 1 10 50\nr1 b image 2 2 1 10 50", "hello: hold 2 repeats the id"),
-        ("qw1 state L 1 1 5 3", "state: the state's text is missing"),
-        ("qw1 state L 1 1 5 03\n{}", "state: revision must be a whole number of 0 or more"),
-        ("qw1 state L 1 1 -0 3\n{}", "state: at must be a whole number of milliseconds"),
-        ("qw1 state L 1 1 +5 3\n{}", "state: at must be a whole number of milliseconds"),
-        ("qw1 state L 18446744073709551616 1 5 3\n{}", "state: epoch must be a whole number of 0 or more"),
-        ("qw1 snapshot L 1 1 5 live 0 x", "snapshot: revision must be a whole number of 0 or more, or -"),
-        ("qw1 snapshot L 1 1 5 up 0 -", "snapshot: link must be one of: manual, connecting, live, paused, reconnecting:<attempt>"),
-        ("qw1 snapshot L 1 1 5 reconnecting:01 0 -", "snapshot: link must be one of"),
-        ("qw1 snapshot L 1 1 5 live 0 -\n{}", "snapshot: unexpected text after the message"),
-        ("qw1 ask a r1 image 4294967296", "ask: count must be a whole number from 0 to 4294967295"),
-        ("qw1 ended r1 lost", "ended: end must be one of: confirmed, refused, failed, timed_out"),
-        ("qw1 current L 1 1 5", "current: revision is missing"),
-        ("qw1 current L 1 1 -9223372036854775809 3", "current: at must be a whole number of milliseconds"),
-        ("qw1 current L 1 1 9223372036854775808 3", "current: at must be a whole number of milliseconds"),
-        ("qw1 current L 1 1 - 3", "current: at must be a whole number of milliseconds"),
+    const TYPES: [&str; 10] = ["hello", "snapshot", "state", "link", "current", "bye", "ask", "grant", "denied", "ended"];
+    // Each case breaks one field of a good message, which reads.
+    for t in TYPES {
+        assert!(read_msg(&valid(t)).is_ok(), "{t}: {:?}", read_msg(&valid(t)));
+    }
+    let holds = |n: usize| hello_with((0..n).map(|i| good_hold(format!("r{i}"))).collect());
+    let edges = [
+        holds(256),
+        set("bye", "/from", json!("a".repeat(200))),
+        set("denied", "/reason", json!("x".repeat(1000))),
+        set("state", "/state/text", json!("x".repeat(tabs::MAX_MESSAGE))),
+        set("current", "/stamp/at", json!(-(EXACT as i64))),
+        set("ask", "/count", json!(u32::MAX)),
+        set("grant", "/hold/cost", json!(Units::MAX.to_number())),
+        // Extra members are not a fault; nor an absent or null state in a snapshot.
+        {
+            let mut v = valid("ended");
+            v["extra"] = json!([1, 2]);
+            v
+        },
+        without("snapshot", "/state"),
+        set("snapshot", "/state", json!(null)),
     ];
-    for (input, want) in cases {
-        match TabMsg::decode(input) {
-            Ok(m) => panic!("{input:?} read as {m:?}"),
+    for v in &edges {
+        assert!(read_msg(v).is_ok(), "{:?}", read_msg(v));
+    }
+
+    let one_of_types = "t must be one of: hello, snapshot, state, link, current, bye, ask, grant, denied, ended";
+    let whole = "must be a whole number of 0 or more";
+    let millis = "must be a whole number of milliseconds";
+    let units = "must be a number of units of 0 or more, with at most 3 decimals";
+    let mut repeated = holds(2);
+    repeated["holds"][1]["id"] = json!("r0");
+    let cases: Vec<(Value, String)> = vec![
+        // Not a message at all.
+        (json!(null), "it must be an object".into()),
+        (json!(""), "it must be an object".into()),
+        (json!("qw1 hello a visible 0"), "it must be an object".into()),
+        (json!(7), "it must be an object".into()),
+        (json!(true), "it must be an object".into()),
+        (json!([valid("hello")]), "it must be an object".into()),
+        // The type.
+        (json!({}), "t is missing".into()),
+        (without("hello", "/t"), "t is missing".into()),
+        (set("hello", "/t", json!(null)), "t is missing".into()),
+        (set("hello", "/t", json!("shout")), one_of_types.into()),
+        (set("hello", "/t", json!("Hello")), one_of_types.into()),
+        (set("hello", "/t", json!("")), one_of_types.into()),
+        (set("hello", "/t", json!(0)), one_of_types.into()),
+        (set("hello", "/t", json!(["hello"])), one_of_types.into()),
+        // Text: missing, empty, of another type, too long.
+        (without("hello", "/from"), "hello.from is missing".into()),
+        (set("hello", "/from", json!(null)), "hello.from is missing".into()),
+        (set("hello", "/from", json!("")), "hello.from is empty".into()),
+        (set("hello", "/from", json!(7)), "hello.from must be a string".into()),
+        (set("hello", "/from", json!({ "name": "a" })), "hello.from must be a string".into()),
+        (set("bye", "/from", json!("a".repeat(201))), "bye.from is longer than 200 bytes".into()),
+        (set("ask", "/kind", json!("é".repeat(101))), "ask.kind is longer than 200 bytes".into()),
+        (without("ask", "/id"), "ask.id is missing".into()),
+        (set("denied", "/to", json!("")), "denied.to is empty".into()),
+        (set("denied", "/reason", json!("x".repeat(1001))), "denied.reason is longer than 1000 bytes".into()),
+        (set("grant", "/stamp/leader", json!("")), "grant.stamp.leader is empty".into()),
+        (set("grant", "/hold/origin", json!(["b"])), "grant.hold.origin must be a string".into()),
+        (set("ended", "/id", json!("")), "ended.id is empty".into()),
+        (without("state", "/state/text"), "state.state.text is missing".into()),
+        (set("state", "/state/text", json!(3)), "state.state.text must be a string".into()),
+        (set("state", "/state/text", json!("x".repeat(tabs::MAX_MESSAGE + 1))), format!("state.state.text is longer than {} bytes", tabs::MAX_MESSAGE)),
+        // Visibility.
+        (set("hello", "/visible", json!("visible")), "hello.visible must be true or false".into()),
+        (set("hello", "/visible", json!(1)), "hello.visible must be true or false".into()),
+        (set("hello", "/visible", json!(null)), "hello.visible".into()),
+        (without("hello", "/visible"), "hello.visible".into()),
+        // Holds.
+        (without("hello", "/holds"), "hello.holds is missing".into()),
+        (set("hello", "/holds", json!({})), "hello.holds must be a list".into()),
+        (set("hello", "/holds", json!("r1")), "hello.holds must be a list".into()),
+        (set("hello", "/holds/0", json!(null)), "hello.holds[0] must be an object".into()),
+        (set("hello", "/holds/0", json!(["r1", "b"])), "hello.holds[0] must be an object".into()),
+        (holds(257), "hello.holds must be at most 256".into()),
+        (repeated, "hello.holds[1] repeats the id of an earlier one".into()),
+        (set("hello", "/holds/0/expires_at", json!(10)), "hello.holds[0].expires_at must be after begun_at".into()),
+        (set("hello", "/holds/0/expires_at", json!(9)), "hello.holds[0].expires_at must be after begun_at".into()),
+        (set("hello", "/holds/0/count", json!(0)), "hello.holds[0].count must be 1 or more".into()),
+        (set("hello", "/holds/0/cost", json!(-1)), format!("hello.holds[0].cost {units}")),
+        (set("snapshot", "/holds/0/cost", json!(2.5001)), format!("snapshot.holds[0].cost {units}")),
+        (set("grant", "/hold/cost", json!("2.5")), format!("grant.hold.cost {units}")),
+        (set("grant", "/hold/cost", json!(Units::MAX.to_number() + 1.0)), format!("grant.hold.cost {units}")),
+        (without("hello", "/holds/0/expires_at"), "hello.holds[0].expires_at is missing".into()),
+        (set("grant", "/hold/slots", json!(-1)), "grant.hold.slots must be a whole number from 0 to 4294967295".into()),
+        (set("grant", "/hold/count", json!(1.5)), "grant.hold.count must be a whole number from 0 to 4294967295".into()),
+        (without("grant", "/hold"), "grant.hold is missing".into()),
+        // Numbers: of another type, fractional, negative, out of range, null.
+        (without("state", "/state"), "state.state is missing".into()),
+        (set("state", "/state/revision", json!("3")), format!("state.state.revision {whole}")),
+        (set("state", "/state/revision", json!(3.5)), format!("state.state.revision {whole}")),
+        (set("state", "/state/revision", json!(-1)), format!("state.state.revision {whole}")),
+        (set("snapshot", "/state/revision", json!("x")), format!("snapshot.state.revision {whole}")),
+        (set("state", "/stamp/at", json!(5.5)), format!("state.stamp.at {millis}")),
+        (set("state", "/stamp/at", json!("5")), format!("state.stamp.at {millis}")),
+        (set("state", "/stamp/epoch", json!(OVER)), format!("state.stamp.epoch {whole}")),
+        (set("state", "/stamp/epoch", json!(-1)), format!("state.stamp.epoch {whole}")),
+        (set("state", "/stamp/seq", json!(1e300)), format!("state.stamp.seq {whole}")),
+        (set("state", "/stamp/seq", json!(true)), format!("state.stamp.seq {whole}")),
+        (set("ask", "/count", json!(4_294_967_296u64)), "ask.count must be a whole number from 0 to 4294967295".into()),
+        (set("ask", "/count", json!("2")), "ask.count must be a whole number from 0 to 4294967295".into()),
+        (without("current", "/revision"), "current.revision is missing".into()),
+        (set("current", "/stamp/at", json!(-(OVER as i64))), format!("current.stamp.at {millis}")),
+        (set("current", "/stamp/at", json!(OVER)), format!("current.stamp.at {millis}")),
+        (set("current", "/stamp/at", json!(null)), "current.stamp.at is missing".into()),
+        (without("bye", "/epoch"), "bye.epoch is missing".into()),
+        // Links.
+        (set("snapshot", "/link/state", json!("up")), "snapshot.link.state must be one of: manual, connecting, live, paused, reconnecting".into()),
+        (set("snapshot", "/link/state", json!("reconnecting:1")), "snapshot.link.state must be one of".into()),
+        (without("snapshot", "/link/attempt"), "snapshot.link.attempt is missing".into()),
+        (set("snapshot", "/link/attempt", json!(-1)), "snapshot.link.attempt must be a whole number from 0 to 4294967295".into()),
+        (without("link", "/link"), "link.link is missing".into()),
+        (without("link", "/link/state"), "link.link.state is missing".into()),
+        // Ends.
+        (set("ended", "/end", json!("lost")), "ended.end must be one of: confirmed, refused, failed, timed_out".into()),
+        (set("ended", "/end", json!("timedOut")), "ended.end must be one of".into()),
+        (without("ended", "/end"), "ended.end is missing".into()),
+        // An array, a string or a number where an object must be: the
+        // error names that field.
+        (set("grant", "/hold", json!([good_hold("r1".into())])), "grant.hold".into()),
+        (set("grant", "/stamp", json!(["L", 1, 1, 5])), "grant.stamp".into()),
+        (set("link", "/link", json!("live")), "link.link".into()),
+        (set("state", "/state", json!("{}")), "state.state".into()),
+        (set("snapshot", "/state", json!(["{}"])), "snapshot.state".into()),
+        (set("current", "/stamp", json!(5)), "current.stamp".into()),
+    ];
+    for (input, want) in &cases {
+        let shown: String = input.to_string().chars().take(300).collect();
+        match read_msg(input) {
+            Ok(m) => panic!("{shown} read as {m:?}"),
             Err(e) => {
                 let msg = e.to_string();
-                assert!(msg.starts_with("malformed tab message: "), "{msg}");
-                assert!(msg.contains(want), "{input:?}: {msg:?} should say {want:?}");
+                let fault = msg.strip_prefix("malformed tab message: ").unwrap_or_else(|| panic!("{msg:?}"));
+                assert!(fault.starts_with(want.as_str()), "{shown}: {msg:?} should say {want:?}");
             }
         }
     }
-    let long = format!("qw1 bye {} 0", "a".repeat(201));
-    assert_eq!(TabMsg::decode(&long).unwrap_err().0, "bye: from is longer than 200 bytes");
+    assert_eq!(read_msg(&set("bye", "/from", json!("a".repeat(201)))).unwrap_err().0, "bye.from is longer than 200 bytes");
 }
 
 #[test]
 fn the_scope_separates_endpoints_and_accounts_and_spells_out_neither() {
     let a = tabs::scope("/api", "acct-1");
+    assert_eq!(tabs::PROTOCOL, "qw2", "messages as plain objects");
     assert_eq!(a, tabs::scope("/api", "acct-1"), "the same for every tab");
-    assert!(a.starts_with("quota-widget/qw1/"), "{a}");
+    assert!(a.starts_with("quota-widget/qw2/"), "{a}");
     assert_ne!(a, tabs::scope("/api", "acct-2"));
     assert_ne!(a, tabs::scope("/other", "acct-1"));
     // The separator keeps ("/ap", "iacct") and ("/api", "acct") apart.

@@ -32,6 +32,9 @@ impl<'a> Source for J<'a> {
     fn string(&self) -> Option<String> {
         self.0.as_str().map(str::to_owned)
     }
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
     fn items(&self) -> Option<Vec<Self>> {
         Some(self.0.as_array()?.iter().map(J).collect())
     }

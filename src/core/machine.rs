@@ -37,8 +37,10 @@ impl Default for Config {
     }
 }
 
-/// The state of the link to the server, as the sync layer reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The state of the link to the server, as the sync layer reports it (and
+/// as a leading tab relays it: `{"state": "reconnecting", "attempt": 2}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum Link {
     /// The page pushes states itself; there is no connection to judge.
     Manual,
@@ -65,7 +67,8 @@ pub struct Hold {
 }
 
 /// How a hold ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HoldEnd {
     /// The server's state shows the task: its own figures now count it.
     Confirmed,

@@ -22,8 +22,11 @@
 //!   the message that ends it is lost;
 //! - with no leader, or a leader just elected, nothing is granted (R5).
 
+use serde::Serialize;
+
 use super::fmt::Fmt;
 use super::machine::{Applied, Blocked, Hold, HoldEnd, Link, Quota, SubmitError};
+use super::parse::{at, field, ms_at, one_of, str_at, u32_at, u64_at, units_at, Source, R};
 use super::validate::MAX_TEXT;
 use super::wire::{Millis, ServerState, Units};
 
@@ -49,7 +52,7 @@ impl Default for TabConfig {
 }
 
 /// Who sent a leader's message, in which term, in which order, and when.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stamp {
     pub leader: TabId,
     /// Grows with every change of leader: a message from an older leader
@@ -63,7 +66,7 @@ pub struct Stamp {
 
 /// A hold as the tabs share it: a [`Hold`] with the tab it belongs to and
 /// the local time it ends at the latest.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SharedHold {
     /// The client request id.
     pub id: String,
@@ -79,15 +82,17 @@ pub struct SharedHold {
 
 /// A server state as the leader received it: the server's JSON text, which
 /// a follower reads like a server state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StateText {
     /// The state's revision, so that an older one is dropped unread.
     pub revision: u64,
     pub text: String,
 }
 
-/// A message between the tabs of one browser.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message between the tabs of one browser: a plain object on the
+/// channel, `t` naming its type (see [`TabMsg::read`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
 pub enum TabMsg {
     /// A tab opened, changed visibility or saw a new leader: it says
     /// whether it is visible and which holds it counts, and asks the leader
@@ -119,7 +124,7 @@ pub enum TabMsg {
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TabCmd {
-    /// Post this message on the channel, as [`TabMsg::encode`] writes it.
+    /// Post this message on the channel, as serde writes it.
     Post(TabMsg),
     /// Send the submit request of this hold now: it is granted.
     Send(Hold),
@@ -455,10 +460,10 @@ impl Tabs {
         remote.chain(asks).chain(settled).chain(q.next_deadline()).min()
     }
 
-    /// Takes a message from the channel, as text. A malformed one changes
-    /// nothing and is reported like a bad server state.
-    pub fn receive(&mut self, q: &mut Quota, text: &str, now: Millis, read: ReadState, f: &dyn Fmt) -> Vec<TabCmd> {
-        match TabMsg::decode(text) {
+    /// Takes a message from the channel. A malformed one changes nothing
+    /// and is reported like a bad server state.
+    pub fn receive<S: Source>(&mut self, q: &mut Quota, msg: &S, now: Millis, read: ReadState, f: &dyn Fmt) -> Vec<TabCmd> {
+        match TabMsg::read(msg) {
             Ok(msg) => self.receive_msg(q, msg, now, read, f),
             Err(e) => {
                 q.report_error(e.to_string());
@@ -874,11 +879,11 @@ impl Quota {
 }
 
 // ---------------------------------------------------------------------------
-// The text form of a message.
+// The form of a message on the channel.
 
-/// First word of every message: another version of the protocol is
-/// refused, not guessed at.
-pub const PROTOCOL: &str = "qw1";
+/// The protocol's version, in the channel's name: tabs of another version
+/// never meet (qw1 carried messages as text; qw2 as plain objects).
+pub const PROTOCOL: &str = "qw2";
 
 /// The name of the lock and the channel that the tabs of one endpoint and
 /// account share: the protocol and a hash of both, so that tabs of another
@@ -892,14 +897,14 @@ pub fn scope(endpoint: &str, account: &str) -> String {
     }
     format!("quota-widget/{PROTOCOL}/{h:016x}")
 }
-/// Longest message taken, in bytes (a busy state is a few hundred kB).
+/// Longest state text taken, in bytes (a busy state is a few hundred kB).
 pub const MAX_MESSAGE: usize = 4 << 20;
 /// Most holds in one hello or snapshot.
 pub const MAX_HOLDS: usize = 256;
 /// Longest refusal reason, in bytes.
 pub const MAX_REASON: usize = 1000;
 
-/// Why a text is not a tab message.
+/// Why a value is not a tab message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TabMsgError(pub String);
 
@@ -911,520 +916,152 @@ impl std::fmt::Display for TabMsgError {
 
 impl std::error::Error for TabMsgError {}
 
-// The format, one line of words separated by single spaces, then lines of
-// holds, then the state's JSON text as it came:
+// A message crosses the channel as a plain object, which the browser copies
+// (structured clone): written by serde (serde-wasm-bindgen in the widget,
+// like every value the widget hands to JavaScript), read by the same
+// `parse::Source` reader as a server state, naming the field at fault:
 //
-//   qw1 <type> <field> ...
-//   <hold>            (as many as the first line says)
-//   <state text>      (when the first line gives a revision)
+//   { "t": "grant", "stamp": { "leader", "epoch", "seq", "at" }, "hold": { ... } }
 //
-// Texts escape only '%', ' ' and line feeds (%25, %20, %0A) and are never
-// empty; numbers are decimal without leading zeros; units are written as
-// `Units` displays them. Every message has exactly one spelling, which the
-// reader demands: what it takes, `encode` writes back byte for byte.
-//
-// Why not JSON read through `parse::Source`, like a server state: the state
-// would then have to be written back to JSON (for snapshots) by a serializer
-// the wasm does not have, or travel as a string inside a string; the reader
-// would cross into JavaScript for every field; and its faults would be
-// `JSON.parse`'s, out of reach of the host's property tests. This reader is
-// plain Rust over `&str`, fuzzed on the host, and the state inside still
-// goes through the server state's own reader and checks.
+// The state inside a snapshot or state message travels as the server's
+// JSON text, read by the server state's own reader and checks. Any script of
+// the page's origin can post on the channel, so every field is checked as
+// strictly as a server state's.
 
-impl TabMsg {
-    /// The message as text, for the channel.
-    pub fn encode(&self) -> String {
-        let mut w = String::from(PROTOCOL);
-        let mut lines: Vec<String> = Vec::new();
-        let mut tail: Option<&str> = None;
-        let holds = |lines: &mut Vec<String>, w: &mut String, holds: &[SharedHold]| {
-            num(w, holds.len());
-            for h in holds {
-                let mut line = String::new();
-                write_hold(&mut line, h);
-                lines.push(line);
-            }
-        };
-        match self {
-            TabMsg::Hello { from, visible, holds: hs } => {
-                word(&mut w, "hello");
-                text(&mut w, from);
-                word(&mut w, if *visible { "visible" } else { "hidden" });
-                holds(&mut lines, &mut w, hs);
-            }
-            TabMsg::Snapshot { stamp, link, holds: hs, state } => {
-                word(&mut w, "snapshot");
-                write_stamp(&mut w, stamp);
-                word(&mut w, &link_word(*link));
-                holds(&mut lines, &mut w, hs);
-                match state {
-                    Some(s) => {
-                        num(&mut w, s.revision);
-                        tail = Some(&s.text);
-                    }
-                    None => word(&mut w, "-"),
-                }
-            }
-            TabMsg::State { stamp, state } => {
-                word(&mut w, "state");
-                write_stamp(&mut w, stamp);
-                num(&mut w, state.revision);
-                tail = Some(&state.text);
-            }
-            TabMsg::Link { stamp, link } => {
-                word(&mut w, "link");
-                write_stamp(&mut w, stamp);
-                word(&mut w, &link_word(*link));
-            }
-            TabMsg::Current { stamp, revision } => {
-                word(&mut w, "current");
-                write_stamp(&mut w, stamp);
-                num(&mut w, revision);
-            }
-            TabMsg::Bye { from, epoch } => {
-                word(&mut w, "bye");
-                text(&mut w, from);
-                num(&mut w, epoch);
-            }
-            TabMsg::Ask { from, id, kind, count } => {
-                word(&mut w, "ask");
-                text(&mut w, from);
-                text(&mut w, id);
-                text(&mut w, kind);
-                num(&mut w, count);
-            }
-            TabMsg::Grant { stamp, hold } => {
-                word(&mut w, "grant");
-                write_stamp(&mut w, stamp);
-                write_hold(&mut w, hold);
-            }
-            TabMsg::Denied { stamp, to, id, reason } => {
-                word(&mut w, "denied");
-                write_stamp(&mut w, stamp);
-                text(&mut w, to);
-                text(&mut w, id);
-                text(&mut w, reason);
-            }
-            TabMsg::Ended { id, end } => {
-                word(&mut w, "ended");
-                text(&mut w, id);
-                word(&mut w, end_word(*end));
-            }
+fn text_at<S: Source>(v: &S, path: &str, key: &'static str, max: usize) -> R<String> {
+    let t = str_at(v, path, key)?;
+    if t.is_empty() {
+        return Err(format!("{} is empty", at(path, key)));
+    }
+    if t.len() > max {
+        return Err(format!("{} is longer than {max} bytes", at(path, key)));
+    }
+    Ok(t)
+}
+
+fn stamp_at<S: Source>(v: &S, path: &str) -> R<Stamp> {
+    let p = &at(path, "stamp");
+    let s = field(v, path, "stamp")?;
+    Ok(Stamp { leader: text_at(&s, p, "leader", MAX_TEXT)?, epoch: u64_at(&s, p, "epoch")?, seq: u64_at(&s, p, "seq")?, at: ms_at(&s, p, "at")? })
+}
+
+fn hold<S: Source>(h: &S, p: &str) -> R<SharedHold> {
+    if !h.is_object() {
+        return Err(format!("{p} must be an object"));
+    }
+    let hold = SharedHold {
+        id: text_at(h, p, "id", MAX_TEXT)?,
+        origin: text_at(h, p, "origin", MAX_TEXT)?,
+        kind: text_at(h, p, "kind", MAX_TEXT)?,
+        count: u32_at(h, p, "count")?,
+        slots: u32_at(h, p, "slots")?,
+        cost: units_at(h, p, "cost")?,
+        begun_at: ms_at(h, p, "begun_at")?,
+        expires_at: ms_at(h, p, "expires_at")?,
+    };
+    if hold.count == 0 {
+        return Err(format!("{} must be 1 or more", at(p, "count")));
+    }
+    if hold.expires_at <= hold.begun_at {
+        return Err(format!("{} must be after begun_at", at(p, "expires_at")));
+    }
+    Ok(hold)
+}
+
+fn holds_at<S: Source>(v: &S, path: &str) -> R<Vec<SharedHold>> {
+    let p = at(path, "holds");
+    let items = field(v, path, "holds")?.items().ok_or_else(|| format!("{p} must be a list"))?;
+    if items.len() > MAX_HOLDS {
+        return Err(format!("{p} must be at most {MAX_HOLDS}"));
+    }
+    let mut holds: Vec<SharedHold> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let h = hold(item, &format!("{p}[{i}]"))?;
+        if holds.iter().any(|e| e.id == h.id) {
+            return Err(format!("{p}[{i}] repeats the id of an earlier one"));
         }
-        for line in lines {
-            w.push('\n');
-            w.push_str(&line);
-        }
-        if let Some(t) = tail {
-            w.push('\n');
-            w.push_str(t);
-        }
-        w
-    }
-
-    /// Reads a message; every fault is an error naming the field at fault.
-    pub fn decode(s: &str) -> Result<TabMsg, TabMsgError> {
-        if s.len() > MAX_MESSAGE {
-            return Err(TabMsgError(format!("longer than {MAX_MESSAGE} bytes")));
-        }
-        let (first, mut rest) = match s.split_once('\n') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
-        };
-        let mut words = first.split(' ');
-        if words.next() != Some(PROTOCOL) {
-            return Err(TabMsgError(format!("it must begin with \"{PROTOCOL}\" and a space")));
-        }
-        let kind = words.next().unwrap_or("");
-        let what = match kind {
-            "hello" => "hello",
-            "snapshot" => "snapshot",
-            "state" => "state",
-            "link" => "link",
-            "current" => "current",
-            "bye" => "bye",
-            "ask" => "ask",
-            "grant" => "grant",
-            "denied" => "denied",
-            "ended" => "ended",
-            _ => return Err(TabMsgError(format!("unknown type \"{}\"", clip(kind)))),
-        };
-        let mut r = Fields { what, hold: None, words };
-        let msg = match what {
-            "hello" => {
-                let from = r.text("from")?;
-                let visible = match r.word("visibility")? {
-                    "visible" => true,
-                    "hidden" => false,
-                    _ => return Err(r.wrong("visibility", "visible or hidden")),
-                };
-                let n = r.count("holds")?;
-                r.end()?;
-                let holds = read_holds(what, n, &mut rest)?;
-                TabMsg::Hello { from, visible, holds }
-            }
-            "snapshot" => {
-                let stamp = r.stamp()?;
-                let link = r.link()?;
-                let n = r.count("holds")?;
-                let revision = match r.word("revision")? {
-                    "-" => None,
-                    w => Some(whole(w).ok_or_else(|| r.wrong("revision", "a whole number of 0 or more, or -"))?),
-                };
-                r.end()?;
-                let holds = read_holds(what, n, &mut rest)?;
-                let state = match revision {
-                    Some(revision) => Some(StateText { revision, text: take_tail(what, &mut rest)? }),
-                    None => None,
-                };
-                TabMsg::Snapshot { stamp, link, holds, state }
-            }
-            "state" => {
-                let stamp = r.stamp()?;
-                let revision = r.u64("revision")?;
-                r.end()?;
-                TabMsg::State { stamp, state: StateText { revision, text: take_tail(what, &mut rest)? } }
-            }
-            "link" => {
-                let stamp = r.stamp()?;
-                let link = r.link()?;
-                r.end()?;
-                TabMsg::Link { stamp, link }
-            }
-            "current" => {
-                let stamp = r.stamp()?;
-                let revision = r.u64("revision")?;
-                r.end()?;
-                TabMsg::Current { stamp, revision }
-            }
-            "bye" => {
-                let from = r.text("from")?;
-                let epoch = r.u64("epoch")?;
-                r.end()?;
-                TabMsg::Bye { from, epoch }
-            }
-            "ask" => {
-                let from = r.text("from")?;
-                let id = r.text("id")?;
-                let kind = r.text("kind")?;
-                let count = r.u32("count")?;
-                r.end()?;
-                TabMsg::Ask { from, id, kind, count }
-            }
-            "grant" => {
-                let stamp = r.stamp()?;
-                let hold = r.hold()?;
-                r.end()?;
-                TabMsg::Grant { stamp, hold }
-            }
-            "denied" => {
-                let stamp = r.stamp()?;
-                let to = r.text("to")?;
-                let id = r.text("id")?;
-                let reason = r.long_text("reason", MAX_REASON)?;
-                r.end()?;
-                TabMsg::Denied { stamp, to, id, reason }
-            }
-            _ => {
-                let id = r.text("id")?;
-                let end = match r.word("end")? {
-                    "confirmed" => HoldEnd::Confirmed,
-                    "refused" => HoldEnd::Refused,
-                    "failed" => HoldEnd::Failed,
-                    "timed_out" => HoldEnd::TimedOut,
-                    _ => return Err(r.wrong("end", "one of: confirmed, refused, failed, timed_out")),
-                };
-                r.end()?;
-                TabMsg::Ended { id, end }
-            }
-        };
-        if rest.is_some() {
-            return Err(TabMsgError(format!("{what}: unexpected text after the message")));
-        }
-        Ok(msg)
-    }
-}
-
-fn word(w: &mut String, s: &str) {
-    w.push(' ');
-    w.push_str(s);
-}
-
-fn num(w: &mut String, n: impl std::fmt::Display) {
-    use std::fmt::Write;
-    let _ = write!(w, " {n}");
-}
-
-fn text(w: &mut String, s: &str) {
-    w.push(' ');
-    // The escaped characters are ASCII, so their byte offsets are char
-    // boundaries. (`get`, not indexing: the widget carries no code for a
-    // slice's panic message.)
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'%' => "%25",
-            b' ' => "%20",
-            b'\n' => "%0A",
-            _ => continue,
-        };
-        w.push_str(s.get(start..i).unwrap_or_default());
-        w.push_str(escape);
-        start = i + 1;
-    }
-    w.push_str(s.get(start..).unwrap_or_default());
-}
-
-fn write_stamp(w: &mut String, s: &Stamp) {
-    text(w, &s.leader);
-    num(w, s.epoch);
-    num(w, s.seq);
-    num(w, s.at);
-}
-
-/// A hold's fields; on a line of its own the leading space is dropped.
-fn write_hold(w: &mut String, h: &SharedHold) {
-    let start = w.len();
-    text(w, &h.id);
-    text(w, &h.origin);
-    text(w, &h.kind);
-    num(w, h.count);
-    num(w, h.slots);
-    num(w, h.cost);
-    num(w, h.begun_at);
-    num(w, h.expires_at);
-    if start == 0 {
-        w.remove(0);
-    }
-}
-
-fn link_word(l: Link) -> String {
-    match l {
-        Link::Manual => "manual".to_owned(),
-        Link::Connecting => "connecting".to_owned(),
-        Link::Live => "live".to_owned(),
-        Link::Reconnecting { attempt } => format!("reconnecting:{attempt}"),
-        Link::Paused => "paused".to_owned(),
-    }
-}
-
-fn end_word(e: HoldEnd) -> &'static str {
-    match e {
-        HoldEnd::Confirmed => "confirmed",
-        HoldEnd::Refused => "refused",
-        HoldEnd::Failed => "failed",
-        HoldEnd::TimedOut => "timed_out",
-    }
-}
-
-/// At most 24 characters of a word, for an error message.
-fn clip(s: &str) -> String {
-    let mut c: String = s.chars().take(24).collect();
-    if c.len() < s.len() {
-        c.push('…');
-    }
-    c
-}
-
-/// A whole number in its one spelling: digits, no leading zero. (Digit by
-/// digit rather than `str::parse`, whose code the widget shares: another
-/// caller, even one the wasm drops, changes how the compiler inlines it.)
-fn whole(w: &str) -> Option<u64> {
-    let b = w.as_bytes();
-    if b.is_empty() || (b.len() > 1 && b[0] == b'0') {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in b {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(n)
-}
-
-/// A whole number that may be negative, in its one spelling ("-0" is not).
-fn signed(w: &str) -> Option<i64> {
-    match w.as_bytes().first() {
-        Some(b'-') => 0i64.checked_sub_unsigned(whole(w.get(1..)?).filter(|n| *n > 0)?),
-        _ => i64::try_from(whole(w)?).ok(),
-    }
-}
-
-fn unescape(w: &str) -> Option<String> {
-    let mut parts = w.split('%');
-    let mut out = String::from(parts.next()?);
-    for p in parts {
-        let (c, rest) = if let Some(r) = p.strip_prefix("25") {
-            ("%", r)
-        } else if let Some(r) = p.strip_prefix("20") {
-            (" ", r)
-        } else if let Some(r) = p.strip_prefix("0A") {
-            ("\n", r)
-        } else {
-            return None;
-        };
-        out.push_str(c);
-        out.push_str(rest);
-    }
-    Some(out)
-}
-
-fn read_holds(what: &'static str, n: usize, rest: &mut Option<&str>) -> Result<Vec<SharedHold>, TabMsgError> {
-    let mut holds: Vec<SharedHold> = Vec::with_capacity(n);
-    for i in 0..n {
-        let Some(r) = rest.take() else {
-            return Err(TabMsgError(format!("{what}: hold {} of {n} is missing", i + 1)));
-        };
-        let line = match r.split_once('\n') {
-            Some((line, next)) => {
-                *rest = Some(next);
-                line
-            }
-            None => r,
-        };
-        let mut f = Fields { what, hold: Some(i + 1), words: line.split(' ') };
-        let hold = f.hold()?;
-        f.end()?;
-        if holds.iter().any(|h| h.id == hold.id) {
-            return Err(TabMsgError(format!("{what}: hold {} repeats the id of an earlier one", i + 1)));
-        }
-        holds.push(hold);
+        holds.push(h);
     }
     Ok(holds)
 }
 
-fn take_tail(what: &'static str, rest: &mut Option<&str>) -> Result<String, TabMsgError> {
-    match rest.take() {
-        Some(t) => Ok(t.to_owned()),
-        None => Err(TabMsgError(format!("{what}: the state's text is missing"))),
-    }
+fn link_at<S: Source>(v: &S, path: &str) -> R<Link> {
+    let p = &at(path, "link");
+    let l = field(v, path, "link")?;
+    const NAMES: [&str; 5] = ["manual", "connecting", "live", "paused", "reconnecting"];
+    Ok(match one_of(&l, p, "state", &NAMES)? {
+        0 => Link::Manual,
+        1 => Link::Connecting,
+        2 => Link::Live,
+        3 => Link::Paused,
+        _ => Link::Reconnecting { attempt: u32_at(&l, p, "attempt")? },
+    })
 }
 
-/// The words of one line, read in order.
-struct Fields<'a> {
-    what: &'static str,
-    /// Which hold line, counted from 1.
-    hold: Option<usize>,
-    words: std::str::Split<'a, char>,
+fn state_at<S: Source>(s: &S, p: &str) -> R<StateText> {
+    let text = str_at(s, p, "text")?;
+    if text.len() > MAX_MESSAGE {
+        return Err(format!("{} is longer than {MAX_MESSAGE} bytes", at(p, "text")));
+    }
+    Ok(StateText { revision: u64_at(s, p, "revision")?, text })
 }
 
-impl<'a> Fields<'a> {
-    fn at(&self, name: &str) -> String {
-        match self.hold {
-            Some(i) => format!("{}: hold {i}: {name}", self.what),
-            None => format!("{}: {name}", self.what),
+/// The message types, as `t` names them.
+const TYPES: [&str; 10] = ["hello", "snapshot", "state", "link", "current", "bye", "ask", "grant", "denied", "ended"];
+
+impl TabMsg {
+    /// Reads a message from the channel; every fault is an error naming
+    /// the field at fault ("grant.hold.cost must be ...").
+    pub fn read<S: Source>(v: &S) -> Result<TabMsg, TabMsgError> {
+        if !v.is_object() {
+            return Err(TabMsgError("it must be an object".to_owned()));
         }
-    }
-
-    #[cold]
-    fn wrong(&self, name: &str, must: &str) -> TabMsgError {
-        TabMsgError(format!("{} must be {must}", self.at(name)))
-    }
-
-    fn word(&mut self, name: &str) -> Result<&'a str, TabMsgError> {
-        match self.words.next() {
-            None => Err(TabMsgError(format!("{} is missing", self.at(name)))),
-            Some("") => Err(TabMsgError(format!("{} is empty (or two spaces in a row)", self.at(name)))),
-            Some(w) => Ok(w),
-        }
-    }
-
-    fn end(mut self) -> Result<(), TabMsgError> {
-        match self.words.next() {
-            None => Ok(()),
-            Some(_) => Err(TabMsgError(format!("{} has more fields than it should", self.at("the line")))),
-        }
-    }
-
-    fn long_text(&mut self, name: &str, max: usize) -> Result<String, TabMsgError> {
-        let w = self.word(name)?;
-        let t = unescape(w).ok_or_else(|| self.wrong(name, "text with only %25, %20 and %0A escapes"))?;
-        if t.len() > max {
-            return Err(TabMsgError(format!("{} is longer than {max} bytes", self.at(name))));
-        }
-        Ok(t)
-    }
-
-    fn text(&mut self, name: &str) -> Result<String, TabMsgError> {
-        self.long_text(name, MAX_TEXT)
-    }
-
-    fn u64(&mut self, name: &str) -> Result<u64, TabMsgError> {
-        let w = self.word(name)?;
-        whole(w).ok_or_else(|| self.wrong(name, "a whole number of 0 or more"))
-    }
-
-    fn u32(&mut self, name: &str) -> Result<u32, TabMsgError> {
-        let w = self.word(name)?;
-        whole(w).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| self.wrong(name, "a whole number from 0 to 4294967295"))
-    }
-
-    fn count(&mut self, name: &str) -> Result<usize, TabMsgError> {
-        let n = self.u64(name)?;
-        match usize::try_from(n) {
-            Ok(n) if n <= MAX_HOLDS => Ok(n),
-            _ => Err(self.wrong(name, &format!("at most {MAX_HOLDS}"))),
-        }
-    }
-
-    fn millis(&mut self, name: &str) -> Result<Millis, TabMsgError> {
-        let w = self.word(name)?;
-        signed(w).ok_or_else(|| self.wrong(name, "a whole number of milliseconds"))
-    }
-
-    fn units(&mut self, name: &str) -> Result<Units, TabMsgError> {
-        let w = self.word(name)?;
-        // Its one spelling: the one `Units` writes.
-        let canonical = |u: &Units| {
-            let mut c = String::new();
-            num(&mut c, u);
-            c.get(1..) == Some(w)
+        let t = one_of(v, "", "t", &TYPES).map_err(TabMsgError)?;
+        let what = TYPES[t];
+        let read = || -> R<TabMsg> {
+            let p = what;
+            Ok(match t {
+                0 => TabMsg::Hello {
+                    from: text_at(v, p, "from", MAX_TEXT)?,
+                    visible: match v.get("visible").and_then(|b| b.boolean()) {
+                        Some(b) => b,
+                        None => return Err(format!("{p}.visible must be true or false")),
+                    },
+                    holds: holds_at(v, p)?,
+                },
+                1 => TabMsg::Snapshot {
+                    stamp: stamp_at(v, p)?,
+                    link: link_at(v, p)?,
+                    holds: holds_at(v, p)?,
+                    state: match v.get("state") {
+                        Some(s) if !s.is_null() => Some(state_at(&s, &at(p, "state"))?),
+                        _ => None,
+                    },
+                },
+                2 => TabMsg::State { stamp: stamp_at(v, p)?, state: state_at(&field(v, p, "state")?, &at(p, "state"))? },
+                3 => TabMsg::Link { stamp: stamp_at(v, p)?, link: link_at(v, p)? },
+                4 => TabMsg::Current { stamp: stamp_at(v, p)?, revision: u64_at(v, p, "revision")? },
+                5 => TabMsg::Bye { from: text_at(v, p, "from", MAX_TEXT)?, epoch: u64_at(v, p, "epoch")? },
+                6 => TabMsg::Ask {
+                    from: text_at(v, p, "from", MAX_TEXT)?,
+                    id: text_at(v, p, "id", MAX_TEXT)?,
+                    kind: text_at(v, p, "kind", MAX_TEXT)?,
+                    count: u32_at(v, p, "count")?,
+                },
+                7 => TabMsg::Grant { stamp: stamp_at(v, p)?, hold: hold(&field(v, p, "hold")?, &at(p, "hold"))? },
+                8 => TabMsg::Denied {
+                    stamp: stamp_at(v, p)?,
+                    to: text_at(v, p, "to", MAX_TEXT)?,
+                    id: text_at(v, p, "id", MAX_TEXT)?,
+                    reason: text_at(v, p, "reason", MAX_REASON)?,
+                },
+                _ => TabMsg::Ended {
+                    id: text_at(v, p, "id", MAX_TEXT)?,
+                    end: [HoldEnd::Confirmed, HoldEnd::Refused, HoldEnd::Failed, HoldEnd::TimedOut]
+                        [one_of(v, p, "end", &["confirmed", "refused", "failed", "timed_out"])?],
+                },
+            })
         };
-        <Units as std::str::FromStr>::from_str(w)
-            .ok()
-            .filter(canonical)
-            .ok_or_else(|| self.wrong(name, "a number of units of 0 or more, with at most 3 decimals and no trailing zeros"))
-    }
-
-    fn link(&mut self) -> Result<Link, TabMsgError> {
-        let w = self.word("link")?;
-        Ok(match w {
-            "manual" => Link::Manual,
-            "connecting" => Link::Connecting,
-            "live" => Link::Live,
-            "paused" => Link::Paused,
-            _ => match w.strip_prefix("reconnecting:").and_then(whole).and_then(|n| u32::try_from(n).ok()) {
-                Some(attempt) => Link::Reconnecting { attempt },
-                None => return Err(self.wrong("link", "one of: manual, connecting, live, paused, reconnecting:<attempt>")),
-            },
-        })
-    }
-
-    fn stamp(&mut self) -> Result<Stamp, TabMsgError> {
-        let leader = self.text("leader")?;
-        let epoch = self.u64("epoch")?;
-        let seq = self.u64("seq")?;
-        let at = self.millis("at")?;
-        Ok(Stamp { leader, epoch, seq, at })
-    }
-
-    fn hold(&mut self) -> Result<SharedHold, TabMsgError> {
-        let id = self.text("id")?;
-        let origin = self.text("origin")?;
-        let kind = self.text("kind")?;
-        let count = self.u32("count")?;
-        let slots = self.u32("slots")?;
-        let cost = self.units("cost")?;
-        let begun_at = self.millis("begun_at")?;
-        let expires_at = self.millis("expires_at")?;
-        if count == 0 {
-            return Err(self.wrong("count", "1 or more"));
-        }
-        if expires_at <= begun_at {
-            return Err(self.wrong("expires_at", "after begun_at"));
-        }
-        Ok(SharedHold { id, origin, kind, count, slots, cost, begun_at, expires_at })
+        read().map_err(TabMsgError)
     }
 }

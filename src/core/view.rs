@@ -25,6 +25,26 @@ use tsify::Tsify;
 
 const DAY_MS: Millis = 86_400_000;
 
+/// Why submit is blocked, by name (the view model's `blocked`); the
+/// view model's `reason` says it in words. tsify declares it for
+/// TypeScript from this definition; it serializes as its name in
+/// [`BlockedKind::NAMES`], which a test keeps in step with the declaration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(target_arch = "wasm32", serde(rename_all = "snake_case"))]
+pub enum BlockedKind {
+    NoState,
+    Connecting,
+    Reconnecting,
+    Paused,
+    Stale,
+    EmptyRequest,
+    UnknownKind,
+    Slots,
+    Units,
+    Wait,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 pub struct ViewModel {
@@ -155,18 +175,18 @@ pub struct AttemptView {
 
 impl Blocked {
     /// The reason's name, as JavaScript sees it in `view().blocked`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> BlockedKind {
         match self {
-            Blocked::NoState => "no_state",
-            Blocked::Connecting => "connecting",
-            Blocked::Reconnecting => "reconnecting",
-            Blocked::Paused => "paused",
-            Blocked::Stale { .. } => "stale",
-            Blocked::EmptyRequest => "empty_request",
-            Blocked::UnknownKind { .. } => "unknown_kind",
-            Blocked::Slots { .. } => "slots",
-            Blocked::Units { .. } => "units",
-            Blocked::Wait { .. } => "wait",
+            Blocked::NoState => BlockedKind::NoState,
+            Blocked::Connecting => BlockedKind::Connecting,
+            Blocked::Reconnecting => BlockedKind::Reconnecting,
+            Blocked::Paused => BlockedKind::Paused,
+            Blocked::Stale { .. } => BlockedKind::Stale,
+            Blocked::EmptyRequest => BlockedKind::EmptyRequest,
+            Blocked::UnknownKind { .. } => BlockedKind::UnknownKind,
+            Blocked::Slots { .. } => BlockedKind::Slots,
+            Blocked::Units { .. } => BlockedKind::Units,
+            Blocked::Wait { .. } => BlockedKind::Wait,
         }
     }
 
@@ -227,9 +247,21 @@ fn ended(status: AttemptStatus, charged: Units, reason: Option<&str>, f: &dyn Fm
 
 /// JavaScript sees a blocking reason by its name; the details are in the
 /// reason text, the meters and the cost preview.
+impl BlockedKind {
+    /// The names, in the order of the variants.
+    pub const NAMES: [&'static str; 10] =
+        ["no_state", "connecting", "reconnecting", "paused", "stale", "empty_request", "unknown_kind", "slots", "units", "wait"];
+}
+
+impl Serialize for BlockedKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Self::NAMES[*self as usize])
+    }
+}
+
 impl Serialize for Blocked {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.kind())
+        self.kind().serialize(s)
     }
 }
 
@@ -616,5 +648,28 @@ impl Quota {
     /// widget keeps a [`Viewer`] instead, which reuses unchanged rows.
     pub fn view(&self, now: Millis, f: &dyn Fmt) -> ViewModel {
         Viewer::new(f).view(self, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockedKind::{self, *};
+
+    /// What tsify declares (the variants' names in snake_case) is what the
+    /// view model carries.
+    #[test]
+    fn blocked_kinds_serialize_as_their_declared_names() {
+        let all = [NoState, Connecting, Reconnecting, Paused, Stale, EmptyRequest, UnknownKind, Slots, Units, Wait];
+        assert_eq!(all.len(), BlockedKind::NAMES.len());
+        for (i, k) in all.iter().enumerate() {
+            let mut snake = String::new();
+            for c in format!("{k:?}").chars() {
+                if c.is_uppercase() && !snake.is_empty() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(BlockedKind::NAMES[*k as usize], snake, "variant {i}");
+        }
     }
 }

@@ -84,6 +84,9 @@ impl Source for J {
     fn string(&self) -> Option<String> {
         self.0.as_str().map(str::to_owned)
     }
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
     fn items(&self) -> Option<Vec<Self>> {
         Some(self.0.as_array()?.iter().cloned().map(J).collect())
     }

@@ -403,10 +403,14 @@ describe("several tabs, one connection (the tabs build)", () => {
       ({ account }) => {
         let h = 0xcbf29ce484222325n;
         for (const b of new TextEncoder().encode("/api\0" + account)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
-        const channel = new BroadcastChannel(`quota-widget/qw1/${h.toString(16).padStart(16, "0")}`);
-        channel.postMessage("qw1 state L 1 1 1 999999\n{\"revision\": 999999, \"not\": \"a state\"}");
+        const channel = new BroadcastChannel(`quota-widget/qw2/${h.toString(16).padStart(16, "0")}`);
+        // A well-formed message whose state is not a state, markup, and
+        // objects of the wrong shape.
+        const stamp = { leader: "L", epoch: 1, seq: 1, at: 1 };
+        channel.postMessage({ t: "state", stamp, state: { revision: 999999, text: '{"revision": 999999, "not": "a state"}' } });
         channel.postMessage("<img src=x onerror=alert(1)>");
-        channel.postMessage({ not: "text" });
+        channel.postMessage({ t: "grant", stamp, hold: { id: "<img src=x onerror=alert(1)>", origin: "x", kind: "image", count: "2" } });
+        channel.postMessage({ not: "a message" });
         channel.close();
       },
       { account },

@@ -1,0 +1,109 @@
+//! The widget's plain options (`new QuotaWidget(options)`, and what the
+//! `<quota-widget>` element passes on from its attributes): read by the
+//! same [`Source`] reader as a server state, naming the option at fault.
+//! The elements and message tables beside them are the browser shell's.
+//!
+//! tsify declares this type for TypeScript from its serde names; the
+//! reader reads the same names, and `tests/options.rs` writes every option
+//! with serde and reads it back, so the two cannot drift apart.
+
+use serde::Serialize;
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+use super::parse::{opt_str_at, opt_u32_at, Source, R};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaOptions {
+    /// Base URL of the quota API, for example "/api". When set, the widget
+    /// keeps itself in sync with the server (the page must be signed in:
+    /// see the README); otherwise call `pushState`. Default: none.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub endpoint: Option<String>,
+    /// Kind of work of the request being prepared. Default "image".
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub kind: Option<String>,
+    /// Items in the request being prepared. Default 1.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub count: Option<u32>,
+    /// BCP 47 locale for numbers, dates and plurals. Default: the page's
+    /// `lang`, else the browser's.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub locale: Option<String>,
+    /// A state older than this blocks submit (the figures may be wrong).
+    /// Default 30000.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub stale_after_ms: Option<u32>,
+    /// A submit the server never confirms is released after this; also
+    /// how long `submit()` waits for an answer. Default 20000.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub hold_timeout_ms: Option<u32>,
+    /// Active packages expiring within this many days are highlighted.
+    /// Default 7.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub expiring_soon_days: Option<u32>,
+    /// Units that can be spent under this are announced as low. Default 20.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub low_units: Option<u32>,
+    /// Poll interval when server-sent events are unavailable. Default 5000.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub poll_ms: Option<u32>,
+    /// Use server-sent events. Default true; false polls only.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub events: Option<bool>,
+    /// In the tabs build (`quota-widget/tabs`): share one connection, and
+    /// every hold, between the tabs of this browser that show the same
+    /// endpoint and account (the README's "Several tabs"). Default true;
+    /// false connects from this tab alone. The default build ignores it:
+    /// every tab connects by itself.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub tabs: Option<bool>,
+    /// In the tabs build: the signed-in account, as a name that is not a
+    /// secret (an id); tabs share only with tabs of the same `endpoint` and
+    /// `account`. Default: none, which is right while the session cookie
+    /// alone decides the account.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub account: Option<String>,
+    /// Name of a hidden input in the form that receives the client request
+    /// id on submit. Default "client_request_id".
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub request_id_field: Option<String>,
+}
+
+/// An optional flag: absent or null is `None`.
+fn opt_flag<S: Source>(v: &S, key: &'static str) -> R<Option<bool>> {
+    match v.get(key) {
+        Some(x) if !x.is_null() => x.boolean().map(Some).ok_or_else(|| format!("options.{key} must be true or false")),
+        _ => Ok(None),
+    }
+}
+
+impl QuotaOptions {
+    /// Reads the options object; the error names the option at fault
+    /// ("options.count must be a whole number from 0 to 4294967295").
+    pub fn read<S: Source>(v: &S) -> Result<QuotaOptions, String> {
+        if !v.is_object() {
+            return Err("options must be an object".to_owned());
+        }
+        let p = "options";
+        let string = |key| opt_str_at(v, p, key);
+        let whole = |key| opt_u32_at(v, p, key);
+        Ok(QuotaOptions {
+            endpoint: string("endpoint")?,
+            kind: string("kind")?,
+            count: whole("count")?,
+            locale: string("locale")?,
+            stale_after_ms: whole("staleAfterMs")?,
+            hold_timeout_ms: whole("holdTimeoutMs")?,
+            expiring_soon_days: whole("expiringSoonDays")?,
+            low_units: whole("lowUnits")?,
+            poll_ms: whole("pollMs")?,
+            events: opt_flag(v, "events")?,
+            tabs: opt_flag(v, "tabs")?,
+            account: string("account")?,
+            request_id_field: string("requestIdField")?,
+        })
+    }
+}
