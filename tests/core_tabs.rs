@@ -629,11 +629,12 @@ fn shared(id: &str) -> SharedHold {
     }
 }
 
-/// The largest integer a JSON number carries exactly (2^53): the largest
-/// count, and the largest time either way, that a message carries.
-const EXACT: u64 = 1 << 53;
-/// The next JSON number above it: 2^53 + 1 is not a double.
-const OVER: u64 = EXACT + 2;
+/// The largest integer a message carries (2^53 - 1, JavaScript's
+/// `Number.MAX_SAFE_INTEGER`, the largest that serde-wasm-bindgen writes):
+/// the largest count, and the largest time either way.
+const EXACT: u64 = (1 << 53) - 1;
+/// The next JSON number above it.
+const OVER: u64 = EXACT + 1;
 
 /// A message as the channel carries it.
 fn carried(m: &TabMsg) -> Value {
@@ -943,4 +944,19 @@ fn the_scope_separates_endpoints_and_accounts_and_spells_out_neither() {
     // The separator keeps ("/ap", "iacct") and ("/api", "acct") apart.
     assert_ne!(tabs::scope("/ap", "i"), tabs::scope("/api", ""));
     assert!(!a.contains("acct") && !a.contains("/api"), "{a}");
+}
+
+#[test]
+fn a_message_claiming_the_largest_epoch_leaves_a_new_leader_one_it_can_still_write() {
+    // Any script of the page's origin can post on the channel: a claim of
+    // the largest epoch must not make the next leader stamp one past what a
+    // message carries (the browser's writer would post null in its place).
+    let mut b = Tab::new("b");
+    let claim = TabMsg::Current { stamp: Stamp { leader: "x".into(), epoch: EXACT, seq: 1, at: T0 }, revision: 1 };
+    b.take(&[claim], T0);
+    let out = posts(&b.t.lead(&mut b.q, T0 + 1));
+    let [TabMsg::Snapshot { stamp, .. }] = &out[..] else { panic!("{out:?}") };
+    assert_eq!(stamp.epoch, EXACT);
+    let carried = serde_json::to_value(&out[0]).unwrap();
+    assert_eq!(TabMsg::read(&J(carried)), Ok(out[0].clone()), "it reads back");
 }

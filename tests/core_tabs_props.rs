@@ -722,9 +722,9 @@ proptest! {
 
 // ---- the messages on the channel, fuzzed --------------------------------------
 
-/// The largest integer a JSON number carries exactly (2^53): the bound of
-/// every count and time a message carries.
-const EXACT: u64 = 1 << 53;
+/// The largest integer a message carries (2^53 - 1, JavaScript's
+/// `Number.MAX_SAFE_INTEGER`): the bound of every count and time.
+const EXACT: u64 = (1 << 53) - 1;
 const EXACT_MS: i64 = EXACT as i64;
 
 fn text() -> impl Strategy<Value = String> {
@@ -834,9 +834,9 @@ const WORDS: [&str; 21] = [
 fn number() -> impl Strategy<Value = Value> {
     let edges = vec![
         EXACT as f64,
-        EXACT as f64 + 2.0,
+        EXACT as f64 + 1.0,
         -(EXACT as f64),
-        -(EXACT as f64) - 2.0,
+        -(EXACT as f64) - 1.0,
         4_294_967_295.0,
         4_294_967_296.0,
         2.5,
@@ -969,7 +969,7 @@ fn changed_number(v: &Value, how: u8) -> Value {
         (4, _) => Value::from(n + 0.5),
         (5, _) => Value::from(n / 3.0),
         (6, _) => Value::from(n + 0.0001),
-        (7, _) => Value::from(EXACT + 2),
+        (7, _) => Value::from(EXACT + 1),
         (8, _) => Value::from(-EXACT_MS - 2),
         (9, _) => Value::from(4_294_967_296u64),
         (10, _) => Value::from(1e300),

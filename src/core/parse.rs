@@ -35,8 +35,11 @@ pub trait Source: Sized {
     fn items(&self) -> Option<Vec<Self>>;
 }
 
-/// Largest integer a JSON number carries exactly (2^53).
-const EXACT: f64 = 9_007_199_254_740_992.0;
+/// Largest integer taken: 2^53 - 1, JavaScript's `Number.MAX_SAFE_INTEGER`,
+/// the largest that a JSON number carries exactly and that
+/// serde-wasm-bindgen writes back (a tab relays what it read).
+pub const MAX_SAFE: u64 = (1 << 53) - 1;
+const EXACT: f64 = MAX_SAFE as f64;
 
 pub(super) type R<T> = Result<T, String>;
 

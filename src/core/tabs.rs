@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::fmt::Fmt;
 use super::machine::{Applied, Blocked, Hold, HoldEnd, Link, Quota, SubmitError};
-use super::parse::{at, field, ms_at, one_of, str_at, u32_at, u64_at, units_at, Source, R};
+use super::parse::{at, field, ms_at, MAX_SAFE, one_of, str_at, u32_at, u64_at, units_at, Source, R};
 use super::validate::MAX_TEXT;
 use super::wire::{Millis, ServerState, Units};
 
@@ -270,7 +270,9 @@ impl Tabs {
         // Asks to the previous leader are void: it may be gone.
         self.fail_asks(q, now, HANDOVER, |_| true, &mut out);
         // Later than any leader heard of, and than any that led before now.
-        let epoch = self.top_epoch.saturating_add(1).max(now.max(0) as u64);
+        // Never past what a message carries (a hostile message may claim
+        // the largest epoch: the tabs then still follow this leader).
+        let epoch = self.top_epoch.saturating_add(1).max(now.max(0) as u64).min(MAX_SAFE);
         self.top_epoch = epoch;
         self.role = Role::Leader { epoch, since: now };
         self.followed = None;
@@ -939,9 +941,18 @@ fn text_at<S: Source>(v: &S, path: &str, key: &'static str, max: usize) -> R<Str
     Ok(t)
 }
 
+/// The member `key`, which must be an object.
+fn object_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<S> {
+    let o = field(v, path, key)?;
+    if !o.is_object() {
+        return Err(format!("{} must be an object", at(path, key)));
+    }
+    Ok(o)
+}
+
 fn stamp_at<S: Source>(v: &S, path: &str) -> R<Stamp> {
     let p = &at(path, "stamp");
-    let s = field(v, path, "stamp")?;
+    let s = object_at(v, path, "stamp")?;
     Ok(Stamp { leader: text_at(&s, p, "leader", MAX_TEXT)?, epoch: u64_at(&s, p, "epoch")?, seq: u64_at(&s, p, "seq")?, at: ms_at(&s, p, "at")? })
 }
 
@@ -987,7 +998,7 @@ fn holds_at<S: Source>(v: &S, path: &str) -> R<Vec<SharedHold>> {
 
 fn link_at<S: Source>(v: &S, path: &str) -> R<Link> {
     let p = &at(path, "link");
-    let l = field(v, path, "link")?;
+    let l = object_at(v, path, "link")?;
     const NAMES: [&str; 5] = ["manual", "connecting", "live", "paused", "reconnecting"];
     Ok(match one_of(&l, p, "state", &NAMES)? {
         0 => Link::Manual,
@@ -1023,7 +1034,7 @@ impl TabMsg {
             Ok(match t {
                 0 => TabMsg::Hello {
                     from: text_at(v, p, "from", MAX_TEXT)?,
-                    visible: match v.get("visible").and_then(|b| b.boolean()) {
+                    visible: match field(v, p, "visible")?.boolean() {
                         Some(b) => b,
                         None => return Err(format!("{p}.visible must be true or false")),
                     },
@@ -1034,11 +1045,11 @@ impl TabMsg {
                     link: link_at(v, p)?,
                     holds: holds_at(v, p)?,
                     state: match v.get("state") {
-                        Some(s) if !s.is_null() => Some(state_at(&s, &at(p, "state"))?),
+                        Some(s) if !s.is_null() => Some(state_at(&object_at(v, p, "state")?, &at(p, "state"))?),
                         _ => None,
                     },
                 },
-                2 => TabMsg::State { stamp: stamp_at(v, p)?, state: state_at(&field(v, p, "state")?, &at(p, "state"))? },
+                2 => TabMsg::State { stamp: stamp_at(v, p)?, state: state_at(&object_at(v, p, "state")?, &at(p, "state"))? },
                 3 => TabMsg::Link { stamp: stamp_at(v, p)?, link: link_at(v, p)? },
                 4 => TabMsg::Current { stamp: stamp_at(v, p)?, revision: u64_at(v, p, "revision")? },
                 5 => TabMsg::Bye { from: text_at(v, p, "from", MAX_TEXT)?, epoch: u64_at(v, p, "epoch")? },
