@@ -25,7 +25,7 @@ use crate::error::{QuotaError, Refusal, StoreError};
 use crate::limits::{Limits, StreamRefusal};
 use crate::storage::Storage;
 use crate::store::{AccountId, SubmitOutcome};
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::{CallbackError, Reply, Upstream};
 use crate::worker::Worker;
 use crate::openapi::{Common, Fault, TooLarge};
 use crate::{dev, now_ms, openapi, sse};
@@ -181,6 +181,21 @@ impl From<QuotaError> for HttpError {
                 Self::new(StatusCode::CONFLICT, codes::BAD_REQUEST, e.to_string())
             }
             QuotaError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallbackError> for HttpError {
+    fn from(e: CallbackError) -> Self {
+        match e {
+            CallbackError::NotFound => Self::not_found(),
+            CallbackError::Malformed(m) => Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, m),
+            e @ CallbackError::UnknownTask => Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string()),
+            e @ CallbackError::Unconfirmed(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, codes::UPSTREAM_UNAVAILABLE, e.to_string())
+            }
+            e @ CallbackError::Contradicted => Self::new(StatusCode::CONFLICT, codes::BAD_REQUEST, e.to_string()),
+            CallbackError::Quota(e) => e.into(),
         }
     }
 }

@@ -95,7 +95,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
         let worker = Worker::new(
             Arc::clone(&store),
             seed,
-            config.task_ms.clone(),
+            config.task_ms.as_range(),
             config.fail_rate,
         );
         worker.resume().await?;

@@ -5,6 +5,7 @@
 //! from a seedable RNG (so a demo or a test can replay the same run), sleeps,
 //! and ends the task through the same store call as the dev endpoints.
 
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::watch;
 
-use crate::config::MsRange;
 use crate::error::QuotaError;
 use crate::now_ms;
 use crate::storage::Storage;
@@ -30,12 +30,13 @@ const SWEEP_GRACE_MS: i64 = 2_000;
 pub struct Worker {
     store: Arc<dyn Storage>,
     rng: Arc<Mutex<StdRng>>,
-    duration: MsRange,
+    /// A task's duration, in milliseconds.
+    duration: RangeInclusive<u64>,
     fail_rate: f64,
 }
 
 impl Worker {
-    pub fn new(store: Arc<dyn Storage>, seed: u64, duration: MsRange, fail_rate: f64) -> Self {
+    pub fn new(store: Arc<dyn Storage>, seed: u64, duration: RangeInclusive<u64>, fail_rate: f64) -> Self {
         Worker {
             store,
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
@@ -69,7 +70,7 @@ impl Worker {
         }
         let worker = self.clone();
         // Past its longest duration and a grace for the instance that owns it.
-        let overdue_after = i64::try_from(self.duration.max).unwrap_or(i64::MAX).saturating_add(SWEEP_GRACE_MS);
+        let overdue_after = i64::try_from(*self.duration.end()).unwrap_or(i64::MAX).saturating_add(SWEEP_GRACE_MS);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -101,7 +102,7 @@ impl Worker {
     /// A task's duration and end, from the seeded RNG.
     fn draw(&self) -> (u64, TaskEnd) {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-        let ms = rng.random_range(self.duration.as_range());
+        let ms = rng.random_range(self.duration.clone());
         let end = if rng.random_bool(self.fail_rate) {
             let reason = FAILURE_REASONS[rng.random_range(0..FAILURE_REASONS.len())];
             TaskEnd::Fail { reason: reason.to_string() }

@@ -11,15 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use quota_widget::core::backoff::backoff_ms;
 use quota_widget::core::wire::{codes, Millis, SubmitAccepted, SubmitRequest, Units};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::error::{QuotaError, Refusal};
-use crate::http::HttpError;
+use crate::error::{QuotaError, Refusal, StoreError};
 use crate::now_ms;
 use crate::storage::SqliteStorage;
 use crate::store::{
@@ -75,6 +73,34 @@ pub enum Reply {
     Refused { refusal: Refusal, retry_after_s: Option<u64> },
     /// The service could not take the task: failed, not charged.
     Failed { message: String },
+}
+
+/// Why a callback was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// Not upstream mode, or a wrong secret.
+    #[error("not found")]
+    NotFound,
+    /// A body that is not a task object.
+    #[error("{0}")]
+    Malformed(String),
+    /// No task of this server has the id.
+    #[error("no task of this server has that id")]
+    UnknownTask,
+    /// The service cannot be asked now; polling settles the task later.
+    #[error("cannot confirm the task with the service now ({0}); it is polled")]
+    Unconfirmed(String),
+    /// The service does not say what the callback says.
+    #[error("the service does not confirm that end: nothing changed")]
+    Contradicted,
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+}
+
+impl From<StoreError> for CallbackError {
+    fn from(e: StoreError) -> Self {
+        CallbackError::Quota(e.into())
+    }
 }
 
 pub struct Upstream {
@@ -341,14 +367,11 @@ impl Upstream {
 
     /// A callback: trusted only for a task this server created, and only as
     /// far as a query of the service confirms it.
-    pub async fn callback(&self, body: &[u8]) -> Result<&'static str, HttpError> {
-        let data: TaskData = serde_json::from_slice(body).map_err(|e| {
-            HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, format!("invalid callback body: {e}"))
-        })?;
-        let claimed = data
-            .status()
-            .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.to_string()))?;
-        let unknown = || HttpError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no task of this server has that id");
+    pub async fn callback(&self, body: &[u8]) -> Result<&'static str, CallbackError> {
+        let data: TaskData = serde_json::from_slice(body)
+            .map_err(|e| CallbackError::Malformed(format!("invalid callback body: {e}")))?;
+        let claimed = data.status().map_err(|e| CallbackError::Malformed(e.to_string()))?;
+        let unknown = || CallbackError::UnknownTask;
         let upstream_id = data.task_id.clone();
         let task = self.db.run(move |s| s.task_by_upstream_id(&upstream_id)).await??.ok_or_else(unknown)?;
         if task.account != self.account
@@ -364,23 +387,17 @@ impl Upstream {
         }
         let family = Family::from_name(&task.family).ok_or_else(unknown)?;
         let upstream_id = task.upstream_task_id.as_deref().unwrap_or(&data.task_id);
-        let confirmed = self.client.query(family, upstream_id).await.map_err(|e| {
-            HttpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::UPSTREAM_UNAVAILABLE,
-                format!("cannot confirm the task with the service now ({e}); it is polled"),
-            )
-        })?;
+        let confirmed = self
+            .client
+            .query(family, upstream_id)
+            .await
+            .map_err(|e| CallbackError::Unconfirmed(e.to_string()))?;
         match confirmed.status() {
             Ok(Status::Succeeded | Status::Failed) => {
                 self.settle(&task, &confirmed).await?;
                 Ok("settled")
             }
-            _ => Err(HttpError::new(
-                StatusCode::CONFLICT,
-                codes::BAD_REQUEST,
-                "the service does not confirm that end: nothing changed",
-            )),
+            _ => Err(CallbackError::Contradicted),
         }
     }
 
