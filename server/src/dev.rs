@@ -217,7 +217,7 @@ async fn end_task(
     end: &TaskEnd,
 ) -> Result<Json<TaskEnded>, HttpError> {
     let id = parse_task_id(task_id).ok_or_else(|| QuotaError::TaskNotFound(task_id.to_string()))?;
-    let ended = st.store.finish(account, id, end, now_ms()).await?;
+    let ended = st.service.end(account, id, end).await?;
     Ok(Json(TaskEnded {
         task_id: task_wire_id(id),
         outcome: ended.outcome,

@@ -69,6 +69,9 @@ pub enum QuotaError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    /// Not this account's to do (code 1103).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("task {0} not found")]
     TaskNotFound(String),
     #[error("task {0} has already ended")]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use quota_widget::core::wire::{codes, ApiError, ServerState, SubmitAccepted, SubmitRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tower_http::services::ServeDir;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,11 +23,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::limits::{Limits, StreamRefusal};
 use crate::storage::Storage;
-use crate::store::{AccountId, SubmitOutcome};
-use crate::upstream::{CallbackError, Reply, Upstream};
-use crate::worker::Worker;
+use crate::store::AccountId;
+use crate::outcome::Submitted;
+use crate::service::Service;
+use crate::upstream::CallbackError;
 use crate::openapi::{Common, Fault, TooLarge};
-use crate::{dev, now_ms, openapi, sse};
+use crate::{dev, now_ms, openapi};
 
 
 /// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
@@ -43,17 +43,13 @@ frame-ancestors 'none'";
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
+    /// Accounts and sessions (sign-in, authentication, dev endpoints).
     pub store: Arc<dyn Storage>,
-    /// `None` with `--no-worker` and in upstream mode.
-    pub worker: Option<Worker>,
-    /// Upstream mode (`--upstream`): submits go to the service.
-    pub upstream: Option<Arc<Upstream>>,
+    /// Submit, end, state and events, in either mode.
+    pub service: Service,
     /// Request rate and event stream caps of this instance.
     pub limits: Arc<Limits>,
     pub sessions: SessionSettings,
-    pub ping_every: Duration,
-    /// Turns true on shutdown; open event streams end on it.
-    pub shutdown: watch::Receiver<bool>,
 }
 
 /// How sign-ins last and when their cookie is `Secure`.
@@ -171,6 +167,7 @@ impl From<QuotaError> for HttpError {
         match e {
             QuotaError::Unauthorized => Self::unauthorized(),
             QuotaError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, m),
+            QuotaError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, codes::NO_PERMISSION, m),
             e @ QuotaError::TaskNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string())
             }
@@ -504,7 +501,7 @@ async fn get_state(
     Account(account): Account,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let state = st.store.state(account, now_ms()).await?;
+    let state = st.service.state(account).await?;
     let tag = etag(state.revision);
     let tag_value = HeaderValue::from_str(&tag).map_err(|_| HttpError::not_found())?;
     let caching = [
@@ -576,17 +573,10 @@ async fn events(
         .and_then(|v| v.trim().parse::<u64>().ok())
         // The header wins: a browser's own reconnect sends the newest id.
         .or(from_query);
-    let sse = sse::open(
-        Arc::clone(&st.store),
-        account,
-        place,
-        last_event_id,
-        st.ping_every,
-        st.shutdown.clone(),
-    )
-    .await?;
+    let events = st.service.events(account, place, last_event_id).await?;
     Ok((
         [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
             // no-transform: a compressing proxy (Next.js's, a CDN's) must pass
             // the stream on as it comes, not gzip and hold it back.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform")),
@@ -596,7 +586,7 @@ async fn events(
                 HeaderValue::from_static("no"),
             ),
         ],
-        sse,
+        Body::from_stream(events),
     )
         .into_response())
 }
@@ -666,58 +656,21 @@ async fn submit(
     Account(account): Account,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<Response, HttpError> {
-    let req = body.request;
-    if let Some(up) = &st.upstream {
-        if up.account() != account {
-            return Err(HttpError::new(
-                StatusCode::FORBIDDEN,
-                codes::NO_PERMISSION,
-                "in upstream mode only the service's account can submit",
-            ));
+    match st.service.submit(account, &body.request, body.params).await? {
+        Submitted::Accepted { accepted, repeat } => {
+            let status = if repeat { StatusCode::OK } else { StatusCode::CREATED };
+            Ok((status, Json(accepted)).into_response())
         }
-        return match up.submit(&req, body.params.unwrap_or_default()).await? {
-            Reply::Accepted { accepted, repeat } => {
-                let status = if repeat { StatusCode::OK } else { StatusCode::CREATED };
-                Ok((status, Json(accepted)).into_response())
+        Submitted::Refused { refusal, retry_after_s } => {
+            let mut res = HttpError::refused(&refusal).into_response();
+            if let Some(v) = retry_after_s.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            Reply::Refused { refusal, retry_after_s } => {
-                let mut res = HttpError::refused(&refusal).into_response();
-                if let Some(s) = retry_after_s {
-                    if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                        res.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
-                }
-                Ok(res)
-            }
-            Reply::Failed { message } => {
-                Err(HttpError::new(StatusCode::BAD_GATEWAY, codes::UPSTREAM_UNAVAILABLE, message))
-            }
-        };
-    }
-    if body.params.is_some() {
-        return Err(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
-            "params are passed to an upstream service: this server runs without one",
-        ));
-    }
-    match st.store.submit(account, &req, now_ms()).await? {
-        SubmitOutcome::Accepted {
-            accepted,
-            repeat: true,
-        } => Ok((StatusCode::OK, Json(accepted)).into_response()),
-        SubmitOutcome::Accepted {
-            accepted,
-            repeat: false,
-        } => {
-            if let (Some(worker), Some(id)) =
-                (&st.worker, crate::store::parse_task_id(&accepted.task_id))
-            {
-                worker.schedule(account, id);
-            }
-            Ok((StatusCode::CREATED, Json(accepted)).into_response())
+            Ok(res)
         }
-        SubmitOutcome::Refused { refusal, .. } => Err(HttpError::refused(&refusal)),
+        Submitted::Failed { message } => {
+            Err(HttpError::new(StatusCode::BAD_GATEWAY, codes::UPSTREAM_UNAVAILABLE, message))
+        }
     }
 }
 
@@ -741,10 +694,7 @@ async fn upstream_callback(
     axum::extract::Path(secret): axum::extract::Path<String>,
     RawBody(body): RawBody,
 ) -> Result<Response, HttpError> {
-    let Some(up) = st.upstream.as_ref().filter(|u| u.callback_secret_is(&secret)) else {
-        return Err(HttpError::not_found());
-    };
-    let said = up.callback(&body).await?;
+    let said = st.service.callback(&secret, &body).await?;
     Ok((StatusCode::OK, Json(CallbackAnswer { code: 0, message: said.to_owned() })).into_response())
 }
 

@@ -11,6 +11,8 @@ pub mod http;
 pub mod openapi;
 pub mod hub;
 pub mod limits;
+pub mod outcome;
+pub mod service;
 pub mod sse;
 pub mod storage;
 pub mod store;
@@ -31,6 +33,7 @@ pub use error::StartError;
 pub use http::AppState;
 
 use crate::hub::Hub;
+use crate::service::Service;
 use crate::store::AccountSpec;
 use crate::upstream::Upstream;
 use crate::worker::Worker;
@@ -109,18 +112,22 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
         usize::try_from(config.max_streams_per_account).unwrap_or(usize::MAX),
         usize::try_from(config.max_streams).unwrap_or(usize::MAX),
     ));
-    let state = AppState {
-        store,
+    let service = Service::new(
+        Arc::clone(&store),
         worker,
         upstream,
+        Duration::from_millis(config.ping_ms),
+        shutdown_rx,
+    );
+    let state = AppState {
+        store,
+        service,
         limits,
         sessions: http::SessionSettings {
             ttl_ms: i64::try_from(config.session_ttl_ms).unwrap_or(i64::MAX),
             secure: config.secure_cookies,
             trust_proxy: config.trust_proxy,
         },
-        ping_every: Duration::from_millis(config.ping_ms),
-        shutdown: shutdown_rx,
     };
     let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
     let router = http::router(state.clone(), config.dev, config.static_dir.as_deref(), body_limit);

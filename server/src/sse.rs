@@ -17,11 +17,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::stream::{self, Stream};
 use quota_widget::core::wire::ServerState;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
@@ -104,9 +101,10 @@ impl Conn {
     }
 }
 
-/// Opens the stream. `last_event_id` is the `Last-Event-ID` the client sent
-/// on reconnect: if it equals the current revision, the stream opens with a
-/// ping instead of the state.
+/// Opens the stream: the events' bytes, to be sent as `text/event-stream`.
+/// `last_event_id` is the `Last-Event-ID` the client sent on reconnect: if
+/// it equals the current revision, the stream opens with a ping instead of
+/// the state.
 pub async fn open(
     store: Arc<dyn Storage>,
     account: AccountId,
@@ -114,7 +112,7 @@ pub async fn open(
     last_event_id: Option<u64>,
     ping_every: Duration,
     shutdown: watch::Receiver<bool>,
-) -> Result<Response, StoreError> {
+) -> Result<impl Stream<Item = Result<Bytes, Infallible>>, StoreError> {
     // Subscribe before reading the state, so a change landing in between is
     // not lost (the revision filter drops it if the snapshot already has it).
     let rx = store.hub().subscribe(account);
@@ -140,13 +138,8 @@ pub async fn open(
     } else if let Some(frame) = state_event(&state) {
         conn.queue.push_back(frame);
     }
-    let events = stream::unfold(conn, |mut conn| async move {
+    Ok(stream::unfold(conn, |mut conn| async move {
         let ev = conn.next().await?;
         Some((Ok::<_, Infallible>(ev), conn))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
-        Body::from_stream(events),
-    )
-        .into_response())
+    }))
 }

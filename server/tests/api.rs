@@ -261,6 +261,23 @@ async fn over_concurrency_is_1303_and_recorded_as_refused() {
     assert_eq!(remaining(&s), remaining(&before));
 }
 
+/// `params` go to an upstream service: a server without one refuses them,
+/// and nothing is reserved or recorded.
+#[tokio::test]
+async fn params_without_an_upstream_are_400() {
+    let app = app().await;
+    let r = &app.router;
+    let before = account(r, "a", 4, one_pack(10)).await;
+    let body = json!({ "kind": "image", "count": 1, "client_request_id": "p1", "params": { "model_name": "kling-v1" } });
+    let res = call(r, Method::POST, "/api/generations", Some("a"), Some(body)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error().code, codes::BAD_REQUEST);
+    assert_eq!(res.error().message, "params are passed to an upstream service: this server runs without one");
+    let s = state(r, "a").await;
+    assert_eq!(s.revision, before.revision);
+    assert!(s.running.is_empty() && s.finished.is_empty());
+}
+
 #[tokio::test]
 async fn short_units_is_1102() {
     let app = app().await;

@@ -108,7 +108,7 @@ fn rand_suffix() -> u64 {
 
 impl Chain {
     fn upstream(&self) -> &Arc<Upstream> {
-        self.app.state.upstream.as_ref().expect("upstream mode")
+        self.app.state.service.upstream().expect("upstream mode")
     }
 
     async fn state(&self) -> ServerState {

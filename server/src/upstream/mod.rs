@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quota_widget::core::backoff::backoff_ms;
-use quota_widget::core::wire::{codes, Millis, SubmitAccepted, SubmitRequest, Units};
+use quota_widget::core::wire::{codes, Millis, SubmitRequest, Units};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::now_ms;
+use crate::outcome::Submitted;
 use crate::storage::SqliteStorage;
 use crate::store::{
     parse_task_id, AccountId, AccountSpec, MirrorPack, SqliteStore, SubmitOutcome, TaskEnd, UpstreamFields,
@@ -62,17 +63,6 @@ pub struct Settings {
 struct Busy {
     until: Instant,
     attempt: u32,
-}
-
-/// How a submit ended, for the HTTP layer.
-#[derive(Debug)]
-pub enum Reply {
-    /// 201: created upstream (or 200 for a repeat of an accepted request id).
-    Accepted { accepted: SubmitAccepted, repeat: bool },
-    /// A recorded refusal, local or the service's.
-    Refused { refusal: Refusal, retry_after_s: Option<u64> },
-    /// The service could not take the task: failed, not charged.
-    Failed { message: String },
 }
 
 /// Why a callback was not taken.
@@ -209,7 +199,7 @@ impl Upstream {
     }
 
     /// A submit: local reservation, then the create call upstream.
-    pub async fn submit(&self, req: &SubmitRequest, params: Map<String, Value>) -> Result<Reply, QuotaError> {
+    pub async fn submit(&self, req: &SubmitRequest, params: Map<String, Value>) -> Result<Submitted, QuotaError> {
         let family = Family::for_submit(&req.kind, &params)
             .ok_or_else(|| QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)))?;
         if family != Family::Images && req.count != 1 {
@@ -226,13 +216,13 @@ impl Upstream {
         // refusal for missing units would be false. Nothing is recorded.
         let account = self.account;
         if self.db.run(move |s| s.mirror_synced_at(account)).await??.is_none() {
-            return Ok(Reply::Refused { refusal: not_synced_refusal(), retry_after_s: Some(1) });
+            return Ok(Submitted::Refused { refusal: not_synced_refusal(), retry_after_s: Some(1) });
         }
         if let Some(wait) = self.busy_for(&req.kind) {
             let refusal = busy_refusal();
             let (req, refused) = (req.clone(), refusal.clone());
             self.db.run(move |s| s.refuse(account, &req, &refused, now)).await??;
-            return Ok(Reply::Refused { refusal, retry_after_s: Some(wait.as_secs().max(1)) });
+            return Ok(Submitted::Refused { refusal, retry_after_s: Some(wait.as_secs().max(1)) });
         }
         let request = req.clone();
         let reserved = self
@@ -245,11 +235,11 @@ impl Upstream {
         let accepted = match reserved {
             SubmitOutcome::Refused { refusal, .. } => {
                 let retry = (refusal == Refusal::OverConcurrency).then_some(1);
-                return Ok(Reply::Refused { refusal, retry_after_s: retry });
+                return Ok(Submitted::Refused { refusal, retry_after_s: retry });
             }
             // A repeated request id never creates a second upstream task.
             SubmitOutcome::Accepted { accepted, repeat: true } => {
-                return Ok(Reply::Accepted { accepted, repeat: true })
+                return Ok(Submitted::Accepted { accepted, repeat: true })
             }
             SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
         };
@@ -284,13 +274,13 @@ impl Upstream {
                 if let Some(task) = task {
                     self.settle(&task, &data).await?;
                 }
-                Ok(Reply::Accepted { accepted, repeat: false })
+                Ok(Submitted::Accepted { accepted, repeat: false })
             }
             Err(KlingError::Refused { code, message, .. }) if (1000..=1004).contains(&code) => {
                 eprintln!("quota-server: the upstream service rejected this server's credentials (code {code}: {message}); check the access and secret keys");
                 let message = "the generation service rejected the server's credentials".to_owned();
                 self.fail(id, &message, now).await?;
-                Ok(Reply::Failed { message })
+                Ok(Submitted::Failed { message })
             }
             Err(KlingError::Refused { code, message, .. }) => {
                 let refusal = upstream_refusal(code, &message);
@@ -301,13 +291,13 @@ impl Upstream {
                 };
                 let refused = refusal.clone();
                 self.db.run(move |s| s.end_refused(account, id, &refused, now)).await??;
-                Ok(Reply::Refused { refusal, retry_after_s: retry })
+                Ok(Submitted::Refused { refusal, retry_after_s: retry })
             }
             Err(e) => {
                 eprintln!("quota-server: creating task-{id} upstream failed: {e}");
                 let message = format!("the generation service did not take the task ({e})");
                 self.fail(id, &message, now).await?;
-                Ok(Reply::Failed { message })
+                Ok(Submitted::Failed { message })
             }
         }
     }

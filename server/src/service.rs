@@ -1,0 +1,117 @@
+//! The quota service: what the HTTP layer asks of the server (submit, end,
+//! state, events, the service's callbacks), the same calls in both modes.
+//! In upstream mode a submit is reserved here and created through the
+//! service's client (`upstream`); otherwise the store decides and the
+//! simulated worker ends the task later. Every submit comes to one
+//! [`Submitted`], which the handlers only translate into HTTP.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use quota_widget::core::wire::{ServerState, SubmitRequest};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::error::{QuotaError, StoreError};
+use crate::limits::StreamGuard;
+use crate::now_ms;
+use crate::outcome::Submitted;
+use crate::sse;
+use crate::storage::Storage;
+use crate::store::{parse_task_id, AccountId, Ended, SubmitOutcome, TaskEnd};
+use crate::upstream::{CallbackError, Upstream};
+use crate::worker::Worker;
+
+/// One per server; cheap to clone (handles only).
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Storage>,
+    /// `None` with `--no-worker` and in upstream mode.
+    worker: Option<Worker>,
+    /// Upstream mode (`--upstream`): submits go to the service.
+    upstream: Option<Arc<Upstream>>,
+    ping_every: Duration,
+    /// Turns true on shutdown; open event streams end on it.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Storage>,
+        worker: Option<Worker>,
+        upstream: Option<Arc<Upstream>>,
+        ping_every: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Service { store, worker, upstream, ping_every, shutdown }
+    }
+
+    /// Upstream mode's client, if the server fronts a service.
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        self.upstream.as_ref()
+    }
+
+    /// R1-R3: reserves slots and units for the request, or refuses it. In
+    /// upstream mode, `params` are the service's own task fields; without
+    /// an upstream there is nothing to pass them to.
+    pub async fn submit(
+        &self,
+        account: AccountId,
+        req: &SubmitRequest,
+        params: Option<Map<String, Value>>,
+    ) -> Result<Submitted, QuotaError> {
+        if let Some(up) = &self.upstream {
+            if up.account() != account {
+                return Err(QuotaError::Forbidden("in upstream mode only the service's account can submit".into()));
+            }
+            return up.submit(req, params.unwrap_or_default()).await;
+        }
+        if params.is_some() {
+            return Err(QuotaError::BadRequest(
+                "params are passed to an upstream service: this server runs without one".into(),
+            ));
+        }
+        Ok(match self.store.submit(account, req, now_ms()).await? {
+            SubmitOutcome::Accepted { accepted, repeat } => {
+                if !repeat {
+                    if let (Some(worker), Some(id)) = (&self.worker, parse_task_id(&accepted.task_id)) {
+                        worker.schedule(account, id);
+                    }
+                }
+                Submitted::Accepted { accepted, repeat }
+            }
+            SubmitOutcome::Refused { refusal, .. } => Submitted::Refused { refusal, retry_after_s: None },
+        })
+    }
+
+    /// Ends a running task once: success deducts, failure releases (R3).
+    pub async fn end(&self, account: AccountId, task_id: i64, end: &TaskEnd) -> Result<Ended, QuotaError> {
+        self.store.finish(account, task_id, end, now_ms()).await
+    }
+
+    /// The account's state now.
+    pub async fn state(&self, account: AccountId) -> Result<ServerState, StoreError> {
+        self.store.state(account, now_ms()).await
+    }
+
+    /// The account's event stream, as the bytes to send (`sse`).
+    pub async fn events(
+        &self,
+        account: AccountId,
+        place: StreamGuard,
+        last_event_id: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<Bytes, Infallible>>, StoreError> {
+        sse::open(Arc::clone(&self.store), account, place, last_event_id, self.ping_every, self.shutdown.clone()).await
+    }
+
+    /// A callback of the upstream service to the URL with `secret`.
+    pub async fn callback(&self, secret: &str, body: &[u8]) -> Result<&'static str, CallbackError> {
+        match self.upstream.as_ref().filter(|u| u.callback_secret_is(secret)) {
+            Some(up) => up.callback(body).await,
+            None => Err(CallbackError::NotFound),
+        }
+    }
+}
