@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quota_widget::core::wire::ServerState;
 use tokio::sync::broadcast;
 
-use crate::store::AccountId;
+use crate::ids::AccountId;
 
 /// Messages buffered per account before a slow stream counts as lagging (it
 /// then gets the current state instead of the missed messages).

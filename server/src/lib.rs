@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod hub;
+pub mod ids;
 pub mod limits;
 pub mod outcome;
 pub mod service;
@@ -32,9 +33,12 @@ pub use config::Config;
 pub use error::StartError;
 pub use http::AppState;
 
+use crate::error::StoreError;
 use crate::hub::Hub;
 use crate::service::Service;
-use crate::store::AccountSpec;
+use crate::storage::{SqliteStorage, Storage};
+use crate::store::pg::{is_postgres_url, PgStore};
+use crate::store::{AccountSpec, SqliteStore};
 use crate::upstream::Upstream;
 use crate::worker::Worker;
 
@@ -45,6 +49,20 @@ pub fn now_ms() -> Millis {
         .duration_since(UNIX_EPOCH)
         .map(|d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
         .unwrap_or(0)
+}
+
+/// The store `--db` names: a `postgres://` or `postgresql://` URL, else a
+/// SQLite file (or `:memory:`). The SQLite store is also returned as
+/// itself, for upstream mode, which runs on it alone.
+async fn open_store(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStorage>>), StoreError> {
+    if is_postgres_url(db) {
+        let pg = PgStore::open(db, hub).await?;
+        Ok((Arc::new(pg), None))
+    } else {
+        let path = db.to_owned();
+        let sqlite = Arc::new(SqliteStorage::start(move || SqliteStore::open(&path, hub))?);
+        Ok((Arc::clone(&sqlite) as Arc<dyn Storage>, Some(sqlite)))
+    }
 }
 
 /// The assembled application.
@@ -75,7 +93,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
             "--dev cannot be used with --upstream: packages and task ends come from the service".into(),
         ));
     }
-    let (store, sqlite) = storage::open(&config.db, Hub::default()).await?;
+    let (store, sqlite) = open_store(&config.db, Hub::default()).await?;
     if config.seed_demo && upstream_settings.is_none() {
         store.ensure_account("demo", &AccountSpec::demo(), now_ms()).await?;
     }

@@ -1,8 +1,8 @@
 //! The store behind one trait, two implementations: SQLite (embedded, the
 //! default: one process) and PostgreSQL (several instances on one
 //! database; its implementation of the trait is in `store/pg.rs`).
-//! Handlers, the event streams and the worker see only
-//! [`Storage`]; `--db` picks the implementation.
+//! The service, the event streams and the worker see only [`Storage`];
+//! `--db` picks the implementation (`build`, in lib.rs).
 //!
 //! SQLite calls block: [`SqliteStorage`] runs every one of them on a thread
 //! of the store's own, so the async workers never wait on the database.
@@ -15,7 +15,6 @@ use quota_widget::core::wire::{Millis, ServerState, SubmitRequest};
 
 use crate::error::{QuotaError, StoreError};
 use crate::hub::Hub;
-use crate::store::pg::{is_postgres_url, PgStore};
 use crate::store::{AccountId, AccountSpec, Ended, PackageSpec, SqliteStore, SubmitOutcome, TaskEnd};
 
 #[async_trait]
@@ -54,20 +53,6 @@ pub trait Storage: Send + Sync {
                 .ok_or_else(|| QuotaError::BadRequest("account vanished".into())),
             other => other,
         }
-    }
-}
-
-/// The store `--db` names: a `postgres://` or `postgresql://` URL, else a
-/// SQLite file (or `:memory:`). The SQLite store is also returned as
-/// itself, for upstream mode, which runs on it alone.
-pub async fn open(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStorage>>), StoreError> {
-    if is_postgres_url(db) {
-        let pg = PgStore::open(db, hub).await?;
-        Ok((Arc::new(pg), None))
-    } else {
-        let path = db.to_owned();
-        let sqlite = Arc::new(SqliteStorage::start(move || SqliteStore::open(&path, hub))?);
-        Ok((Arc::clone(&sqlite) as Arc<dyn Storage>, Some(sqlite)))
     }
 }
 

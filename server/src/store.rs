@@ -29,7 +29,8 @@ mod mirror;
 pub mod pg;
 pub use mirror::{MirrorPack, UpstreamTask};
 
-pub type AccountId = i64;
+pub use crate::ids::{parse_task_id, task_wire_id, AccountId};
+pub(crate) use crate::ids::package_wire_id;
 
 /// How many ended tasks a state shows.
 pub const FINISHED_WINDOW: u32 = 20;
@@ -298,19 +299,6 @@ pub struct Ended {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     hub: Hub,
-}
-
-/// Wire form of ids: distinct prefixes so a package id is never taken for a task id.
-pub fn task_wire_id(id: i64) -> String {
-    format!("task-{id}")
-}
-
-pub fn parse_task_id(s: &str) -> Option<i64> {
-    s.strip_prefix("task-")?.parse().ok()
-}
-
-pub(crate) fn package_wire_id(id: i64) -> String {
-    format!("pkg-{id}")
 }
 
 /// SQLite integers are i64; the wire's are u64. Negative never gets stored
