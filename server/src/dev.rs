@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::QuotaError;
 use crate::http::{Account, AppState, HttpError, JsonBody, OptionalJsonBody, RawBody};
-use crate::openapi::{Common, Fault, TooLarge};
+use crate::answers::{Common, Fault, TooLarge};
 use crate::hub::Message;
 use crate::now_ms;
 use crate::store::{parse_task_id, task_wire_id, AccountSpec, PackageSpec, TaskEnd};

@@ -11,12 +11,10 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::{Json, Router};
+use axum::Json;
 use quota_widget::core::wire::{codes, ApiError, ServerState, SubmitAccepted, SubmitRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tower_http::services::ServeDir;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -27,8 +25,8 @@ use crate::store::AccountId;
 use crate::outcome::Submitted;
 use crate::service::Service;
 use crate::upstream::CallbackError;
-use crate::openapi::{Common, Fault, TooLarge};
-use crate::{dev, now_ms, openapi};
+use crate::answers::{Common, Fault, TooLarge};
+use crate::now_ms;
 
 
 /// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
@@ -327,7 +325,8 @@ impl FromRequestParts<AppState> for Account {
 }
 
 /// The API's routes, each with its OpenAPI description: the document
-/// (`crate::openapi`) is collected from these very registrations.
+/// (`openapi`) is collected from these very registrations, and `routes`
+/// serves them.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -336,47 +335,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(submit))
         .routes(routes!(upstream_callback))
-        .routes(routes!(openapi::document))
-}
-
-/// Builds the application. `static_dir` is served at `/` when given.
-pub fn router(state: AppState, dev_enabled: bool, static_dir: Option<&std::path::Path>, body_limit: usize) -> Router {
-    let mut api = api_routes();
-    if dev_enabled {
-        api = api.merge(dev::routes());
-    }
-    let (mut app, _) = api.split_for_parts();
-    // Unknown API paths (and /api/dev/* without --dev) answer in JSON and are
-    // never handed to the static files.
-    app = app
-        .route("/api", any(api_not_found))
-        .route("/api/{*rest}", any(api_not_found));
-    app = match static_dir {
-        Some(dir) => app.fallback_service(ServeDir::new(dir)),
-        None => app.fallback(api_not_found),
-    };
-    app.layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
-}
-
-async fn api_not_found() -> HttpError {
-    HttpError::not_found()
-}
-
-/// On every response, errors and static files included: the widget must work
-/// under this policy, so the reference server enforces it.
-async fn security_headers(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    res
 }
 
 /// `GET /healthz`: whether the server is up.

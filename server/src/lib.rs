@@ -4,6 +4,7 @@
 //! drive it in-process; `run` binds it to a socket and serves until Ctrl-C or
 //! SIGTERM. See `docs/api.md` for the HTTP contract.
 
+pub mod answers;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod hub;
 pub mod ids;
 pub mod limits;
 pub mod outcome;
+pub mod routes;
 pub mod service;
 pub mod sse;
 pub mod storage;
@@ -148,7 +150,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
         },
     };
     let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-    let router = http::router(state.clone(), config.dev, config.static_dir.as_deref(), body_limit);
+    let router = routes::router(state.clone(), config.dev, config.static_dir.as_deref(), body_limit);
     Ok(App {
         router,
         state,

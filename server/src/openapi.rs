@@ -7,14 +7,15 @@
 use std::sync::OnceLock;
 
 use axum::Json;
-use quota_widget::core::wire::ApiError;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OpenApi as Document, RefOr, Type};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{dev, http};
+use crate::http::{self, AppState};
+use crate::dev;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -94,44 +95,10 @@ impl Modify for EveryResponse {
     }
 }
 
-/// Answers any endpoint may give.
-#[derive(IntoResponses)]
-#[allow(dead_code)] // Only its description is used.
-pub enum Fault {
-    /// A fault of the server (code 1500); the detail goes to its log only.
-    #[response(status = 500)]
-    Internal(#[to_schema] ApiError),
-}
-
-/// The answer to a body over `--max-body-bytes`.
-#[derive(IntoResponses)]
-#[allow(dead_code)] // Only its description is used.
-pub enum TooLarge {
-    /// The request body is over the size limit (code 1200).
-    #[response(status = 413)]
-    PayloadTooLarge(#[to_schema] ApiError),
-}
-
-/// Answers of every endpoint that needs credentials.
-#[derive(IntoResponses)]
-#[allow(dead_code)] // Only its description is used.
-pub enum Common {
-    /// Missing or unknown credentials (code 1000).
-    #[response(status = 401)]
-    Unauthorized(#[to_schema] ApiError),
-    /// The account's request rate on this instance is used up (code 1302),
-    /// or for the event stream, its streams are at their cap.
-    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait before a retry.")))]
-    TooManyRequests(#[to_schema] ApiError),
-    /// A fault of the server (code 1500); the detail goes to its log only.
-    #[response(status = 500)]
-    Internal(#[to_schema] ApiError),
-}
-
 /// The whole document: every route, those of `--dev` and of upstream mode
 /// included (tagged), whether this process serves them or not.
 pub fn openapi() -> Document {
-    let (_, mut doc) = http::api_routes().merge(dev::routes()).split_for_parts();
+    let (_, mut doc) = http::api_routes().merge(routes()).merge(dev::routes()).split_for_parts();
     let mut base = ApiDoc::openapi();
     // The routes' paths and schemas into the base's info, tags and security;
     // then the modifiers again, for the paths that came in.
@@ -198,6 +165,11 @@ pub fn openapi_json() -> serde_json::Value {
         }
     }
     json
+}
+
+/// The route that serves this document.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(document))
 }
 
 /// `GET /api/openapi.json`: this document.
