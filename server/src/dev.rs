@@ -14,8 +14,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::QuotaError;
 use crate::http::{Account, AppState, HttpError, JsonBody, OptionalJsonBody, RawBody};
 use crate::answers::{Common, Fault, TooLarge};
-use crate::hub::Message;
-use crate::now_ms;
 use crate::store::{parse_task_id, task_wire_id, AccountSpec, PackageSpec, TaskEnd};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -107,9 +105,7 @@ async fn create_account(
             None => demo.packages,
         },
     };
-    let now = now_ms();
-    let account = st.store.create_account(&body.token, &spec, now).await?;
-    let state = st.store.state(account, now).await?;
+    let state = st.service.create_account(&body.token, &spec).await?;
     Ok((StatusCode::CREATED, Json(state)).into_response())
 }
 
@@ -133,7 +129,7 @@ async fn grant_package(
     Account(account): Account,
     JsonBody(body): JsonBody<PackageBody>,
 ) -> Result<Response, HttpError> {
-    let (package_id, revision) = st.store.grant_package(account, &body.into(), now_ms()).await?;
+    let (package_id, revision) = st.service.grant_package(account, &body.into()).await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
@@ -184,7 +180,7 @@ async fn set_limit(
     JsonBody(body): JsonBody<LimitBody>,
 ) -> Result<Json<Revision>, HttpError> {
     check_limit(body.limit)?;
-    let revision = st.store.set_limit(account, &kind, body.limit, now_ms()).await?;
+    let revision = st.service.set_limit(account, &kind, body.limit).await?;
     Ok(Json(Revision { revision }))
 }
 
@@ -298,6 +294,6 @@ async fn raw_event(
 ) -> Result<Json<Delivered>, HttpError> {
     let data = String::from_utf8(body.to_vec())
         .map_err(|_| HttpError::from(QuotaError::BadRequest("raw event must be UTF-8".into())))?;
-    let receivers = st.store.hub().send(account, Message::raw(&data));
+    let receivers = st.service.send_raw(account, &data);
     Ok(Json(Delivered { receivers }))
 }

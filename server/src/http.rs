@@ -20,13 +20,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::limits::{Limits, StreamRefusal};
-use crate::storage::Storage;
-use crate::store::AccountId;
+use crate::ids::AccountId;
 use crate::outcome::Submitted;
 use crate::service::Service;
-use crate::upstream::CallbackError;
+use crate::outcome::CallbackError;
 use crate::answers::{Common, Fault, TooLarge};
-use crate::now_ms;
 
 
 /// The session cookie: `HttpOnly` keeps it from scripts, `SameSite=Strict`
@@ -41,9 +39,7 @@ frame-ancestors 'none'";
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// Accounts and sessions (sign-in, authentication, dev endpoints).
-    pub store: Arc<dyn Storage>,
-    /// Submit, end, state and events, in either mode.
+    /// Everything the handlers ask, in either mode.
     pub service: Service,
     /// Request rate and event stream caps of this instance.
     pub limits: Arc<Limits>,
@@ -298,8 +294,8 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// any: what both the `Account` extractor and `GET /api/session` ask.
 async fn credential_account(state: &AppState, headers: &HeaderMap) -> Result<Option<AccountId>, HttpError> {
     Ok(match request_credential(headers) {
-        Some(Credential::Token(token)) => state.store.account_by_token(&token).await?,
-        Some(Credential::Session(id)) => state.store.session_account(&id, now_ms()).await?,
+        Some(Credential::Token(token)) => state.service.account_by_token(&token).await?,
+        Some(Credential::Session(id)) => state.service.session_account(&id).await?,
         None => None,
     })
 }
@@ -368,13 +364,12 @@ async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, HttpError> {
-    let Some(account) = st.store.account_by_token(&body.token).await? else {
+    let Some(account) = st.service.account_by_token(&body.token).await? else {
         return Err(HttpError::unauthorized());
     };
-    let now = now_ms();
     let ttl = st.sessions.ttl_ms;
     // The cookie carries a random session id, never the token.
-    let id = st.store.create_session(account, now, now.saturating_add(ttl)).await?;
+    let id = st.service.sign_in(account, ttl).await?;
     let value = st.sessions.cookie(&headers, &id, ttl / 1000).ok_or_else(HttpError::unauthorized)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
 }
@@ -390,7 +385,7 @@ async fn login(
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, HttpError> {
     // A copy of the cookie is worth nothing after sign-out.
     if let Some(id) = session_cookie(&headers) {
-        st.store.delete_session(&id).await?;
+        st.service.sign_out(&id).await?;
     }
     Ok(match st.sessions.cookie(&headers, "", 0) {
         Some(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),

@@ -140,7 +140,6 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
         shutdown_rx,
     );
     let state = AppState {
-        store,
         service,
         limits,
         sessions: http::SessionSettings {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota as Rate, RateLimiter};
 
-use crate::store::AccountId;
+use crate::ids::AccountId;
 
 /// The limits of one instance.
 pub struct Limits {

@@ -16,13 +16,14 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::error::{QuotaError, StoreError};
+use crate::hub::Message;
 use crate::limits::StreamGuard;
 use crate::now_ms;
-use crate::outcome::Submitted;
+use crate::outcome::{CallbackError, Submitted};
 use crate::sse;
 use crate::storage::Storage;
-use crate::store::{parse_task_id, AccountId, Ended, SubmitOutcome, TaskEnd};
-use crate::upstream::{CallbackError, Upstream};
+use crate::store::{parse_task_id, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd};
+use crate::upstream::Upstream;
 use crate::worker::Worker;
 
 /// One per server; cheap to clone (handles only).
@@ -105,6 +106,50 @@ impl Service {
         last_event_id: Option<u64>,
     ) -> Result<impl Stream<Item = Result<Bytes, Infallible>>, StoreError> {
         sse::open(Arc::clone(&self.store), account, place, last_event_id, self.ping_every, self.shutdown.clone()).await
+    }
+
+    /// The account a token names.
+    pub async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
+        self.store.account_by_token(token).await
+    }
+
+    /// The account of a session that has not expired.
+    pub async fn session_account(&self, id: &str) -> Result<Option<AccountId>, StoreError> {
+        self.store.session_account(id, now_ms()).await
+    }
+
+    /// A new session of the account for `ttl_ms`: its random id.
+    pub async fn sign_in(&self, account: AccountId, ttl_ms: i64) -> Result<String, StoreError> {
+        let now = now_ms();
+        self.store.create_session(account, now, now.saturating_add(ttl_ms)).await
+    }
+
+    /// Ends a session (nothing if there is none).
+    pub async fn sign_out(&self, id: &str) -> Result<(), StoreError> {
+        self.store.delete_session(id).await
+    }
+
+    /// Dev: a new account, and its first state.
+    pub async fn create_account(&self, token: &str, spec: &AccountSpec) -> Result<ServerState, QuotaError> {
+        let now = now_ms();
+        let account = self.store.create_account(token, spec, now).await?;
+        Ok(self.store.state(account, now).await?)
+    }
+
+    /// Dev: grants a package; its wire id and the new revision.
+    pub async fn grant_package(&self, account: AccountId, spec: &PackageSpec) -> Result<(String, u64), QuotaError> {
+        self.store.grant_package(account, spec, now_ms()).await
+    }
+
+    /// Dev: sets a kind's slot limit; the new revision.
+    pub async fn set_limit(&self, account: AccountId, kind: &str, limit: u32) -> Result<u64, QuotaError> {
+        self.store.set_limit(account, kind, limit, now_ms()).await
+    }
+
+    /// Dev: `data`, as it is, as a `state` event to the account's streams
+    /// here; how many received it.
+    pub fn send_raw(&self, account: AccountId, data: &str) -> usize {
+        self.store.hub().send(account, Message::raw(data))
     }
 
     /// A callback of the upstream service to the URL with `secret`.

@@ -28,7 +28,7 @@ use crate::hub::{self, Message};
 use crate::limits::StreamGuard;
 use crate::now_ms;
 use crate::storage::Storage;
-use crate::store::AccountId;
+use crate::ids::AccountId;
 
 /// Everything one open stream needs between two events.
 struct Conn {

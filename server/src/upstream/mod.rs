@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::error::{QuotaError, Refusal, StoreError};
+use crate::error::{QuotaError, Refusal};
 use crate::now_ms;
-use crate::outcome::Submitted;
+use crate::outcome::{CallbackError, Submitted};
 use crate::storage::SqliteStorage;
 use crate::store::{
     parse_task_id, AccountId, AccountSpec, MirrorPack, SqliteStore, SubmitOutcome, TaskEnd, UpstreamFields,
@@ -63,34 +63,6 @@ pub struct Settings {
 struct Busy {
     until: Instant,
     attempt: u32,
-}
-
-/// Why a callback was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum CallbackError {
-    /// Not upstream mode, or a wrong secret.
-    #[error("not found")]
-    NotFound,
-    /// A body that is not a task object.
-    #[error("{0}")]
-    Malformed(String),
-    /// No task of this server has the id.
-    #[error("no task of this server has that id")]
-    UnknownTask,
-    /// The service cannot be asked now; polling settles the task later.
-    #[error("cannot confirm the task with the service now ({0}); it is polled")]
-    Unconfirmed(String),
-    /// The service does not say what the callback says.
-    #[error("the service does not confirm that end: nothing changed")]
-    Contradicted,
-    #[error(transparent)]
-    Quota(#[from] QuotaError),
-}
-
-impl From<StoreError> for CallbackError {
-    fn from(e: StoreError) -> Self {
-        CallbackError::Quota(e.into())
-    }
 }
 
 pub struct Upstream {
