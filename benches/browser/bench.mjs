@@ -1,16 +1,30 @@
 // `scripts/bench`: the widget against a plain-JavaScript reference view of
 // the same information (reference.js), in one headless Chromium run,
-// interleaved batch by batch. Prints figures; asserts nothing about speed.
+// interleaved batch by batch. Prints figures; asserts nothing about speed,
+// but fails (exit code 1) when the two views do not render the same page.
 //
 //   node benches/browser/bench.mjs [--quick]
-//   node benches/browser/bench.mjs --profile   # where an update's time goes
+//   node benches/browser/bench.mjs --check   # only the same-page check
+//   node benches/browser/bench.mjs --profile[=busy|small][:reference][:noop]
+//                                       # where an update's time goes
+//   QW_BENCH_BASELINE=old-reference.js node benches/browser/bench.mjs
+//                                       # another revision of the reference beside this one
 //
 // Measures, for a small and a busy account (states.js):
+// - that the widget and the reference render the same page (every node,
+//   attribute and text, ids aside) after each of a series of states that
+//   takes them through every part of the view, as objects and as JSON text;
 // - time per update, states pushed as objects and as JSON text, in batches
-//   of 100 (performance.now() is coarse), median and p90 over the batches;
-// - first render after navigation (module load, wasm compile, first state);
+//   of 50, interleaved: updates that move a few figures, and no-op updates
+//   (a new revision whose shown figures did not change); median and p95 of
+//   the batches' mean, and p95 of single updates;
+// - first render after navigation (module load, wasm compile, first state),
+//   the state as an object and as JSON text;
 // - memory (JS heap after a forced GC, wasm memory, DOM nodes) after 100,000
 //   updates and after 1,000 create/destroy cycles.
+//
+// The page is cross-origin isolated (COOP/COEP), which makes
+// performance.now() precise to 5 µs instead of 100 µs.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -22,27 +36,52 @@ import { CHROMIUM, CHROMIUM_ARGS } from "../../tests/chromium.mjs";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "../..");
 const QUICK = process.argv.includes("--quick");
-// --profile or --profile=small: profile the busy (default) or small account.
+// --check: only the check that both render the same page.
+const CHECK_ONLY = process.argv.includes("--check");
+// --profile, --profile=small, --profile=busy:reference: the account (busy by
+// default) and the implementation (the widget by default) to profile.
 const PROFILE = process.argv.find((a) => a.startsWith("--profile"));
-const PROFILED = PROFILE?.split("=")[1] ?? "busy";
+// A third part, :noop, profiles no-op updates.
+const [PROFILED = "busy", PROFILED_IMPL = "widget", PROFILED_UPDATE] = (PROFILE?.split("=")[1] ?? "").split(":").map((x) => x || undefined);
+const PROFILED_NOOP = PROFILED_UPDATE === "noop";
 // The package to measure; --profile swaps in the wasm from before wasm-opt,
 // which keeps its function names (scripts/build-pkg leaves it there).
 // QW_BENCH_PKG=DIR measures another build of the package (to compare two
 // revisions with the same reference and the same run).
 const PKG = resolve(process.env.QW_BENCH_PKG ?? join(ROOT, "pkg"));
-const NAMED_WASM = join(ROOT, "target/pkg-named/quota_widget_bg.wasm");
-const BATCH = 100;
-const BATCHES = QUICK ? 10 : 40;
+// QW_BENCH_NAMED_WASM=FILE: another named wasm; empty: profile the package's own.
+const NAMED_WASM = process.env.QW_BENCH_NAMED_WASM === "" ? null : resolve(process.env.QW_BENCH_NAMED_WASM ?? join(ROOT, "target/pkg-named/quota_widget_bg.wasm"));
+const BASELINE = process.env.QW_BENCH_BASELINE ? resolve(process.env.QW_BENCH_BASELINE) : null;
+const BATCH = 50;
+const BATCHES = QUICK ? 20 : 60;
+const WARMUP = 4;
 const LONG_UPDATES = QUICK ? 10_000 : 100_000;
 const CYCLES = QUICK ? 100 : 1_000;
-const FIRST_RUNS = QUICK ? 3 : 9;
+const FIRST_RUNS = QUICK ? 5 : 11;
 
 const TYPES = { ".js": "text/javascript", ".html": "text/html", ".css": "text/css", ".wasm": "application/wasm" };
 const PAGE = (script) => `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <link rel="stylesheet" href="/pkg/quota-widget.css"></head><body>
 <form><button id="widget-go">Generate</button></form><div id="widget-host"></div>
 <form><button id="reference-go">Generate</button></form><div id="reference-host"></div>
+<form><button id="baseline-go">Generate</button></form><div id="baseline-host"></div>
 <script type="module" src="${script}"></script></body></html>`;
+
+/**
+ * The named wasm for --profile, if it fits the package's glue: the same
+ * imports, by module and name (scripts/build-pkg may shorten the names of
+ * the package's wasm after keeping the named one; then the package's own
+ * wasm is profiled, with wasm-function[N] for names).
+ */
+async function namedWasm() {
+  if (!PROFILE || PROFILED_IMPL !== "widget" || !NAMED_WASM || !existsSync(NAMED_WASM)) return null;
+  const named = await readFile(NAMED_WASM);
+  const imports = async (bytes) => JSON.stringify(WebAssembly.Module.imports(await WebAssembly.compile(bytes)).map((i) => [i.module, i.name]));
+  if ((await imports(named)) === (await imports(await readFile(join(PKG, "quota_widget_bg.wasm"))))) return named;
+  console.log(`note: ${NAMED_WASM} does not fit the package's glue (other import names): profiling the package's own wasm`);
+  return null;
+}
+const NAMED = await namedWasm();
 
 function serve() {
   const server = createServer(async (req, res) => {
@@ -52,10 +91,11 @@ function serve() {
     try {
       if (path === "/bench.html") body = PAGE("/bench/page.js");
       else if (path === "/first.html") body = PAGE("/bench/first.js");
-      else if (PROFILE && path === "/pkg/quota_widget_bg.wasm") body = await readFile(NAMED_WASM);
+      else if (NAMED && path === "/pkg/quota_widget_bg.wasm") body = NAMED;
       // The tabs build (pkg/tabs) uses the stylesheet of the package's root.
       else if (path === "/pkg/quota-widget.css" && !existsSync(join(PKG, "quota-widget.css"))) body = await readFile(join(PKG, "../quota-widget.css"));
       else if (path.startsWith("/pkg/")) body = await readFile(safe(PKG, path.slice(5)));
+      else if (path === "/bench/baseline.js" && BASELINE) body = await readFile(BASELINE);
       else if (path.startsWith("/bench/")) body = await readFile(safe(HERE, path.slice(7)));
       else if (path === "/favicon.ico") body = "";
       else throw new Error("not found");
@@ -64,7 +104,13 @@ function serve() {
       return;
     }
     const type = path.endsWith(".html") ? "text/html" : TYPES[extname(path)] ?? "application/octet-stream";
-    res.writeHead(200, { "Content-Type": type, "Cache-Control": "no-store" }).end(body);
+    // Cross-origin isolated: performance.now() to 5 µs.
+    res.writeHead(200, {
+      "Content-Type": type,
+      "Cache-Control": "no-store",
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+    }).end(body);
   });
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
@@ -92,37 +138,41 @@ async function heap(page, cdp) {
 }
 
 /**
- * Where an update's time goes (busy account, states as objects): crossings
- * between wasm and JavaScript per update, counted with V8's precise
- * coverage, and the functions with the most self time in a CPU profile.
+ * Where an update's time goes (an account, states as objects, the widget
+ * or the reference): for the widget, the crossings between wasm and
+ * JavaScript per update, counted with V8's precise coverage; for both, the
+ * functions with the most self time in a CPU profile.
  */
 async function profile(page) {
   const cdp = await page.context().newCDPSession(page);
+  const impl = PROFILED_IMPL;
   await page.evaluate((a) => window.bench.setup(a), PROFILED);
-  await page.evaluate((a) => window.bench.batch("widget", a, "object", 500), PROFILED);
+  await page.evaluate(([n, a]) => window.bench.batch(n, a, "object", 500), [impl, PROFILED]);
   const N = 2000;
   await cdp.send("Profiler.enable");
-  await cdp.send("Profiler.startPreciseCoverage", { callCount: true, detailed: false });
-  await cdp.send("Profiler.takePreciseCoverage");
-  await page.evaluate(([a, n]) => window.bench.batch("widget", a, "object", n), [PROFILED, N]);
-  const { result } = await cdp.send("Profiler.takePreciseCoverage");
-  await cdp.send("Profiler.stopPreciseCoverage");
-  const calls = [];
-  for (const script of result) {
-    if (!script.url.includes("/pkg/quota_widget.js")) continue;
-    for (const fn of script.functions) {
-      const count = fn.ranges[0].count;
-      if (count > 0 && fn.functionName) calls.push([fn.functionName, count / N]);
+  if (impl === "widget") {
+    await cdp.send("Profiler.startPreciseCoverage", { callCount: true, detailed: false });
+    await cdp.send("Profiler.takePreciseCoverage");
+    await page.evaluate(([n, a, k, o]) => window.bench.batch(n, a, "object", k, o), [impl, PROFILED, N, PROFILED_NOOP]);
+    const { result } = await cdp.send("Profiler.takePreciseCoverage");
+    await cdp.send("Profiler.stopPreciseCoverage");
+    const calls = [];
+    for (const script of result) {
+      if (!script.url.includes("/pkg/quota_widget.js")) continue;
+      for (const fn of script.functions) {
+        const count = fn.ranges[0].count;
+        if (count > 0 && fn.functionName) calls.push([fn.functionName, count / N]);
+      }
     }
+    calls.sort((a, b) => b[1] - a[1]);
+    const total = calls.reduce((sum, [, c]) => sum + c, 0);
+    console.log(`calls into the generated JS glue per update (${PROFILED}, object${PROFILED_NOOP ? ", no-op" : ""}): ${total.toFixed(0)} in all`);
+    for (const [name, c] of calls.slice(0, 15)) console.log(`  ${c.toFixed(1).padStart(7)}  ${name}`);
   }
-  calls.sort((a, b) => b[1] - a[1]);
-  const total = calls.reduce((sum, [, c]) => sum + c, 0);
-  console.log(`calls into the generated JS glue per update (${PROFILED}, object): ${total.toFixed(0)} in all`);
-  for (const [name, c] of calls.slice(0, 15)) console.log(`  ${c.toFixed(1).padStart(7)}  ${name}`);
 
   await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
   await cdp.send("Profiler.start");
-  await page.evaluate(([a, n]) => window.bench.batch("widget", a, "object", n), [PROFILED, 5 * N]);
+  const { total } = await page.evaluate(([n, a, k, o]) => window.bench.batch(n, a, "object", k, o), [impl, PROFILED, 5 * N, PROFILED_NOOP]);
   const { profile: prof } = await cdp.send("Profiler.stop");
   const self = new Map();
   const dt = new Map(prof.nodes.map((n) => [n.id, 0]));
@@ -134,10 +184,25 @@ async function profile(page) {
     all += t;
     self.set(name, (self.get(name) ?? 0) + t);
   }
-  console.log(`self time, ${PROFILED} account, states as objects:`);
+  console.log(`self time, ${impl}, ${PROFILED} account, states as objects${PROFILED_NOOP ? ", no-op updates" : ""} (${us(total / (5 * N))} per update while profiled):`);
   for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
     console.log(`  ${((100 * t) / all).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
   }
+}
+
+/** The first step at which the widget and the reference show different pages, if any. */
+function firstDifference(steps) {
+  for (const s of steps) {
+    const threw = !!s.threw?.widget !== !!s.threw?.reference;
+    if (s.widget !== s.reference || threw) return s;
+  }
+  return null;
+}
+
+function diffAt(a, b) {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return `…${a.slice(Math.max(0, i - 120), i + 200)}\n    reference: …${b.slice(Math.max(0, i - 120), i + 200)}`;
 }
 
 async function main() {
@@ -146,6 +211,8 @@ async function main() {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   const version = browser.version();
   const results = [];
+  const checks = [];
+  let failed = false;
   try {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -154,28 +221,54 @@ async function main() {
     page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
     await page.goto(`${base}/bench.html`);
     await page.waitForFunction(() => window.bench);
-    await page.evaluate(() => window.bench.load());
+    await page.evaluate((b) => window.bench.load(b), !!BASELINE);
+    const names = await page.evaluate(() => window.bench.names);
+    if (!(await page.evaluate(() => window.bench.isolated()))) console.log("warning: the page is not cross-origin isolated: performance.now() is coarse");
     if (PROFILE) {
       await profile(page);
       return;
     }
 
-    // Time per update, interleaved: widget batch, reference batch, ...
+    // The same page from both, state after state, before anything is timed.
     for (const account of ["small", "busy"]) {
       for (const format of ["object", "json"]) {
-        await page.evaluate((a) => window.bench.setup(a), account);
-        const times = { widget: [], reference: [] };
-        for (let i = 0; i < BATCHES + 3; i++) {
-          for (const name of i % 2 ? ["reference", "widget"] : ["widget", "reference"]) {
-            const ms = await page.evaluate(([n, a, f, k]) => window.bench.batch(n, a, f, k), [name, account, format, BATCH]);
-            if (i >= 3) times[name].push(ms / BATCH); // the first batches warm up
+        const steps = await page.evaluate(([a, f]) => window.bench.check(a, f), [account, format]);
+        const bad = firstDifference(steps);
+        checks.push({ account, format, steps: steps.length, bad });
+        if (bad) failed = true;
+      }
+    }
+
+    if (CHECK_ONLY) {
+      report(version, names, checks, [], null, null);
+      if (failed) fail();
+      return;
+    }
+
+    // Time per update, interleaved: each implementation's batch in turn,
+    // the order rotated from one round to the next.
+    for (const account of ["small", "busy"]) {
+      for (const format of ["object", "json"]) {
+        for (const noop of [false, true]) {
+          await page.evaluate((a) => window.bench.setup(a), account);
+          const times = Object.fromEntries(names.map((n) => [n, { batches: [], each: [] }]));
+          for (let i = 0; i < BATCHES + WARMUP; i++) {
+            const order = names.map((_, j) => names[(i + j) % names.length]);
+            for (const name of order) {
+              const r = await page.evaluate(([n, a, f, k, o]) => window.bench.batch(n, a, f, k, o), [name, account, format, BATCH, noop]);
+              if (i >= WARMUP) {
+                times[name].batches.push(r.total / BATCH);
+                times[name].each.push(...r.each);
+              }
+            }
+            // Let the page render between batches, outside the timed region.
+            await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
           }
-          // Let the page render between batches, outside the timed region.
-          await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+          const shown = await page.evaluate(() => [window.bench.shown("widget"), window.bench.shown("reference")]);
+          const same = shown[0] === shown[1];
+          if (!same) failed = true;
+          results.push({ account, format, noop, times, same, shown });
         }
-        const [w, r] = await page.evaluate(() => [window.bench.texts("widget"), window.bench.texts("reference")]);
-        const same = JSON.stringify(w) === JSON.stringify(r);
-        results.push({ account, format, widget: times.widget, reference: times.reference, same, w, r });
       }
     }
 
@@ -196,43 +289,60 @@ async function main() {
     await context.close();
 
     // First render after navigation, each in a fresh context (cold cache).
-    const first = { widget: {}, reference: {} };
+    const first = Object.fromEntries(names.map((n) => [n, {}]));
     for (const account of ["small", "busy"]) {
-      for (let i = 0; i < FIRST_RUNS; i++) {
-        for (const name of i % 2 ? ["reference", "widget"] : ["widget", "reference"]) {
-          const ctx = await browser.newContext();
-          const p = await ctx.newPage();
-          await p.goto(`${base}/first.html?impl=${name}&account=${account}`);
-          const ms = await p.waitForFunction(() => window.firstRenderMs).then((h) => h.jsonValue());
-          (first[name][account] ??= []).push(ms);
-          await ctx.close();
+      for (const format of ["object", "json"]) {
+        for (let i = 0; i < FIRST_RUNS; i++) {
+          const order = names.map((_, j) => names[(i + j) % names.length]);
+          for (const name of order) {
+            const ctx = await browser.newContext();
+            const p = await ctx.newPage();
+            await p.goto(`${base}/first.html?impl=${name}&account=${account}&format=${format}`);
+            const ms = await p.waitForFunction(() => window.firstRenderMs).then((h) => h.jsonValue());
+            (first[name][`${account} ${format}`] ??= []).push(ms);
+            await ctx.close();
+          }
         }
       }
     }
 
     if (errors.length) console.log(`page errors: ${errors.join("; ")}`);
-    report(version, results, memory, first);
+    report(version, names, checks, results, memory, first);
   } finally {
     await browser.close();
     server.close();
   }
+  if (failed) fail();
 }
 
-function report(version, results, memory, first) {
-  console.log(`quota-widget browser benchmark: Chromium ${version}, ${QUICK ? "quick" : "full"} run, package ${PKG}`);
-  console.log(`time per update (batches of ${BATCH}, ${BATCHES} batches each, interleaved):`);
-  console.log("  account  state   widget median (p90)      reference median (p90)   widget/reference  same text");
-  for (const r of results) {
-    const ratio = median(r.widget) / median(r.reference);
-    console.log(
-      `  ${r.account.padEnd(7)}  ${r.format.padEnd(6)}  ${`${us(median(r.widget))} (${us(quantile(r.widget, 0.9))})`.padEnd(23)}  ` +
-        `${`${us(median(r.reference))} (${us(quantile(r.reference, 0.9))})`.padEnd(23)}  ${ratio.toFixed(2).padStart(16)}  ${r.same ? "yes" : "NO"}`,
-    );
-    if (!r.same) console.log(`    widget: ${JSON.stringify(r.w)}\n    reference: ${JSON.stringify(r.r)}`);
+function fail() {
+  console.log("FAILED: the widget and the reference do not render the same page (see above)");
+  process.exitCode = 1;
+}
+
+function report(version, names, checks, results, memory, first) {
+  console.log(`quota-widget browser benchmark: Chromium ${version}, ${QUICK ? "quick" : "full"} run, package ${PKG}${BASELINE ? `, baseline reference ${BASELINE}` : ""}`);
+  console.log("same page (every node, attribute and text) from the widget and the reference, state after state:");
+  for (const c of checks) {
+    console.log(`  ${c.account.padEnd(6)} ${c.format.padEnd(6)} ${c.steps} states: ${c.bad ? "DIFFERENT" : "same"}`);
+    if (c.bad) console.log(`    at state ${c.bad.state} (threw: ${JSON.stringify(c.bad.threw ?? {})})\n    widget:    ${diffAt(c.bad.widget, c.bad.reference)}`);
   }
-  console.log("first render after navigation (module load, wasm compile, first state), median:");
-  for (const account of ["small", "busy"]) {
-    console.log(`  ${account.padEnd(7)}  widget ${median(first.widget[account]).toFixed(1)} ms   reference ${median(first.reference[account]).toFixed(1)} ms`);
+  if (!memory) return;
+  console.log(`time per update (batches of ${BATCH}, ${BATCHES} per implementation, interleaved): median and p95 of the batches' mean, [p95 of single updates]`);
+  const cell = (t) => `${us(median(t.batches))} (${us(quantile(t.batches, 0.95))}) [${us(quantile(t.each, 0.95))}]`.padEnd(36);
+  console.log(`  account  state   update  ${names.map((n) => n.padEnd(36)).join("")}widget/reference  same page`);
+  for (const r of results) {
+    const ratio = median(r.times.widget.batches) / median(r.times.reference.batches);
+    console.log(
+      `  ${r.account.padEnd(7)}  ${r.format.padEnd(6)}  ${(r.noop ? "no-op" : "moves").padEnd(6)}  ${names.map((n) => cell(r.times[n])).join("")}${ratio.toFixed(2).padStart(16)}  ${r.same ? "yes" : "NO"}`,
+    );
+    if (!r.same) console.log(`    widget:    ${diffAt(r.shown[0], r.shown[1])}`);
+  }
+  console.log(`first render after navigation (module load, wasm compile, first state), median (p95) of ${FIRST_RUNS}:`);
+  for (const key of Object.keys(first.widget)) {
+    const cells = names.map((n) => `${n} ${median(first[n][key]).toFixed(1)} ms (${quantile(first[n][key], 0.95).toFixed(1)})`);
+    const ratio = median(first.widget[key]) / median(first.reference[key]);
+    console.log(`  ${key.padEnd(13)}  ${cells.join("   ")}   widget/reference ${ratio.toFixed(2)}`);
   }
   console.log(`memory (JS heap after GC / wasm memory / DOM nodes), busy account:`);
   for (const [name, m] of Object.entries(memory)) {
