@@ -21,7 +21,9 @@ use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, QuotaOptions, Quota,
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
-use crate::tabs::TabLink;
+use crate::core::{Body, Session};
+use crate::js::to_js;
+use crate::tabs::{Carried, PeerPart, TabEvent, TabLink};
 
 /// Options for `new QuotaWidget(options)`: the elements and message tables
 /// the shell takes as they are, and the plain options that the core reads
@@ -120,7 +122,9 @@ struct Saved {
 }
 
 pub(crate) struct Inner {
-    pub(crate) quota: Quota,
+    /// The quota and, with tabs sharing a connection, this tab's part:
+    /// every rule's answer comes from here.
+    session: Session<PeerPart>,
     pub(crate) viewer: Viewer<Memo<IntlFmt>>,
     dom: Dom,
     /// The gated button, with its own attributes from before.
@@ -137,9 +141,11 @@ pub(crate) struct Inner {
     /// The hold the gate took for a submit event, until `submit()` claims
     /// it: the dashboard's submit handler then sends that very request.
     gate_hold: Option<String>,
-    /// With tabs sharing a connection: this tab's part, its lock and
-    /// channel, and the commands of the core still to carry out.
-    pub(crate) tabs: Option<TabLink>,
+    /// With tabs sharing a connection: the lock, the channel and the page's
+    /// listeners; the session's commands still to carry out; and how the
+    /// tab connects when it leads.
+    tabs: Option<TabLink>,
+    lead_sync: Option<(Document, SyncOptions)>,
 }
 
 
@@ -339,17 +345,23 @@ fn add_messages(v: &JsValue, texts: &mut Vec<(Msg, String)>, list: bool) -> Resu
     Ok(())
 }
 
-/// A Rust value as a plain JavaScript value: `None` as `null`, as the
-/// TypeScript declarations say.
-pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
-    // Serializing plain structs of strings, numbers and lists cannot fail.
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
-}
-
 pub(crate) fn new_request_id() -> String {
     // Unique enough to correlate: the time plus 52 random bits.
     let r = (js_sys::Math::random() * 4_503_599_627_370_496.0) as u64;
-    format!("qw-{:x}-{:x}", now(), r)
+    let mut id = String::from("qw-");
+    push_hex(&mut id, now() as u64);
+    id.push('-');
+    push_hex(&mut id, r);
+    id
+}
+
+/// `n` in lower-case hexadecimal. (By hand: `{:x}` would link the
+/// formatter's hexadecimal code for this one id, about 100 bytes gzipped.)
+fn push_hex(s: &mut String, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        s.push(char::from(b"0123456789abcdef"[((n >> (4 * i)) & 15) as usize]));
+    }
 }
 
 impl Inner {
@@ -393,17 +405,9 @@ impl Inner {
     /// Begins a submit of the current request; on success writes the id to
     /// the form's field of that name, if there is one.
     fn begin(&mut self) -> Result<Hold, SubmitError> {
-        let hold = match &mut self.tabs {
-            // The leader decides: at once in the leader, by message in a
-            // follower, which holds meanwhile (R7).
-            Some(t) => {
-                let id = new_request_id();
-                t.submit(&mut self.quota, id.clone(), now())?;
-                let held = self.quota.holds().iter().find(|h| h.id == id).cloned();
-                held.ok_or(SubmitError::DuplicateId(id))?
-            }
-            None => self.quota.begin_submit(new_request_id(), now())?,
-        };
+        // With tabs, the leader decides: at once in the leader, by message
+        // in a follower, which holds meanwhile (R7).
+        let hold = self.session.submit(new_request_id(), now())?;
         if let Some(form) = &self.form {
             // By name through the form's controls: no selector built from
             // the option's text.
@@ -415,24 +419,22 @@ impl Inner {
         Ok(hold)
     }
 
-    /// Applies a parsed state. A state that did not parse becomes the error
-    /// shown (`apply_state` records its own contract errors); the last good
-    /// state stays either way.
-    fn take_state(&mut self, parsed: Result<ServerState, String>) -> Result<(), String> {
-        let state = parsed.inspect_err(|message| self.quota.report_error(message.clone()))?;
-        self.quota.apply_state(state, now()).map(drop).map_err(|e| e.to_string())
-    }
-
     /// Ends one of this tab's holds; with tabs, every tab learns of it.
     fn end_hold(&mut self, id: &str, end: HoldEnd, reason: Option<String>, t: i64) -> bool {
-        let found = self.quota.holds().iter().any(|h| h.id == id);
-        match &mut self.tabs {
-            Some(tl) => tl.end_hold(&mut self.quota, id, end, reason, t),
-            None => {
-                self.quota.end_hold(id, end, reason, t);
-            }
+        self.session.end_hold(id, end, reason, t)
+    }
+
+    /// This tab steps away from the others (the page goes, or the widget):
+    /// they learn at once, then the lock is released and the channel closed,
+    /// so that no dead or cached page leads.
+    fn step_away(&mut self) {
+        self.session.leave();
+        let Some(tl) = &mut self.tabs else { return };
+        while let Some(cmd) = self.session.next_cmd() {
+            tl.say_goodbye(cmd);
         }
-        found
+        tl.close();
+        self.sync = None;
     }
 
 }
@@ -478,7 +480,7 @@ fn gate(rc: &Rc<RefCell<Inner>>, button: Option<Element>, form: Option<Element>)
     inner.listeners.push(EventListener::new_with_options(&button, "click", capture, move |e| {
         let Some(rc) = weak.upgrade() else { return };
         if form_gated {
-            if rc.borrow().quota.blocked(now()).is_some() {
+            if rc.borrow().session.quota.blocked(now()).is_some() {
                 e.prevent_default();
                 e.stop_immediate_propagation();
                 flush(&rc, vec![]);
@@ -501,7 +503,7 @@ fn gate(rc: &Rc<RefCell<Inner>>, button: Option<Element>, form: Option<Element>)
     };
     inner.button = Some((button, saved));
     inner.form = form;
-    let enabled = inner.quota.blocked(now()).is_none();
+    let enabled = inner.session.quota.blocked(now()).is_none();
     inner.apply_button(enabled);
 }
 
@@ -529,20 +531,16 @@ pub(crate) fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
         let mut inner = rc.borrow_mut();
         let inner = &mut *inner;
         let t = now();
-        // With tabs, the tabs core moves the clock: another tab's hold ends
-        // here without a word.
-        match &mut inner.tabs {
-            Some(tl) => tl.tick(&mut inner.quota, t),
-            None => inner.quota.tick(t),
-        }
-        let said = inner.quota.take_announcements(inner.viewer.fmt());
+        // With tabs, another tab's hold ends here without a word.
+        inner.session.tick(t);
+        let said = inner.session.quota.take_announcements(inner.viewer.fmt());
         for message in said {
             inner.dom.announce(&message);
             events.push(WidgetEvent::Announce { message });
         }
         // The page is written, and subscribers told, only when the view
         // changed: this runs every second for the freshness line.
-        let vm = inner.viewer.view(&inner.quota, t);
+        let vm = inner.viewer.view(&inner.session.quota, t);
         let last = inner.dom.last();
         if last != Some(&vm) {
             if last.map(|l| l.enabled) != Some(vm.enabled) {
@@ -560,7 +558,7 @@ pub(crate) fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
             (inner.subscribers.iter().map(|(_, f)| f.clone()).collect(), events.iter().map(to_js).collect())
         }
     };
-    crate::tabs::run(rc);
+    run_tabs(rc);
     for value in values {
         for f in &subscribers {
             // A throwing subscriber must not stop the others or the widget.
@@ -569,34 +567,162 @@ pub(crate) fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
     }
 }
 
-pub(crate) fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
+/// A state the page pushed, already read.
+struct Parsed(Result<ServerState, String>);
+
+impl Body for Parsed {
+    fn read(self) -> Result<ServerState, String> {
+        self.0
+    }
+    // A page that pushes its states has no connection to share.
+    fn text(&self) -> String {
+        String::new()
+    }
+}
+
+/// A state body from the connection, as the session reads it.
+struct JsBody<'a>(&'a JsValue);
+
+impl Body for JsBody<'_> {
+    fn read(self) -> Result<ServerState, String> {
+        parse_json(self.0)
+    }
+    fn text(&self) -> String {
+        self.0.as_string().unwrap_or_default()
+    }
+}
+
+fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
     let Some(rc) = weak.upgrade() else { return };
     let mut events = vec![];
     {
         let mut inner = rc.borrow_mut();
         let inner = &mut *inner;
-        // The leading tab: what its connection brings goes through the
-        // tabs core, which applies it here and relays it.
-        let event = match &mut inner.tabs {
-            Some(tl) => tl.server(&mut inner.quota, event, now()),
-            None => Some(event),
-        };
+        // With tabs, the leading tab's session also relays what it takes.
+        let s = &mut inner.session;
         match event {
-            None => {}
-            Some(SyncEvent::State(body)) => {
-                if let Err(message) = inner.take_state(parse_json(&body)) {
+            SyncEvent::State(body) => {
+                if let Err(message) = s.server_state(JsBody(&body), now(), &read_text) {
                     events.push(WidgetEvent::Error { message });
                 }
             }
-            Some(SyncEvent::Current) => inner.quota.confirm_current(now()),
-            Some(SyncEvent::Link(link)) => inner.quota.set_link(link),
-            Some(SyncEvent::Error(message)) => {
-                inner.quota.report_error(message.clone());
+            SyncEvent::Current => s.server_current(now()),
+            SyncEvent::Link(link) => s.server_link(link, now()),
+            SyncEvent::Error(message) => {
+                s.server_error(message.clone());
                 events.push(WidgetEvent::Error { message });
             }
         }
     }
     flush(&rc, events);
+}
+
+/// Joins the tabs of this endpoint and account: follows whoever leads and
+/// queues to lead. False when the browser cannot (no Web Locks or no
+/// BroadcastChannel), or in a build without tabs: the widget then connects
+/// by itself.
+#[cfg_attr(not(feature = "tabs"), allow(unreachable_code, unused_variables))]
+fn join_tabs(rc: &Rc<RefCell<Inner>>, doc: &Document, opts: &SyncOptions, account: &str) -> bool {
+    let weak = Rc::downgrade(rc);
+    let Some(link) = TabLink::open(doc, &opts.endpoint, account, move |e| on_tab(&weak, e)) else {
+        return false;
+    };
+    // A name unique in the browser: the time and 52 random bits.
+    let peers = crate::tabs::peers(&link, new_request_id(), crate::tabs::visible(doc));
+    let mut inner = rc.borrow_mut();
+    inner.session.join(peers);
+    inner.tabs = Some(link);
+    inner.lead_sync = Some((doc.clone(), opts.clone()));
+    true
+}
+
+/// What happened among the tabs, taken by the session.
+fn on_tab(weak: &Weak<RefCell<Inner>>, event: TabEvent) {
+    let Some(rc) = weak.upgrade() else { return };
+    if let TabEvent::Lead = event {
+        return lead(&rc);
+    }
+    let mut events = vec![];
+    {
+        let mut inner = rc.borrow_mut();
+        let inner = &mut *inner;
+        let Some(tl) = &mut inner.tabs else { return };
+        let s = &mut inner.session;
+        match event {
+            TabEvent::Message(data) => {
+                if let Err(message) = s.receive(&data, now(), &read_text, inner.viewer.fmt()) {
+                    events.push(WidgetEvent::Error { message });
+                }
+            }
+            TabEvent::Lead => {}
+            TabEvent::Visible(visible) => s.set_visible(visible),
+            TabEvent::Hide => return inner.step_away(),
+            TabEvent::PageShow if tl.reopen() => s.rejoin(),
+            TabEvent::PageShow => return,
+            TabEvent::Wake => tl.woke(),
+        }
+    }
+    flush(&rc, events);
+}
+
+/// This tab took the leadership lock: it leads, and connects, resuming from
+/// the revision it shows.
+fn lead(rc: &Rc<RefCell<Inner>>) {
+    let (doc, opts) = {
+        let mut inner = rc.borrow_mut();
+        inner.session.lead(now());
+        let Some((doc, mut opts)) = inner.lead_sync.clone() else { return };
+        opts.resume = inner.session.resume_from();
+        (doc, opts)
+    };
+    // The snapshot that says so goes out before the connection's first word.
+    flush(rc, vec![]);
+    let weak = Rc::downgrade(rc);
+    let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
+    let mut inner = rc.borrow_mut();
+    // Unless it stopped leading meanwhile (a subscriber may have destroyed
+    // the widget while the first link went out).
+    if inner.session.leads() {
+        inner.sync = Some(sync);
+    }
+}
+
+/// Carries out the session's commands for the tabs, outside the borrow: an
+/// answer to a waiting submit runs the dashboard's code.
+#[cfg_attr(not(feature = "tabs"), allow(unreachable_code, unused_variables))]
+fn run_tabs(rc: &Rc<RefCell<Inner>>) {
+    loop {
+        let answer = {
+            let mut inner = rc.borrow_mut();
+            let inner = &mut *inner;
+            let Some(tl) = &mut inner.tabs else { return };
+            let Some(cmd) = inner.session.next_cmd() else {
+                // Wake at the session's next deadline; a deadline already
+                // past waits a little, so that a tick that did not clear it
+                // cannot spin.
+                if let Some(at) = inner.session.next_deadline() {
+                    let ms = match at - now() {
+                        d if d < 0 => 250,
+                        d => d.min(60_000) as u32 + 1,
+                    };
+                    tl.wake_at(at, ms);
+                }
+                return;
+            };
+            match tl.carry(cmd) {
+                Carried::Done => None,
+                Carried::Answer(f, word) => Some((f, word)),
+                Carried::Yielded => {
+                    // A visible tab waits to lead: this one stepped back.
+                    inner.sync = None;
+                    None
+                }
+            }
+        };
+        if let Some((f, word)) = answer {
+            let _ = f.call1(&JsValue::NULL, &word);
+        }
+    }
 }
 
 #[wasm_bindgen]
@@ -629,7 +755,7 @@ impl QuotaWidget {
         let fmt = Memo::new(IntlFmt::new(options.locale.or(lang).as_deref(), read_messages(&messages)?));
         let dom = Dom::new(doc.clone(), &host, reason_host.as_ref(), &uid, &fmt);
         let inner = Rc::new(RefCell::new(Inner {
-            quota,
+            session: Session::new(quota),
             viewer: Viewer::new(fmt),
             dom,
             button: None,
@@ -643,6 +769,7 @@ impl QuotaWidget {
             last_request_id: None,
             gate_hold: None,
             tabs: None,
+            lead_sync: None,
         }));
         gate(&inner, button, form);
 
@@ -662,7 +789,7 @@ impl QuotaWidget {
                 use_events: options.events.unwrap_or(true),
                 resume: None,
             };
-            let shared = options.tabs != Some(false) && crate::tabs::start(&inner, &doc, &opts, options.account.as_deref().unwrap_or(""));
+            let shared = options.tabs != Some(false) && join_tabs(&inner, &doc, &opts, options.account.as_deref().unwrap_or(""));
             if !shared {
                 // Not under a borrow: the first link state reaches on_sync at once.
                 let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
@@ -703,7 +830,7 @@ impl QuotaWidget {
     pub fn push_state(&self, state: StateInput) -> Result<(), JsError> {
         let rc = self.rc()?;
         let parsed = if state.is_string() { parse_json(&state) } else { read_value(&state) };
-        let result = rc.borrow_mut().take_state(parsed);
+        let result = rc.borrow_mut().session.server_state(Parsed(parsed), now(), &read_text);
         match result {
             Ok(()) => {
                 flush(rc, vec![]);
@@ -720,7 +847,7 @@ impl QuotaWidget {
     #[wasm_bindgen(js_name = setRequest)]
     pub fn set_request(&self, kind: &str, count: u32) -> Result<(), JsError> {
         let rc = self.rc()?;
-        rc.borrow_mut().quota.set_request(kind, count);
+        rc.borrow_mut().session.quota.set_request(kind, count);
         flush(rc, vec![]);
         Ok(())
     }
@@ -737,7 +864,7 @@ impl QuotaWidget {
         let claimed = {
             let mut inner = rc.borrow_mut();
             let id = inner.gate_hold.take();
-            id.and_then(|id| inner.quota.holds().iter().find(|h| h.id == id).cloned())
+            id.and_then(|id| inner.session.quota.holds().iter().find(|h| h.id == id).cloned())
         };
         if let Some(h) = claimed {
             return Ok(Ts::new_unchecked(to_js(&HeldRequest::from(&h))));
@@ -779,9 +906,9 @@ impl QuotaWidget {
         let outcome = {
             let mut inner = rc.borrow_mut();
             let inner = &mut *inner;
-            let kind = match inner.quota.holds().iter().find(|h| h.id == request_id) {
+            let kind = match inner.session.quota.holds().iter().find(|h| h.id == request_id) {
                 Some(h) => h.kind.clone(),
-                None => inner.quota.request().0.to_owned(),
+                None => inner.session.quota.request().0.to_owned(),
             };
             let reply = match (status, timed_out_ms) {
                 (0, Some(ms)) => Reply::TimedOut { after_ms: i64::from(ms) },
@@ -796,7 +923,7 @@ impl QuotaWidget {
                 inner.end_hold(request_id, end, settled.reason.clone(), t);
             }
             if let (Some(ms), Some(why)) = (settled.retry_after_ms, &settled.reason) {
-                inner.quota.wait_until(t + ms, why.clone());
+                inner.session.quota.wait_until(t + ms, why.clone());
             }
             Settlement { outcome: settled.verdict, message: settled.reason, retry_after_ms: settled.retry_after_ms }
         };
@@ -829,7 +956,7 @@ impl QuotaWidget {
     /// How long a hold waits for the server (the `holdTimeoutMs` option).
     #[wasm_bindgen(getter, js_name = holdTimeoutMs)]
     pub fn hold_timeout_ms(&self) -> u32 {
-        self.inner.as_ref().map_or(0, |rc| rc.borrow().quota.config().hold_timeout_ms as u32)
+        self.inner.as_ref().map_or(0, |rc| rc.borrow().session.quota.config().hold_timeout_ms as u32)
     }
 
     /// The server refused the request: its hold ends, nothing is charged.
@@ -878,7 +1005,7 @@ impl QuotaWidget {
         let rc = self.rc()?;
         let mut inner = rc.borrow_mut();
         let inner = &mut *inner;
-        Ok(Ts::new_unchecked(to_js(&inner.viewer.view(&inner.quota, now()))))
+        Ok(Ts::new_unchecked(to_js(&inner.viewer.view(&inner.session.quota, now()))))
     }
 
     /// The client request id of the most recent submit.
@@ -891,16 +1018,23 @@ impl QuotaWidget {
     /// and restores the button's own attributes. Safe to call twice.
     pub fn destroy(&mut self) {
         if let Some(rc) = self.inner.take() {
-            let mut inner = rc.borrow_mut();
-            let inner = &mut *inner;
-            if let Some(mut tl) = inner.tabs.take() {
-                tl.leave(&mut inner.quota);
+            let waiting = {
+                let mut inner = rc.borrow_mut();
+                let inner = &mut *inner;
+                // The other tabs learn at once that this one no longer leads.
+                inner.step_away();
+                let waiting = inner.tabs.take().map(|mut tl| tl.drop_waiting()).unwrap_or_default();
+                inner.sync = None;
+                inner.ticker = None;
+                inner.subscribers.clear();
+                inner.release_button();
+                inner.dom.remove();
+                waiting
+            };
+            // Submits still waiting for the leader's word are not sent.
+            for f in waiting {
+                let _ = f.call1(&JsValue::NULL, &JsValue::from("the quota widget was removed"));
             }
-            inner.sync = None;
-            inner.ticker = None;
-            inner.subscribers.clear();
-            inner.release_button();
-            inner.dom.remove();
         }
     }
 }

@@ -7,7 +7,9 @@
 //! - `sync`: turns the network into core inputs (wasm only).
 //! - `tabs`: the lock and channel that let tabs share one connection (wasm
 //!   only, in the tabs build; `tabs_off.rs` stands in for it otherwise).
-//! - `api`: the wasm-bindgen surface, the only file that knows JS types.
+//! - `js`: what the widget hands to JavaScript (serde-wasm-bindgen).
+//! - `api`: the wasm-bindgen surface: translates between JavaScript and the
+//!   core's session, and carries out its commands through the shells.
 
 pub mod core;
 
@@ -17,6 +19,8 @@ mod api;
 mod dom;
 #[cfg(target_arch = "wasm32")]
 mod intl;
+#[cfg(target_arch = "wasm32")]
+mod js;
 #[cfg(target_arch = "wasm32")]
 mod sync;
 #[cfg(all(target_arch = "wasm32", feature = "tabs"))]

@@ -1,12 +1,13 @@
-//! The tabs shell: the browser's side of [`crate::core::tabs`], in the
-//! package's tabs build (cargo feature `tabs`). It elects the leader with
-//! Web Locks (`js/tab-lock.js`), carries the core's messages over a
-//! `BroadcastChannel`, connects while leading, and holds back a follower's
-//! submit until the leader's word. Every decision is the core's
-//! (`docs/tabs.md`).
+//! The tabs shell: the browser's side of tabs sharing one connection, in
+//! the package's tabs build (cargo feature `tabs`). It elects the leader
+//! with Web Locks (`js/tab-lock.js`), carries messages over a
+//! `BroadcastChannel`, watches the page (shown, hidden, gone, back from the
+//! back/forward cache) and keeps the timer of the next deadline. It decides
+//! nothing: what happens reaches the widget as a [`TabEvent`], whose session
+//! (`core::Session`) says what to do, and the widget hands the commands
+//! back here (`docs/tabs.md`).
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
@@ -15,72 +16,151 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, Document, EventTarget, MessageEvent, VisibilityState};
 
-use crate::api::{flush, new_request_id, now, on_sync, read_text, to_js, Inner, WidgetEvent};
-use crate::core::tabs::{scope, TabCmd, TabConfig, Tabs};
-use crate::core::{HoldEnd, Quota, SubmitError};
-use crate::sync::{Sync, SyncEvent, SyncOptions};
+use crate::core::tabs::TabCmd;
+use crate::js::to_js;
 
-/// This tab's place among the tabs that share a connection.
+/// The tabs' part of the session in this build: the whole protocol.
+pub type PeerPart = crate::core::tabs::Tabs;
+
+/// What carrying out a command left to do outside the widget's borrow.
+pub enum Carried {
+    Done,
+    /// Call this waiting submit with its word: `null` to send, or why not.
+    Answer(Function, JsValue),
+    /// This tab stepped back from leading: its connection closes.
+    Yielded,
+}
+
+/// What happened among the tabs, for the widget.
+pub enum TabEvent {
+    /// A message from another tab, as the channel carried it.
+    Message(JsValue),
+    /// This tab took the leadership lock.
+    Lead,
+    /// The page was shown or hidden: whether it is visible now.
+    Visible(bool),
+    /// The page goes away, or into the back/forward cache.
+    Hide,
+    /// The page was shown (`pageshow`): first, or back from the
+    /// back/forward cache.
+    PageShow,
+    /// The deadline the widget asked for came.
+    Wake,
+}
+
+type Sink = Rc<dyn Fn(TabEvent)>;
+
+/// This tab's place among the tabs that share a connection: the lock, the
+/// channel, the page's listeners, the deadline's timer, and the submits
+/// waiting for the leader's word.
 pub struct TabLink {
-    core: Tabs,
     io: TabIo,
-    doc: Document,
-    /// How the leader connects.
-    sync: SyncOptions,
-    /// The core's commands still to carry out (outside the widget's borrow).
-    cmds: Vec<TabCmd>,
+    sink: Sink,
     /// Page-level listeners: visibility, pagehide, pageshow.
     _page: [EventListener; 3],
     /// Submits waiting for the leader's word (`awaitGrant`), and words
     /// given before anyone asked: `null` to send, or why not.
     waiting: Vec<(String, Function)>,
     decided: Vec<(String, JsValue)>,
-    /// Wakes the core at its next deadline (a leader settles, an ask or
-    /// another tab's hold times out), sooner than the widget's 1 s tick.
+    /// Wakes the widget at its next deadline (a leader settles, an ask or
+    /// another tab's hold times out), sooner than its 1 s tick.
     timer: Option<(i64, Timeout)>,
 }
 
-fn visible(doc: &Document) -> bool {
+pub fn visible(doc: &Document) -> bool {
     doc.visibility_state() != VisibilityState::Hidden
 }
 
 impl TabLink {
-    /// Begins this tab's submit `id`: the leader grants at once, a follower
-    /// holds (R7) and asks.
-    pub fn submit(&mut self, q: &mut Quota, id: String, t: i64) -> Result<(), SubmitError> {
-        let cmds = self.core.submit(q, id, t)?;
-        self.cmds.extend(cmds);
-        Ok(())
-    }
-
-    /// Ends one of this tab's holds, here and in every tab.
-    pub fn end_hold(&mut self, q: &mut Quota, id: &str, end: HoldEnd, reason: Option<String>, t: i64) {
-        let cmds = self.core.end_hold(q, id, end, reason, t);
-        self.cmds.extend(cmds);
-    }
-
-    /// Moves the clock, in place of `Quota::tick`.
-    pub fn tick(&mut self, q: &mut Quota, t: i64) {
-        let cmds = self.core.tick(q, t);
-        self.cmds.extend(cmds);
-    }
-
-    /// What the leader's connection brought: applied here and relayed. Gives
-    /// back what the widget itself must handle: an error to report.
-    pub fn server(&mut self, q: &mut Quota, event: SyncEvent, t: i64) -> Option<SyncEvent> {
-        let before = q.error().map(str::as_ptr);
-        let cmds = match event {
-            SyncEvent::State(body) => self.core.server_state(q, &body.as_string().unwrap_or_default(), t, &read_text),
-            SyncEvent::Current => self.core.server_current(q, t),
-            SyncEvent::Link(link) => self.core.server_link(q, link, t),
-            error => return Some(error),
+    /// Opens the channel that the tabs of `endpoint` and `account` share
+    /// (`core::tabs::scope` names it) and queues for its lock. `None` when
+    /// the browser cannot (no Web Locks or no BroadcastChannel): the widget
+    /// then connects by itself.
+    pub fn open(doc: &Document, endpoint: &str, account: &str, sink: impl Fn(TabEvent) + 'static) -> Option<TabLink> {
+        let sink: Sink = Rc::new(sink);
+        let (s1, s2) = (Rc::clone(&sink), Rc::clone(&sink));
+        let name = crate::core::tabs::scope(endpoint, account);
+        let io = TabIo::open(name, move |data| s1(TabEvent::Message(data)), move || s2(TabEvent::Lead))?;
+        let on = |target: &EventTarget, name: &'static str| {
+            let sink = Rc::clone(&sink);
+            let doc = doc.clone();
+            EventListener::new(target, name, move |_| {
+                sink(match name {
+                    "pagehide" => TabEvent::Hide,
+                    "pageshow" => TabEvent::PageShow,
+                    _ => TabEvent::Visible(visible(&doc)),
+                })
+            })
         };
-        self.cmds.extend(cmds);
-        new_error(q, before)
+        let global: EventTarget = GLOBAL.with(|g| g.clone().unchecked_into());
+        let page = [on(doc, "visibilitychange"), on(&global, "pagehide"), on(&global, "pageshow")];
+        Some(TabLink { io, sink, _page: page, waiting: vec![], decided: vec![], timer: None })
+    }
+
+    /// Carries out one of the session's commands.
+    pub fn carry(&mut self, cmd: TabCmd) -> Carried {
+        let (id, word) = match cmd {
+            TabCmd::Post(msg) => {
+                self.io.post(&to_js(&msg));
+                return Carried::Done;
+            }
+            TabCmd::Send(hold) => (hold.id, JsValue::NULL),
+            TabCmd::Cancel { id, reason } => (id, JsValue::from(reason)),
+            TabCmd::Yield => {
+                // Releases the lock and queues again, behind the tab that
+                // waits to lead.
+                self.io.release();
+                self.io.queue();
+                return Carried::Yielded;
+            }
+        };
+        match self.decide(id, word) {
+            Some((f, word)) => Carried::Answer(f, word),
+            None => Carried::Done,
+        }
+    }
+
+    /// Posts what the session says on stepping away, at once: the page may
+    /// be going.
+    pub fn say_goodbye(&mut self, cmd: TabCmd) {
+        if let TabCmd::Post(msg) = cmd {
+            self.io.post(&to_js(&msg));
+        }
+    }
+
+    /// The page goes away: the lock is released and the channel closed, so
+    /// that no dead or cached page leads.
+    pub fn close(&mut self) {
+        self.io.close();
+    }
+
+    /// The page came back from the back/forward cache: channel and queue
+    /// again. False when it was not closed (a first `pageshow`).
+    pub fn reopen(&mut self) -> bool {
+        self.io.reopen()
+    }
+
+    /// The word on submit `id`: `null` to send it, or why not. Gives back the
+    /// function to call with it, if a submit waits for it (called outside
+    /// the widget's borrow: it runs the dashboard's code); else it is kept a
+    /// short while for the submit that claims it later.
+    fn decide(&mut self, id: String, word: JsValue) -> Option<(Function, JsValue)> {
+        match self.waiting.iter().position(|(w, _)| *w == id) {
+            Some(i) => Some((self.waiting.remove(i).1, word)),
+            None => {
+                // Nobody waits yet (a gate's hold, claimed later), or ever
+                // (a form posted natively).
+                if self.decided.len() >= 16 {
+                    self.decided.remove(0);
+                }
+                self.decided.push((id, word));
+                None
+            }
+        }
     }
 
     /// `done(null)` when the request of hold `id` may leave the browser,
-    /// `done(reason)` when not; now, if the leader has spoken already.
+    /// `done(reason)` when not: now, if the word has come already.
     pub fn await_grant(&mut self, id: String, done: &Function) -> Option<JsValue> {
         match self.decided.iter().position(|(d, _)| *d == id) {
             Some(i) => Some(self.decided.remove(i).1),
@@ -91,194 +171,25 @@ impl TabLink {
         }
     }
 
-    /// The widget is destroyed: the others learn at once that this tab
-    /// no longer leads, and submits still waiting are not sent.
-    pub fn leave(&mut self, q: &mut Quota) {
-        self.step_away(q);
-        for (_, f) in self.waiting.drain(..) {
-            let _ = f.call1(&JsValue::NULL, &JsValue::from("the quota widget was removed"));
+    /// Submits still waiting are not sent: the widget is gone.
+    pub fn drop_waiting(&mut self) -> Vec<Function> {
+        self.waiting.drain(..).map(|(_, f)| f).collect()
+    }
+
+    /// Sets the timer for deadline `at` (in `ms` from now), unless one is
+    /// set for it or sooner.
+    pub fn wake_at(&mut self, at: i64, ms: u32) {
+        if self.timer.as_ref().is_some_and(|(set, _)| *set <= at) {
+            return;
         }
+        let sink = Rc::clone(&self.sink);
+        self.timer = Some((at, Timeout::new(ms, move || sink(TabEvent::Wake))));
     }
 
-    /// Says goodbye on the channel at once (the page may be going), then
-    /// releases the lock and closes the channel, so that no dead or cached
-    /// page leads.
-    fn step_away(&mut self, q: &mut Quota) {
-        for cmd in self.core.leave(q) {
-            if let TabCmd::Post(msg) = cmd {
-                self.io.post(&to_js(&msg));
-            }
-        }
-        self.io.close();
+    /// The timer fired.
+    pub fn woke(&mut self) {
+        self.timer = None;
     }
-}
-
-/// A new error the core recorded (a bad state or message: reported, never
-/// shown as figures), as an event for the dashboard.
-fn new_error(q: &Quota, before: Option<*const u8>) -> Option<SyncEvent> {
-    q.error().filter(|e| Some(e.as_ptr()) != before).map(|e| SyncEvent::Error(e.to_owned()))
-}
-
-/// Joins the tabs of this endpoint and account: follows whoever leads and
-/// queues to lead. False when the browser cannot (no Web Locks or no
-/// BroadcastChannel): the widget then connects by itself.
-pub fn start(rc: &Rc<RefCell<Inner>>, doc: &Document, sync: &SyncOptions, account: &str) -> bool {
-    let (w1, w2) = (Rc::downgrade(rc), Rc::downgrade(rc));
-    let Some(io) = TabIo::open(scope(&sync.endpoint, account), move |data| on_message(&w1, data), move || on_lead(&w2)) else {
-        return false;
-    };
-    let on = |target: &EventTarget, name: &'static str| {
-        let weak = Rc::downgrade(rc);
-        EventListener::new(target, name, move |_| on_page(&weak, name))
-    };
-    let global: EventTarget = GLOBAL.with(|g| g.clone().unchecked_into());
-    let page = [on(doc, "visibilitychange"), on(&global, "pagehide"), on(&global, "pageshow")];
-    // A name unique in the browser: the time and 52 random bits.
-    let mut core = Tabs::new(new_request_id(), TabConfig::default(), visible(doc));
-    let mut inner = rc.borrow_mut();
-    let cmds = core.start(&mut inner.quota);
-    inner.tabs = Some(TabLink { core, io, doc: doc.clone(), sync: sync.clone(), cmds, _page: page, waiting: vec![], decided: vec![], timer: None });
-    true
-}
-
-/// Carries out the core's commands, outside the borrow: an answer to a
-/// waiting submit runs the dashboard's code.
-pub fn run(rc: &Rc<RefCell<Inner>>) {
-    loop {
-        let answer = {
-            let mut inner = rc.borrow_mut();
-            let inner = &mut *inner;
-            let Some(tl) = &mut inner.tabs else { return };
-            if tl.cmds.is_empty() {
-                return wake(rc, tl, &inner.quota);
-            }
-            let (id, word) = match tl.cmds.remove(0) {
-                TabCmd::Post(msg) => {
-                    tl.io.post(&to_js(&msg));
-                    continue;
-                }
-                TabCmd::Send(hold) => (hold.id, JsValue::NULL),
-                TabCmd::Cancel { id, reason } => (id, JsValue::from(reason)),
-                TabCmd::Yield => {
-                    // A visible tab waits to lead: this one steps back and
-                    // queues again, behind it.
-                    tl.io.release();
-                    tl.io.queue();
-                    inner.sync = None;
-                    continue;
-                }
-            };
-            match tl.waiting.iter().position(|(w, _)| *w == id) {
-                Some(i) => Some((tl.waiting.remove(i).1, word)),
-                None => {
-                    // Nobody waits yet (a gate's hold, claimed later), or
-                    // ever (a form posted natively): kept a short while.
-                    if tl.decided.len() >= 16 {
-                        tl.decided.remove(0);
-                    }
-                    tl.decided.push((id, word));
-                    None
-                }
-            }
-        };
-        if let Some((f, word)) = answer {
-            let _ = f.call1(&JsValue::NULL, &word);
-        }
-    }
-}
-
-/// Sets the timer for the core's next deadline, if it is sooner than the
-/// one set.
-fn wake(rc: &Rc<RefCell<Inner>>, tl: &mut TabLink, q: &Quota) {
-    let Some(at) = tl.core.next_deadline(q) else { return };
-    if tl.timer.as_ref().is_some_and(|(set, _)| *set <= at) {
-        return;
-    }
-    let weak = Rc::downgrade(rc);
-    // A deadline already past waits a little: a tick that did not clear it
-    // must not spin.
-    let ms = match at - now() {
-        d if d < 0 => 250,
-        d => d.min(60_000) as u32 + 1,
-    };
-    let timer = Timeout::new(ms, move || {
-        let Some(rc) = weak.upgrade() else { return };
-        if let Some(tl) = &mut rc.borrow_mut().tabs {
-            tl.timer = None;
-        }
-        flush(&rc, vec![]);
-    });
-    tl.timer = Some((at, timer));
-}
-
-/// This tab took the leadership lock: it leads, and connects, resuming from
-/// the revision it shows.
-fn on_lead(weak: &Weak<RefCell<Inner>>) {
-    let Some(rc) = weak.upgrade() else { return };
-    let (doc, opts) = {
-        let mut inner = rc.borrow_mut();
-        let inner = &mut *inner;
-        let Some(tl) = &mut inner.tabs else { return };
-        let cmds = tl.core.lead(&mut inner.quota, now());
-        tl.cmds.extend(cmds);
-        let mut opts = tl.sync.clone();
-        opts.resume = tl.core.resume_from(&inner.quota);
-        (tl.doc.clone(), opts)
-    };
-    // The snapshot that says so goes out before the connection's first word.
-    flush(&rc, vec![]);
-    let weak = Rc::downgrade(&rc);
-    let sync = Sync::start(doc, opts, Rc::new(move |e| on_sync(&weak, e)));
-    let mut inner = rc.borrow_mut();
-    // Unless it stopped leading meanwhile (a subscriber may have destroyed
-    // the widget while the first link went out).
-    if inner.tabs.as_ref().is_some_and(|t| t.core.is_leader()) {
-        inner.sync = Some(sync);
-    }
-}
-
-/// A message from another tab.
-fn on_message(weak: &Weak<RefCell<Inner>>, data: JsValue) {
-    let Some(rc) = weak.upgrade() else { return };
-    let error = {
-        let mut inner = rc.borrow_mut();
-        let inner = &mut *inner;
-        let Some(tl) = &mut inner.tabs else { return };
-        let q = &mut inner.quota;
-        let before = q.error().map(str::as_ptr);
-        let cmds = tl.core.receive(q, &data, now(), &read_text, inner.viewer.fmt());
-        tl.cmds.extend(cmds);
-        new_error(q, before)
-    };
-    let events = match error {
-        Some(SyncEvent::Error(message)) => vec![WidgetEvent::Error { message }],
-        _ => vec![],
-    };
-    flush(&rc, events);
-}
-
-/// The page was shown or hidden, goes away (`pagehide`), or came back from
-/// the back/forward cache (`pageshow`).
-fn on_page(weak: &Weak<RefCell<Inner>>, event: &str) {
-    let Some(rc) = weak.upgrade() else { return };
-    {
-        let mut inner = rc.borrow_mut();
-        let inner = &mut *inner;
-        let Some(tl) = &mut inner.tabs else { return };
-        let q = &mut inner.quota;
-        let cmds = match event {
-            "pagehide" => {
-                tl.step_away(q);
-                inner.sync = None;
-                return;
-            }
-            "pageshow" if tl.io.reopen() => tl.core.start(q),
-            "pageshow" => return,
-            _ => tl.core.set_visible(q, visible(&tl.doc)),
-        };
-        tl.cmds.extend(cmds);
-    }
-    flush(&rc, vec![]);
 }
 
 #[wasm_bindgen(module = "/js/tab-lock.js")]
@@ -301,7 +212,7 @@ extern "C" {
 type OnMessage = Rc<dyn Fn(JsValue)>;
 
 /// The lock and the channel of one scope (`core::tabs::scope`).
-pub struct TabIo {
+struct TabIo {
     name: String,
     channel: Option<(BroadcastChannel, EventListener)>,
     on_message: OnMessage,
@@ -310,10 +221,7 @@ pub struct TabIo {
 }
 
 impl TabIo {
-    /// Opens the channel and queues for the lock; `None` when the browser
-    /// has no Web Locks or no BroadcastChannel (the widget then connects by
-    /// itself, as with tabs turned off).
-    pub fn open(name: String, on_message: impl Fn(JsValue) + 'static, granted: impl FnMut() + 'static) -> Option<TabIo> {
+    fn open(name: String, on_message: impl Fn(JsValue) + 'static, granted: impl FnMut() + 'static) -> Option<TabIo> {
         let mut io = TabIo {
             name,
             channel: None,
@@ -338,37 +246,33 @@ impl TabIo {
     }
 
     /// Queues for the lock (again), unless already queued or holding it.
-    pub fn queue(&mut self) {
+    fn queue(&mut self) {
         if self.release.is_none() {
             self.release = tab_lock(&self.name, self.granted.as_ref());
         }
     }
 
     /// Releases the lock, or leaves its queue.
-    pub fn release(&mut self) {
+    fn release(&mut self) {
         if let Some(release) = self.release.take() {
             let _ = release.call0(&JsValue::NULL);
         }
     }
 
-    pub fn post(&self, msg: &JsValue) {
+    fn post(&self, msg: &JsValue) {
         if let Some((channel, _)) = &self.channel {
             let _ = channel.post_message(msg);
         }
     }
 
-    /// The page goes away (or into the back/forward cache): the lock is
-    /// released and the channel closed, so that no dead tab leads.
-    pub fn close(&mut self) {
+    fn close(&mut self) {
         self.release();
         if let Some((channel, _)) = self.channel.take() {
             channel.close();
         }
     }
 
-    /// The page came back from the back/forward cache: channel and queue
-    /// again. False when it was not closed.
-    pub fn reopen(&mut self) -> bool {
+    fn reopen(&mut self) -> bool {
         if self.channel.is_some() {
             return false;
         }
@@ -382,4 +286,10 @@ impl Drop for TabIo {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// This tab's part in the session, once its link is open: a follower
+/// until it takes the lock, named `id`.
+pub fn peers(_: &TabLink, id: String, visible: bool) -> PeerPart {
+    PeerPart::new(id, crate::core::tabs::TabConfig::default(), visible)
 }

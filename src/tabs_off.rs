@@ -1,40 +1,69 @@
 //! The package's default build, without the tabs shell (cargo feature
-//! `tabs` off): every tab connects by itself. `TabLink` has no values, so
-//! the widget's tab paths are dead code the compiler drops, and the tabs
-//! protocol (about 20 kB gzipped) stays out of the wasm.
+//! `tabs` off): every tab connects by itself. `TabLink` has no values and
+//! the session's peers are `core::Alone`, so the widget's tab paths are
+//! dead code the compiler drops, and the tabs protocol (about 17 kB
+//! gzipped) stays out of the wasm.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
+use js_sys::Function;
+use wasm_bindgen::JsValue;
 use web_sys::Document;
 
-use crate::api::Inner;
-use crate::core::{HoldEnd, Quota, SubmitError};
-use crate::sync::{SyncEvent, SyncOptions};
+use crate::core::Alone;
+
+/// The tabs' part of the session in this build: none.
+pub type PeerPart = Alone;
+
+#[allow(dead_code)]
+pub enum Carried {
+    Done,
+    Answer(Function, JsValue),
+    Yielded,
+}
+
+#[allow(dead_code)]
+pub enum TabEvent {
+    Message(JsValue),
+    Lead,
+    Visible(bool),
+    Hide,
+    PageShow,
+    Wake,
+}
 
 pub enum TabLink {}
 
+pub fn visible(_: &Document) -> bool {
+    true
+}
+
 impl TabLink {
-    pub fn submit(&mut self, _: &mut Quota, _: String, _: i64) -> Result<(), SubmitError> {
+    /// Never opens: this build connects from every tab.
+    pub fn open(_: &Document, _: &str, _: &str, _: impl Fn(TabEvent) + 'static) -> Option<TabLink> {
+        None
+    }
+    pub fn carry(&mut self, _: Alone) -> Carried {
         match *self {}
     }
-    pub fn end_hold(&mut self, _: &mut Quota, _: &str, _: HoldEnd, _: Option<String>, _: i64) {
+    pub fn say_goodbye(&mut self, _: Alone) {
         match *self {}
     }
-    pub fn tick(&mut self, _: &mut Quota, _: i64) {
+    pub fn close(&mut self) {
         match *self {}
     }
-    pub fn server(&mut self, _: &mut Quota, _: SyncEvent, _: i64) -> Option<SyncEvent> {
+    pub fn reopen(&mut self) -> bool {
         match *self {}
     }
-    pub fn leave(&mut self, _: &mut Quota) {
+    pub fn drop_waiting(&mut self) -> Vec<Function> {
+        match *self {}
+    }
+    pub fn wake_at(&mut self, _: i64, _: u32) {
+        match *self {}
+    }
+    pub fn woke(&mut self) {
         match *self {}
     }
 }
 
-/// Never joins: this build connects from every tab.
-pub fn start(_: &Rc<RefCell<Inner>>, _: &Document, _: &SyncOptions, _: &str) -> bool {
-    false
+pub fn peers(link: &TabLink, _: String, _: bool) -> PeerPart {
+    match *link {}
 }
-
-pub fn run(_: &Rc<RefCell<Inner>>) {}

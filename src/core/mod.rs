@@ -11,6 +11,7 @@ pub mod options;
 pub mod parse;
 pub mod reconcile;
 pub mod rules;
+pub mod session;
 pub mod submit;
 pub mod tabs;
 pub mod validate;
@@ -20,6 +21,7 @@ pub mod wire;
 
 pub use fmt::{Fmt, Memo, PlainFmt};
 pub use options::QuotaOptions;
+pub use session::{Alone, Body, Peers, Session};
 pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
 pub use submit::{settle, Reply, Settled, Verdict};
 pub use tabs::{SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};

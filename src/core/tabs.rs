@@ -897,7 +897,13 @@ pub fn scope(endpoint: &str, account: &str) -> String {
     for b in endpoint.bytes().chain([0]).chain(account.bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("quota-widget/{PROTOCOL}/{h:016x}")
+    // 16 hexadecimal digits, by hand: `{:016x}` would link the formatter's
+    // padding and hexadecimal code for this one name.
+    let mut name = format!("quota-widget/{PROTOCOL}/");
+    for i in (0..16).rev() {
+        name.push(char::from(b"0123456789abcdef"[((h >> (4 * i)) & 15) as usize]));
+    }
+    name
 }
 /// Longest state text taken, in bytes (a busy state is a few hundred kB).
 pub const MAX_MESSAGE: usize = 4 << 20;
