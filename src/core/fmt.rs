@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use super::text::{say, Msg};
+use super::text::Msg;
 use super::wire::{Millis, Units};
 
 pub trait Fmt {
@@ -186,19 +186,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// "3 s ago", "4 min ago", "2 h ago": short enough for a status line.
-pub fn age(f: &dyn Fmt, ms: Millis) -> String {
-    let s = ms.max(0) / 1000;
-    let (m, n) = if s < 60 {
-        (Msg::AgeSeconds, s)
-    } else if s < 3600 {
-        (Msg::AgeMinutes, s / 60)
-    } else {
-        (Msg::AgeHours, s / 3600)
-    };
-    say(f, m, Some(n as f64), &[("n", &f.number(n as u64))])
-}
-
 /// "image" -> "Image". ASCII only: kinds are identifiers, and full Unicode
 /// case mapping would bring its tables (about 10 kB) into the wasm.
 pub fn title(kind: &str) -> String {
@@ -278,12 +265,5 @@ mod tests {
         }
         assert_eq!(memo.number(12_500), "12,500");
         assert_eq!(memo.inner.0.get(), 2 + 100 + 1);
-    }
-
-    #[test]
-    fn ages_read_short() {
-        assert_eq!(age(&PlainFmt, 3_400), "3 s ago");
-        assert_eq!(age(&PlainFmt, 125_000), "2 min ago");
-        assert_eq!(age(&PlainFmt, 7_200_000), "2 h ago");
     }
 }

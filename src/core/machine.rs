@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
 use super::rules::{self, Capacity, Shortfall};
-use super::text::{say, Msg};
+use super::text::Msg;
+use super::words::say;
 use super::validate::{validate, StateError};
 use super::wire::{Millis, Outcome, ServerState, SlotPool, Units};
 

@@ -17,6 +17,7 @@ pub mod tabs;
 pub mod validate;
 pub mod text;
 pub mod view;
+pub mod words;
 pub mod wire;
 
 pub use fmt::{Fmt, Memo, PlainFmt};
@@ -25,6 +26,7 @@ pub use session::{Alone, Body, Peers, Session};
 pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
 pub use submit::{settle, Reply, Settled, Verdict};
 pub use tabs::{SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};
-pub use text::{say, Msg};
+pub use text::Msg;
+pub use words::say;
 pub use validate::StateError;
 pub use view::{AttemptStatus, BlockedKind, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel, Viewer};

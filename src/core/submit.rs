@@ -9,7 +9,8 @@ use tsify::Tsify;
 
 use super::fmt::Fmt;
 use super::machine::HoldEnd;
-use super::text::{say, Msg};
+use super::text::Msg;
+use super::words::say;
 use super::wire::Millis;
 
 /// Longest wait a `Retry-After` can impose on the gate: a wrong header must

@@ -5,10 +5,9 @@
 //! locale). A template may have plural variants, `one=...|other=...`, of
 //! which the one for the count's CLDR category is used (in the browser,
 //! `Intl.PluralRules` picks it); a template without `=` variants is used for
-//! every count. A [`Fmt`] gives the template for each message, so a page can
-//! replace any of them; English is built in.
-
-use super::fmt::Fmt;
+//! every count. A [`Fmt`](super::fmt::Fmt) gives the template for each
+//! message, so a page can replace any of them; English is built in.
+//! [`super::words`] fills them in.
 
 macro_rules! messages {
     ($($name:ident = $key:literal : $en:literal,)*) => {
@@ -131,75 +130,9 @@ impl Msg {
     }
 }
 
-/// `m` in words: its template from `f`, the variant for `count` (when the
-/// template has variants), and the placeholders filled from `args`.
-pub fn say(f: &dyn Fmt, m: Msg, count: Option<f64>, args: &[(&str, &str)]) -> String {
-    // The plural category is asked only of a template with variants: in the
-    // browser each question is a call into `Intl.PluralRules`.
-    fill(variant(f.template(m), || count.map(|n| f.plural(n))), args)
-}
-
-/// The variant of `template` for a plural category: `one=...|other=...`.
-/// Without variants, the template itself; without the category, `other`.
-fn variant(template: &str, category: impl FnOnce() -> Option<&'static str>) -> &str {
-    // Only a template whose first part is `word=` has variants.
-    let Some((first, _)) = cut(template, b'=') else { return template };
-    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_lowercase()) {
-        return template;
-    }
-    let category = category();
-    let mut other = None;
-    let mut rest = Some(template);
-    while let Some(part) = rest {
-        let (this, next) = cut(part, b'|').map_or((part, None), |(a, b)| (a, Some(b)));
-        rest = next;
-        let Some((cat, text)) = cut(this, b'=') else { continue };
-        if Some(cat) == category {
-            return text;
-        }
-        if cat == "other" {
-            other = Some(text);
-        }
-    }
-    other.unwrap_or(template)
-}
-
-/// `s` split around its first `byte` (an ASCII delimiter), which is not
-/// kept. By bytes, with `get`: char patterns and index slicing would bring
-/// their searchers and panic messages into the wasm.
-fn cut(s: &str, byte: u8) -> Option<(&str, &str)> {
-    let i = s.bytes().position(|b| b == byte)?;
-    Some((s.get(..i)?, s.get(i + 1..)?))
-}
-
-/// `template` with each `{name}` replaced by its value in `args`. An
-/// unknown name stays as written, so a mistake in a replacement text shows
-/// instead of vanishing.
-fn fill(template: &str, args: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some((before, after)) = cut(rest, b'{') {
-        out.push_str(before);
-        let found = cut(after, b'}').and_then(|(name, tail)| Some((args.iter().find(|(k, _)| *k == name)?.1, tail)));
-        match found {
-            Some((value, tail)) => {
-                out.push_str(value);
-                rest = tail;
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::PlainFmt;
 
     #[test]
     fn keys_are_unique_and_found() {
@@ -209,29 +142,5 @@ mod tests {
             assert!(Msg::ALL[..i].iter().all(|o| o.key() != m.key()), "{} twice", m.key());
         }
         assert_eq!(Msg::by_key("nope"), None);
-    }
-
-    #[test]
-    fn fills_placeholders_and_keeps_unknown_ones() {
-        assert_eq!(fill("{a} of {b}", &[("a", "1"), ("b", "2")]), "1 of 2");
-        assert_eq!(fill("{a} {x} {", &[("a", "1")]), "1 {x} {");
-        assert_eq!(fill("no placeholders", &[]), "no placeholders");
-        assert_eq!(fill("{a}{a}", &[("a", "é")]), "éé");
-    }
-
-    #[test]
-    fn picks_plural_variants() {
-        let t = "one={n} unit|other={n} units";
-        assert_eq!(variant(t, || Some("one")), "{n} unit");
-        assert_eq!(variant(t, || Some("other")), "{n} units");
-        assert_eq!(variant(t, || Some("few")), "{n} units");
-        assert_eq!(variant(t, || None), "{n} units");
-        // Without variants the category is never asked for.
-        assert_eq!(variant("剩余 {n} 点", || unreachable!()), "剩余 {n} 点");
-        // An "=" inside a plain message is not a variant.
-        assert_eq!(variant("a = b", || unreachable!()), "a = b");
-        let f = PlainFmt;
-        assert_eq!(say(&f, Msg::UnitsRemaining, Some(1.0), &[("units", "1")]), "1 unit remaining");
-        assert_eq!(say(&f, Msg::UnitsRemaining, Some(1.5), &[("units", "1.5")]), "1.5 units remaining");
     }
 }

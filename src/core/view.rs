@@ -11,8 +11,9 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use super::fmt::{age, title, Fmt};
-use super::text::{say, Msg};
+use super::fmt::{title, Fmt};
+use super::text::Msg;
+use super::words::{age, say};
 use super::machine::{Blocked, HoldEnd, Link, Quota};
 use super::rules::counts;
 use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
