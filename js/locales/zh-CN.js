@@ -1,9 +1,9 @@
 // Simplified Chinese texts of quota-widget, one per message, in the order of
 // messages.md (the name of each is in its comment). Pass it as the messages
 // option, or let <quota-widget> load it for a page whose lang is zh.
-// tests/locales.rs checks the order, the count and every placeholder.
-// The two error lines leave out {error}: it is the English detail of what
-// broke (for the developer, in the quota-error event), not for the reader.
+// tests/locales.rs checks the order, the count and every placeholder: the
+// error lines carry {error}, the detail of what broke, as English shows it
+// (the server refusing the session, for one, says to sign in again).
 export default [
   "生成额度", // region_label
   "资源包", // heading_packages
@@ -53,8 +53,8 @@ export default [
   "正在重新连接… · 上次更新于 {age}", // fresh_reconnecting_age
   "已暂停 · 更新于 {age}", // fresh_paused
   "{line} · 资源包数据来自服务，{age}", // fresh_packages
-  "无法使用最新的额度更新，显示上次的有效数据。", // error_kept
-  "无法使用服务器的额度更新。", // error_first
+  "无法使用最新的额度更新：{error}。显示上次的有效数据。", // error_kept
+  "无法使用服务器的额度更新：{error}。", // error_first
   "{kind} 并发已空出：{limit} 个中可用 {free} 个。", // say_slot_free
   "点数偏低：现在可用 {available} 点。", // say_units_low
   "生成完成：扣除 {units} 点。", // say_done

@@ -143,8 +143,8 @@ describe("<quota-widget> in real page order", () => {
     assert.equal(await zh.locator(".qw-meter-text").textContent(), "4 个中已用 4 个");
     assert.match(await zh.locator(".qw-freshness").textContent(), /^更新于 \d+ 秒前$/);
     assert.equal(await zh.locator("section.qw").getAttribute("aria-label"), "生成额度");
-    // A state that cannot be used: said in Chinese, the English detail left
-    // to the developer's error event.
+    // A state that cannot be used: said in Chinese, with the detail that
+    // English shows too.
     const thrown = await zh.evaluate(() => {
       try {
         document.querySelector("quota-widget").widget.pushState("{not json");
@@ -154,7 +154,7 @@ describe("<quota-widget> in real page order", () => {
       }
     });
     assert.match(thrown, /not valid JSON/);
-    assert.equal(await zh.locator(".qw-error").textContent(), "无法使用最新的额度更新，显示上次的有效数据。");
+    assert.equal(await zh.locator(".qw-error").textContent(), `无法使用最新的额度更新：${thrown}。显示上次的有效数据。`);
     assert.deepEqual(context.problems, []);
     await context.close();
 
