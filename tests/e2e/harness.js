@@ -425,3 +425,31 @@ export async function waitServerStreams(server, token, want, timeout = 5_000) {
     await sleep(200);
   }
 }
+
+/**
+ * A page script (for `context.addInitScript`), run in every page before its
+ * own scripts: counts the page's open event streams
+ * (`window.__qwOpenStreams()`) and records when each revision is first shown
+ * (the footer's data-revision) in `window.__qwShown`, on the clock that every
+ * tab and the test share (epoch milliseconds).
+ */
+export function instrumentStreams() {
+  const Native = window.EventSource;
+  const streams = new Set();
+  window.EventSource = class extends Native {
+    constructor(...args) {
+      super(...args);
+      streams.add(this);
+    }
+  };
+  window.__qwOpenStreams = () => [...streams].filter((s) => s.readyState !== Native.CLOSED).length;
+  window.__qwShown = [];
+  const seen = new Set();
+  new MutationObserver(() => {
+    const r = document.querySelector("[data-revision]")?.getAttribute("data-revision");
+    if (r && !seen.has(r)) {
+      seen.add(r);
+      window.__qwShown.push({ revision: Number(r), at: performance.timeOrigin + performance.now() });
+    }
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-revision"], childList: true });
+}

@@ -28,6 +28,7 @@ import { join } from "node:path";
 import {
   CHROMIUM,
   ROOT,
+  instrumentStreams,
   SERVER_BIN,
   STATIC_DIR,
   apiOk,
@@ -81,32 +82,6 @@ function checkPrerequisites({ nginx }) {
   if (missing.length) throw new Error(`prerequisites missing:\n  ${missing.join("\n  ")}`);
 }
 
-/**
- * Runs in every page before its scripts: counts the page's open event
- * streams, records when each revision is first shown (the footer's
- * data-revision), on the clock that every tab and the test share (epoch
- * milliseconds).
- */
-function instrument() {
-  const Native = window.EventSource;
-  const streams = new Set();
-  window.EventSource = class extends Native {
-    constructor(...args) {
-      super(...args);
-      streams.add(this);
-    }
-  };
-  window.__qwOpenStreams = () => [...streams].filter((s) => s.readyState !== Native.CLOSED).length;
-  window.__qwShown = [];
-  const seen = new Set();
-  new MutationObserver(() => {
-    const r = document.querySelector("[data-revision]")?.getAttribute("data-revision");
-    if (r && !seen.has(r)) {
-      seen.add(r);
-      window.__qwShown.push({ revision: Number(r), at: performance.timeOrigin + performance.now() });
-    }
-  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-revision"], childList: true });
-}
 
 const openStreams = (page) => page.evaluate(() => window.__qwOpenStreams());
 
@@ -232,7 +207,7 @@ describe("behind Vite's dev-server proxy (examples/react, npm run dev)", () => {
   test("closing the leading tab: every other tab is live again within 1 s, and follows the new leader's stream", { timeout: 120_000 }, async () => {
     const { token } = await createAccount(server);
     const context = await newContext(browser);
-    await context.addInitScript(instrument);
+    await context.addInitScript(instrumentStreams);
     // The React example keeps "signed in" in its state: each tab signs in
     // through its form, as a user of it would.
     const tabs = [];
@@ -403,7 +378,7 @@ describe("behind nginx, configured as docs/deploy.md says", () => {
   /** A browser context speaking `protocol` to nginx (the certificate is the test's own). */
   async function contextFor(protocol) {
     const context = await newContext(browsers[protocol], { ignoreHTTPSErrors: true });
-    await context.addInitScript(instrument);
+    await context.addInitScript(instrumentStreams);
     return context;
   }
 

@@ -12,6 +12,7 @@ import {
   ROOT,
   apiOk,
   checkPrerequisites,
+  instrumentStreams,
   createAccount,
   launchBrowser,
   newContext,
@@ -44,29 +45,12 @@ after(async () => {
 });
 
 /**
- * Runs in every page before its scripts: counts the page's open event
- * streams, and records when each revision was first shown (the footer's
- * data-revision), on the clock every tab of the browser shares.
+ * Runs in every page before its scripts, after instrumentStreams (the
+ * harness's: open streams counted, revisions timed): tells whether the page
+ * came back from the back/forward cache, and hides or shows it on the
+ * test's word.
  */
 function instrument() {
-  const Native = window.EventSource;
-  const streams = new Set();
-  window.EventSource = class extends Native {
-    constructor(...args) {
-      super(...args);
-      streams.add(this);
-    }
-  };
-  window.__qwOpenStreams = () => [...streams].filter((s) => s.readyState !== Native.CLOSED).length;
-  window.__qwShown = [];
-  const seen = new Set();
-  new MutationObserver(() => {
-    const r = document.querySelector("[data-revision]")?.getAttribute("data-revision");
-    if (r && !seen.has(r)) {
-      seen.add(r);
-      window.__qwShown.push({ revision: Number(r), at: performance.timeOrigin + performance.now() });
-    }
-  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-revision"], childList: true });
   // Whether the page came back from the back/forward cache.
   window.addEventListener("pageshow", (e) => {
     window.__qwRestored = e.persisted;
@@ -85,6 +69,7 @@ function instrument() {
 async function freshBrowser({ init } = {}) {
   const account = await createAccount(server);
   const context = await newContext(browser);
+  await context.addInitScript(instrumentStreams);
   await context.addInitScript(instrument);
   if (init) await context.addInitScript(init);
   const first = await context.newPage();
