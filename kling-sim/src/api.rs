@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::auth;
-use crate::envelope::{ok, ApiError};
+use crate::envelope::{ok, ApiError, Code};
 use crate::requests::parse_create;
 use crate::sim::{CostsQuery, Sim};
 use crate::task::Family;
@@ -29,7 +29,7 @@ pub fn routes(sim: Arc<Sim>) -> Router<Arc<Sim>> {
         .route("/v1/videos/text2video/{id}", get(query_text2video))
         .route("/v1/videos/image2video", post(create_image2video))
         .route("/v1/videos/image2video/{id}", get(query_image2video))
-        .route_layer(middleware::from_fn_with_state(sim, auth::require_token))
+        .route_layer(middleware::from_fn_with_state(sim, require_token))
 }
 
 /// Answer to paths that do not exist, in the envelope like everything else.
@@ -98,4 +98,20 @@ async fn query_image2video(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     query(&sim, Family::Image2Video, id)
+}
+
+/// Middleware refusing requests without a valid token (1000 or 1004, 401).
+pub async fn require_token(
+    State(sim): State<Arc<Sim>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = match request.headers().get(AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::new(Code::TokenInvalid, "Authorization header is not text")
+        })?),
+    };
+    sim.verifier().check(header)?;
+    Ok(next.run(request).await)
 }

@@ -1,18 +1,12 @@
 //! Bearer-token authentication, as the service does it: an HS256 JWT signed
-//! with the account's secret key, whose `iss` is the account's access key.
+//! with the account's secret key, whose `iss` is the account's access key. The HTTP layer's middleware
+//! (`api::require_token`) asks the simulator's [`Verifier`].
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
-use axum::response::Response;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::IgnoredAny;
 
 use crate::envelope::{ApiError, Code};
-use crate::sim::Sim;
 
 /// Clock skew tolerated on `exp` and `nbf`. Clients mint `nbf = now - 5`, so
 /// a few seconds cover a client clock slightly ahead of ours.
@@ -69,22 +63,6 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::MissingRequiredClaim(claim) => format!("token lacks the {claim} claim"),
         other => format!("token is invalid: {other:?}"),
     }
-}
-
-/// Middleware refusing requests without a valid token (1000 or 1004, 401).
-pub async fn require_token(
-    State(sim): State<Arc<Sim>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let header = match request.headers().get(AUTHORIZATION) {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            ApiError::new(Code::TokenInvalid, "Authorization header is not text")
-        })?),
-    };
-    sim.verifier().check(header)?;
-    Ok(next.run(request).await)
 }
 
 #[cfg(test)]

@@ -1,14 +1,22 @@
 //! What happens to a task after its creation: the timer that moves it
 //! through its states, and the delivery of its callbacks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 
-use crate::sim::{Sim, Transition};
-use crate::task::TaskView;
+use crate::task::{Outcome, TaskView};
+
+/// A change of a running task's state.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    Processing,
+    /// End with the task's own fate.
+    Natural,
+    /// End now with the given outcome (`POST /sim/end`).
+    Forced { outcome: Outcome, reason: Option<String> },
+}
 
 /// A created task becomes `processing` this long after its creation (or at
 /// its end, if it ends sooner).
@@ -25,30 +33,35 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Drives a task through `processing` to its end, `duration_ms` after now.
-/// A task ended earlier by `/sim/end` is left as it is.
-pub fn spawn_driver(sim: Arc<Sim>, task_id: String, duration_ms: u64) {
-    let shutdown = sim.shutdown_signal();
+/// Drives a task through `processing` to its end, `duration_ms` after now,
+/// each move made by `step` (the simulator's transition; a task ended
+/// earlier by `/sim/end` is left as it is), until `shutdown`.
+pub fn spawn_driver(
+    step: impl Fn(&str, Transition) + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+    task_id: String,
+    duration_ms: u64,
+) {
     tokio::spawn(async move {
         tokio::select! {
             () = stopped(shutdown) => {}
-            () = drive(&sim, &task_id, duration_ms) => {}
+            () = drive(&step, &task_id, duration_ms) => {}
         }
     });
 }
 
-async fn drive(sim: &Sim, task_id: &str, duration_ms: u64) {
+async fn drive(step: &impl Fn(&str, Transition), task_id: &str, duration_ms: u64) {
     let start = Instant::now();
     let duration = Duration::from_millis(duration_ms);
     sleep_until(start + PROCESSING_AFTER.min(duration)).await;
-    sim.transition(task_id, Transition::Processing);
+    step(task_id, Transition::Processing);
     // A scripted duration may be huge (a task that runs until `/sim/end`):
     // past what an `Instant` can hold, wait for the shutdown instead.
     match start.checked_add(duration) {
         Some(end) => sleep_until(end).await,
         None => std::future::pending::<()>().await,
     }
-    sim.transition(task_id, Transition::Natural);
+    step(task_id, Transition::Natural);
 }
 
 /// Starts the callback queue of one task: views sent to the returned sender

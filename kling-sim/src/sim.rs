@@ -18,7 +18,7 @@ use crate::auth::Verifier;
 use crate::clock::now_ms;
 use crate::config::{Config, MsRange};
 use crate::envelope::{ApiError, Code};
-use crate::lifecycle;
+use crate::lifecycle::{self, Transition};
 use crate::packs::{self, Pack, PackInfo, PackSpec};
 use crate::requests::{CreateRequest, Prices};
 use crate::task::{
@@ -134,16 +134,6 @@ pub struct LedgerTask {
     pub deducted: Units,
     /// Where its callbacks go, as the client asked.
     pub callback_url: Option<String>,
-}
-
-/// A change of a running task's state.
-#[derive(Debug, Clone)]
-pub enum Transition {
-    Processing,
-    /// End with the task's own fate.
-    Natural,
-    /// End now with the given outcome (`POST /sim/end`).
-    Forced { outcome: Outcome, reason: Option<String> },
 }
 
 /// The simulated account and its service.
@@ -349,7 +339,15 @@ impl Sim {
         state.tasks.push(task);
         drop(state);
 
-        lifecycle::spawn_driver(Arc::clone(self), id, fate.duration_ms);
+        let sim = Arc::clone(self);
+        lifecycle::spawn_driver(
+            move |task_id, step| {
+                sim.transition(task_id, step);
+            },
+            self.shutdown_signal(),
+            id,
+            fate.duration_ms,
+        );
         Ok(view)
     }
 
