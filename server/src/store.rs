@@ -16,7 +16,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use quota_widget::core::wire::{
-    FinishedTask, Millis, Outcome, Package, PackageStatus, RunningTask, ServerState, SlotPool,
+    FinishedTask, Millis, Outcome, Package, RunningTask, ServerState, SlotPool,
     SlotRule, SubmitAccepted, SubmitRequest, Units,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -1013,19 +1013,10 @@ fn read_state(
     })
 }
 
-/// Units a state shows as spendable right now: a helper for tests and docs.
-pub fn spendable_units(state: &ServerState) -> Units {
-    state
-        .packages
-        .iter()
-        .filter(|p| p.status == PackageStatus::Active)
-        .map(|p| p.remaining)
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quota_widget::core::wire::PackageStatus;
 
     fn store_with(spec: &AccountSpec) -> (SqliteStore, AccountId) {
         let store = SqliteStore::open(":memory:", Hub::default()).expect("open");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use quota_server::upstream::Upstream;
 use quota_server::{build, App, Config};
+use quota_widget::core::rules;
 use quota_widget::core::wire::{Outcome, PackageStatus, ServerState, Units};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -221,9 +222,9 @@ async fn sim_ledger(http: &reqwest::Client, sim: &kling_sim::Running) -> Value {
     v["data"].clone()
 }
 
-/// What the widget shows as remaining: the active packages' figures.
+/// What the widget shows as remaining: the core's rule (R2).
 fn spendable(s: &ServerState) -> Units {
-    s.packages.iter().filter(|p| p.status == PackageStatus::Active).map(|p| p.remaining).sum()
+    rules::remaining(s)
 }
 
 fn units(text: &str) -> Units {
