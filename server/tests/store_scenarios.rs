@@ -1,0 +1,336 @@
+//! What every store promises, written once and run on each store through
+//! the storage trait (`Storage`): the SQLite store in memory always, and the
+//! PostgreSQL store on a fresh database of the test cluster of `scripts/pg`
+//! when `QW_TEST_PG_DIR` is set (`scripts/test` sets it). With it set, a
+//! cluster that does not answer fails the PostgreSQL runs; without it they
+//! say so and do not run.
+//!
+//! The clock is a value here: every call is given its `now`, so package
+//! windows and the order of ended tasks are exact.
+
+use futures_util::future::join_all;
+use quota_server::error::{QuotaError, Refusal};
+use quota_server::hub::Hub;
+use quota_server::storage::{SqliteStorage, Storage};
+use quota_server::store::pg::PgStore;
+use quota_server::store::{parse_task_id, AccountId, AccountSpec, PackageSpec, SqliteStore, SubmitOutcome, TaskEnd};
+use quota_widget::core::rules;
+use quota_widget::core::wire::{Millis, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest, Units};
+
+const T0: Millis = 1_700_000_000_000;
+const DAY: i64 = 86_400_000;
+
+/// Image costs 4 units an item and takes a slot an item; video costs 20
+/// and takes one slot a task (`store::KINDS`).
+fn u(n: u64) -> Units {
+    Units::whole(n)
+}
+
+fn package(name: &str, total: u64, effective_in_ms: i64, expires_in_ms: i64) -> PackageSpec {
+    PackageSpec { name: name.into(), total: u(total), effective_in_ms, expires_in_ms }
+}
+
+fn plan(image_limit: u32, packages: Vec<PackageSpec>) -> AccountSpec {
+    AccountSpec { image_limit, video_limit: 1, packages }
+}
+
+fn req(id: &str, kind: &str, count: u32) -> SubmitRequest {
+    SubmitRequest { kind: kind.into(), count, client_request_id: id.into(), prompt: None }
+}
+
+async fn account(s: &dyn Storage, spec: &AccountSpec) -> AccountId {
+    s.create_account("scenario", spec, T0).await.expect("account")
+}
+
+async fn accept(s: &dyn Storage, a: AccountId, r: &SubmitRequest, now: Millis) -> SubmitAccepted {
+    match s.submit(a, r, now).await.expect("submit") {
+        SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
+        other => panic!("{} should be accepted anew: {other:?}", r.client_request_id),
+    }
+}
+
+async fn refusal(s: &dyn Storage, a: AccountId, r: &SubmitRequest, now: Millis) -> (Refusal, u64) {
+    match s.submit(a, r, now).await.expect("submit") {
+        SubmitOutcome::Refused { refusal, revision } => (refusal, revision),
+        other => panic!("{} should be refused: {other:?}", r.client_request_id),
+    }
+}
+
+fn task(accepted: &SubmitAccepted) -> i64 {
+    parse_task_id(&accepted.task_id).expect("a task id of the store's form")
+}
+
+fn in_use(s: &ServerState, kind: &str) -> u32 {
+    s.pools.iter().find(|p| p.kind == kind).expect("pool").in_use
+}
+
+fn left(s: &ServerState, name: &str) -> (Units, PackageStatus) {
+    let p = s.packages.iter().find(|p| p.name == name).expect("package");
+    (p.remaining, p.status)
+}
+
+/// R1-R3 within the limit: the task runs, holds its slots and reserves its
+/// cost; the packages are not touched until it ends.
+async fn submit_within_the_limit(s: &dyn Storage) {
+    let a = account(s, &plan(3, vec![package("p", 100, 0, DAY)])).await;
+    let r0 = s.revision(a).await.expect("revision");
+    let t = accept(s, a, &req("r1", "image", 2), T0 + 1).await;
+    assert_eq!((t.slots, t.reserved_units, t.revision), (2, u(8), r0 + 1));
+    let st = s.state(a, T0 + 1).await.expect("state");
+    assert_eq!(st.revision, r0 + 1);
+    assert_eq!(in_use(&st, "image"), 2);
+    assert_eq!(st.running.len(), 1);
+    assert_eq!((st.running[0].id.as_str(), st.running[0].reserved_units), (t.task_id.as_str(), u(8)));
+    assert_eq!(left(&st, "p"), (u(100), PackageStatus::Active), "a reservation deducts nothing");
+    // The last free slot is still free, and a video has a pool of its own.
+    accept(s, a, &req("r2", "image", 1), T0 + 2).await;
+    accept(s, a, &req("r3", "video", 1), T0 + 3).await;
+}
+
+/// R1: a request over the free slots is refused, recorded as refused and
+/// not charged, and changes the revision; the running tasks keep theirs.
+async fn over_the_limit_is_refused(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
+    accept(s, a, &req("r1", "image", 2), T0 + 1).await;
+    let (why, rev) = refusal(s, a, &req("r2", "image", 1), T0 + 2).await;
+    assert_eq!(why, Refusal::OverConcurrency);
+    // Slots first: over the limit and over the units is a slot refusal.
+    let (why, _) = refusal(s, a, &req("r3", "image", 16), T0 + 3).await;
+    assert_eq!(why, Refusal::OverConcurrency);
+    accept(s, a, &req("v1", "video", 1), T0 + 4).await;
+    let (why, _) = refusal(s, a, &req("v2", "video", 1), T0 + 5).await;
+    assert_eq!(why, Refusal::OverConcurrency, "a video takes one slot a task, and there is one");
+
+    let st = s.state(a, T0 + 5).await.expect("state");
+    assert_eq!(in_use(&st, "image"), 2);
+    assert_eq!(st.running.len(), 2);
+    let refused = st.finished.iter().find(|f| f.client_request_id.as_deref() == Some("r2")).expect("r2 shown");
+    assert_eq!((refused.outcome, refused.units_charged), (Outcome::Refused, Units::ZERO));
+    assert!(st.revision > rev, "later refusals changed the state again");
+    assert_eq!(left(&st, "p").0, u(100));
+}
+
+/// R2: a request that costs more than the available units (spendable less
+/// reserved) is refused; only packages that count now are spendable.
+async fn over_the_units_is_refused(s: &dyn Storage) {
+    let spec = plan(
+        16,
+        vec![
+            package("now", 10, 0, DAY),
+            package("later", 1_000, DAY, 2 * DAY),
+            package("over", 1_000, -2 * DAY, -DAY),
+        ],
+    );
+    let a = account(s, &spec).await;
+    let st = s.state(a, T0).await.expect("state");
+    assert_eq!(rules::remaining(&st), u(10), "only the package in its window counts (R2)");
+    let (why, _) = refusal(s, a, &req("r1", "image", 3), T0 + 1).await;
+    assert_eq!(why, Refusal::UnitsExhausted, "12 units asked of 10");
+    accept(s, a, &req("r2", "image", 2), T0 + 2).await;
+    let (why, _) = refusal(s, a, &req("r3", "image", 1), T0 + 3).await;
+    assert_eq!(why, Refusal::UnitsExhausted, "4 asked, 10 less 8 reserved available");
+    let (why, _) = refusal(s, a, &req("r4", "image", 1), T0 + DAY - 1).await;
+    assert_eq!(why, Refusal::UnitsExhausted, "the later package is not effective yet");
+    // From its effective time on, the later package's units count.
+    accept(s, a, &req("r5", "image", 1), T0 + DAY).await;
+}
+
+/// R3, R6: a success is charged its final amount, from the package that
+/// expires first; what it cannot pay is not charged.
+async fn a_success_is_charged_earliest_expiry_first(s: &dyn Storage) {
+    // Granted in the other order than they expire: the order is by expiry.
+    let spec = plan(4, vec![package("late", 100, 0, 10 * DAY), package("soon", 6, 0, 2 * DAY)]);
+    let a = account(s, &spec).await;
+    let t = accept(s, a, &req("r1", "image", 2), T0 + 1).await;
+    let ended = s.finish(a, task(&t), &TaskEnd::Succeed { units: Some(u(10)) }, T0 + 2).await.expect("finish");
+    assert_eq!((ended.outcome, ended.units_charged), (Outcome::Succeeded, u(10)), "the final amount, not the 8 reserved");
+    let st = s.state(a, T0 + 2).await.expect("state");
+    assert_eq!(st.revision, ended.revision);
+    assert_eq!(left(&st, "soon"), (Units::ZERO, PackageStatus::Exhausted));
+    assert_eq!(left(&st, "late"), (u(96), PackageStatus::Active));
+    assert!(st.running.is_empty());
+    assert_eq!(in_use(&st, "image"), 0, "its slots are free again");
+    assert_eq!((st.finished[0].outcome, st.finished[0].units_charged), (Outcome::Succeeded, u(10)));
+
+    // Without a final amount, the reserved cost is charged.
+    let t = accept(s, a, &req("r2", "image", 1), T0 + 3).await;
+    let ended = s.finish(a, task(&t), &TaskEnd::Succeed { units: None }, T0 + 4).await.expect("finish");
+    assert_eq!(ended.units_charged, u(4));
+    assert_eq!(left(&s.state(a, T0 + 4).await.expect("state"), "late").0, u(92));
+
+    // More than every package holds: what exists is taken, no more.
+    let t = accept(s, a, &req("r3", "image", 1), T0 + 5).await;
+    let ended = s.finish(a, task(&t), &TaskEnd::Succeed { units: Some(u(500)) }, T0 + 6).await.expect("finish");
+    assert_eq!(ended.units_charged, u(92));
+    assert_eq!(rules::remaining(&s.state(a, T0 + 6).await.expect("state")), Units::ZERO);
+}
+
+/// R3: a failure is charged nothing and frees its slots and reservation.
+async fn a_failure_is_charged_nothing(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 8, 0, DAY)])).await;
+    let t = accept(s, a, &req("r1", "image", 2), T0 + 1).await;
+    let ended = s
+        .finish(a, task(&t), &TaskEnd::Fail { reason: "the model is down".into() }, T0 + 2)
+        .await
+        .expect("finish");
+    assert_eq!((ended.outcome, ended.units_charged), (Outcome::Failed, Units::ZERO));
+    let st = s.state(a, T0 + 2).await.expect("state");
+    assert_eq!(left(&st, "p"), (u(8), PackageStatus::Active));
+    assert_eq!(in_use(&st, "image"), 0);
+    let f = &st.finished[0];
+    assert_eq!((f.outcome, f.units_charged, f.reason.as_deref()), (Outcome::Failed, Units::ZERO, Some("the model is down")));
+    // The whole reservation is free again.
+    accept(s, a, &req("r2", "image", 2), T0 + 3).await;
+}
+
+/// A repeated client request id gets the first answer and reserves nothing
+/// more; a refused id may be tried again.
+async fn a_repeated_request_id_is_answered_once(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
+    let first = accept(s, a, &req("r1", "image", 1), T0 + 1).await;
+    let rev = s.revision(a).await.expect("revision");
+    match s.submit(a, &req("r1", "image", 1), T0 + 2).await.expect("submit") {
+        SubmitOutcome::Accepted { accepted, repeat: true } => assert_eq!(accepted, first),
+        other => panic!("a repeat should get the first answer: {other:?}"),
+    }
+    assert_eq!(s.revision(a).await.expect("revision"), rev, "a repeat changes nothing");
+    let st = s.state(a, T0 + 2).await.expect("state");
+    assert_eq!((st.running.len(), in_use(&st, "image")), (1, 1));
+
+    // Refused for want of slots, then accepted under the same id.
+    accept(s, a, &req("r2", "image", 1), T0 + 3).await;
+    let (why, _) = refusal(s, a, &req("r3", "image", 1), T0 + 4).await;
+    assert_eq!(why, Refusal::OverConcurrency);
+    s.finish(a, task(&first), &TaskEnd::Fail { reason: "x".into() }, T0 + 5).await.expect("finish");
+    accept(s, a, &req("r3", "image", 1), T0 + 6).await;
+    // An ended task's id still answers with it, and starts nothing.
+    match s.submit(a, &req("r1", "image", 1), T0 + 7).await.expect("submit") {
+        SubmitOutcome::Accepted { accepted, repeat: true } => assert_eq!(accepted.task_id, first.task_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(in_use(&s.state(a, T0 + 7).await.expect("state"), "image"), 2);
+}
+
+/// A task ends once: a second end, of either kind, is refused and changes
+/// nothing; another account's task is not found.
+async fn a_task_is_settled_once(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
+    let t = accept(s, a, &req("r1", "image", 1), T0 + 1).await;
+    let id = task(&t);
+    s.finish(a, id, &TaskEnd::Succeed { units: None }, T0 + 2).await.expect("finish");
+    let rev = s.revision(a).await.expect("revision");
+    for end in [TaskEnd::Succeed { units: None }, TaskEnd::Fail { reason: "late".into() }] {
+        let again = s.finish(a, id, &end, T0 + 3).await;
+        assert!(matches!(again, Err(QuotaError::TaskEnded(_))), "{again:?}");
+    }
+    let st = s.state(a, T0 + 3).await.expect("state");
+    assert_eq!(st.revision, rev);
+    assert_eq!(left(&st, "p").0, u(96), "charged once");
+    assert_eq!(st.finished.len(), 1);
+
+    let b = s.create_account("other", &plan(2, vec![]), T0).await.expect("account");
+    let t = accept(s, a, &req("r2", "image", 1), T0 + 4).await;
+    let theirs = s.finish(b, task(&t), &TaskEnd::Succeed { units: None }, T0 + 5).await;
+    assert!(matches!(theirs, Err(QuotaError::TaskNotFound(_))), "{theirs:?}");
+
+    // Ends that race: exactly one of them ends the task.
+    let end = TaskEnd::Succeed { units: None };
+    let ends = join_all((0..6).map(|_| s.finish(a, task(&t), &end, T0 + 6))).await;
+    assert_eq!(ends.iter().filter(|e| e.is_ok()).count(), 1, "{ends:?}");
+    assert_eq!(left(&s.state(a, T0 + 6).await.expect("state"), "p").0, u(92));
+}
+
+/// Every change is one revision more, and a snapshot names the revision of
+/// the last change it shows; running tasks oldest first, ended newest first.
+async fn snapshots_follow_the_revisions(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
+    let mut expected = s.state(a, T0).await.expect("state").revision;
+    let t1 = accept(s, a, &req("r1", "image", 1), T0 + 1).await;
+    let t2 = accept(s, a, &req("r2", "image", 1), T0 + 2).await;
+    let (_, r3) = refusal(s, a, &req("r3", "image", 1), T0 + 3).await;
+    let e2 = s.finish(a, task(&t2), &TaskEnd::Succeed { units: None }, T0 + 4).await.expect("finish").revision;
+    let e1 = s.finish(a, task(&t1), &TaskEnd::Fail { reason: "x".into() }, T0 + 5).await.expect("finish").revision;
+    let (_, g) = s.grant_package(a, &package("q", 5, 0, DAY), T0 + 6).await.expect("grant");
+    let l = s.set_limit(a, "image", 3, T0 + 7).await.expect("limit");
+    for rev in [t1.revision, t2.revision, r3, e2, e1, g, l] {
+        expected += 1;
+        assert_eq!(rev, expected);
+    }
+    let st = s.state(a, T0 + 8).await.expect("state");
+    assert_eq!((st.revision, s.revision(a).await.expect("revision")), (expected, expected));
+    let ended: Vec<_> = st.finished.iter().map(|f| f.client_request_id.as_deref().unwrap_or("")).collect();
+    assert_eq!(ended, ["r1", "r2", "r3"], "newest first");
+
+    let t4 = accept(s, a, &req("r4", "image", 1), T0 + 9).await;
+    let t5 = accept(s, a, &req("r5", "image", 1), T0 + 10).await;
+    let running: Vec<_> = s.state(a, T0 + 10).await.expect("state").running.into_iter().map(|r| r.id).collect();
+    assert_eq!(running, [t4.task_id, t5.task_id], "oldest first");
+}
+
+/// Submits that race for the last slots and units: no check passes twice.
+async fn racing_submits_never_overshoot(s: &dyn Storage) {
+    let a = account(s, &plan(5, vec![package("p", 12, 0, DAY)])).await;
+    let reqs: Vec<_> = (0..12).map(|i| req(&format!("r{i}"), "image", 1)).collect();
+    let outs = join_all(reqs.iter().map(|r| s.submit(a, r, T0 + 1))).await;
+    let accepted = outs.iter().filter(|o| matches!(o, Ok(SubmitOutcome::Accepted { .. }))).count();
+    assert_eq!(accepted, 3, "12 units pay for 3 images of 4, though 5 slots are free: {outs:?}");
+    let st = s.state(a, T0 + 1).await.expect("state");
+    assert_eq!((in_use(&st, "image"), st.running.len()), (3, 3));
+    assert_eq!(st.finished.len(), 9);
+}
+
+fn sqlite() -> SqliteStorage {
+    SqliteStorage::start(|| SqliteStore::open(":memory:", Hub::default())).expect("SQLite in memory")
+}
+
+/// A fresh database on the test cluster, as the API suite makes them; `None`
+/// only when no cluster is named.
+async fn postgres(scenario: &str) -> Option<PgStore> {
+    let Ok(dir) = std::env::var("QW_TEST_PG_DIR") else {
+        eprintln!("QW_TEST_PG_DIR is not set (scripts/pg start): {scenario} did not run on PostgreSQL");
+        return None;
+    };
+    let name = format!("qw_scn_{}_{scenario}", std::process::id());
+    let (client, conn) = tokio_postgres::connect(&format!("host={dir} user=postgres dbname=postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("the test cluster named by QW_TEST_PG_DIR answers");
+    tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    let url = format!("postgresql:///{name}?host={dir}&user=postgres");
+    Some(PgStore::open(&url, Hub::default()).await.expect("PostgreSQL store"))
+}
+
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(&super::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    if let Some(store) = super::postgres(stringify!($scenario)).await {
+                        super::$scenario(&store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    submit_within_the_limit,
+    over_the_limit_is_refused,
+    over_the_units_is_refused,
+    a_success_is_charged_earliest_expiry_first,
+    a_failure_is_charged_nothing,
+    a_repeated_request_id_is_answered_once,
+    a_task_is_settled_once,
+    snapshots_follow_the_revisions,
+    racing_submits_never_overshoot,
+);
