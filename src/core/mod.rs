@@ -9,6 +9,7 @@ pub mod link;
 pub mod machine;
 pub mod options;
 pub mod parse;
+pub mod queue;
 pub mod reconcile;
 pub mod rules;
 pub mod session;
