@@ -584,16 +584,11 @@ impl SqliteStore {
                 [account],
                 |r| r.get(0),
             )?;
-            let spendable: i64 = tx.query_row(
-                "SELECT COALESCE(SUM(remaining), 0) FROM packages
-                 WHERE account_id = ?1 AND effective_at_ms <= ?2 AND expires_at_ms > ?2",
-                params![account, now],
-                |r| r.get(0),
-            )?;
+            let spendable = counting(&read_packages(tx, account, now)?, now).into_iter().map(|(_, u)| u).sum();
             let cap = Capacity {
                 limit: u32::try_from(limit).unwrap_or(0),
                 in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
-                spendable: units_of(spendable),
+                spendable,
                 reserved: units_of(reserved),
             };
 
@@ -869,17 +864,7 @@ fn deduct(
     amount: Units,
     now: Millis,
 ) -> Result<Units, QuotaError> {
-    let active: Vec<(i64, Units)> = {
-        let mut stmt = tx.prepare(
-            "SELECT id, remaining FROM packages
-             WHERE account_id = ?1 AND effective_at_ms <= ?2 AND expires_at_ms > ?2 AND remaining > 0
-             ORDER BY expires_at_ms, id",
-        )?;
-        let rows = stmt.query_map(params![account, now], |r| {
-            Ok((r.get::<_, i64>(0)?, units_of(r.get(1)?)))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let active = counting(&read_packages(tx, account, now)?, now);
     let mut charged = Units::ZERO;
     for (package, units) in rules::plan_deduction(&active, amount) {
         let units_db = units_db(units)?;
@@ -913,6 +898,43 @@ fn outcome_parse(s: &str) -> Outcome {
     }
 }
 
+/// The account's packages as its state shows them at `now`, with their
+/// store ids, in spending order (earliest expiry first). A package the
+/// service no longer reports is kept (tasks' charges may name it) but not
+/// shown, and so never counts.
+fn read_packages(conn: &Connection, account: AccountId, now: Millis) -> Result<Vec<(i64, Package)>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms, upstream_status FROM packages
+         WHERE account_id = ?1 AND COALESCE(upstream_status, '') <> 'gone' ORDER BY expires_at_ms, id",
+    )?;
+    let rows = stmt.query_map([account], |r| {
+        let id: i64 = r.get(0)?;
+        let remaining = units_of(r.get(3)?);
+        let effective_at_ms: i64 = r.get(4)?;
+        let expires_at_ms: i64 = r.get(5)?;
+        let local = rules::package_status(remaining, effective_at_ms, expires_at_ms, now);
+        let upstream: Option<String> = r.get(6)?;
+        let package = Package {
+            id: package_wire_id(id),
+            name: r.get(1)?,
+            total: units_of(r.get(2)?),
+            remaining,
+            effective_at_ms,
+            expires_at_ms,
+            status: mirror::status(upstream.as_deref(), local),
+        };
+        Ok((id, package))
+    })?;
+    rows.collect()
+}
+
+/// The packages whose units count at `now` by the core's rule (R2,
+/// [`rules::counts`]), as `(store id, remaining)` in the order given: what
+/// a submit may spend and, in spending order, what a deduction takes from.
+pub(crate) fn counting(packages: &[(i64, Package)], now: Millis) -> Vec<(i64, Units)> {
+    packages.iter().filter(|(_, p)| rules::counts(p, now)).map(|(id, p)| (*id, p.remaining)).collect()
+}
+
 /// The account's state at `now`. Read without a transaction of its own: the
 /// caller holds the only connection, so nothing changes while it reads.
 fn read_state(
@@ -940,30 +962,7 @@ fn read_state(
         })?
         .collect::<Result<Vec<_>, _>>()?;
 
-    // A package the service no longer reports is kept (tasks' charges may
-    // name it) but not shown.
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms, upstream_status FROM packages
-         WHERE account_id = ?1 AND COALESCE(upstream_status, '') <> 'gone' ORDER BY expires_at_ms, id",
-    )?;
-    let packages = stmt
-        .query_map([account], |r| {
-            let remaining = units_of(r.get(3)?);
-            let effective_at_ms: i64 = r.get(4)?;
-            let expires_at_ms: i64 = r.get(5)?;
-            let local = rules::package_status(remaining, effective_at_ms, expires_at_ms, now);
-            let upstream: Option<String> = r.get(6)?;
-            Ok(Package {
-                id: package_wire_id(r.get(0)?),
-                name: r.get(1)?,
-                total: units_of(r.get(2)?),
-                remaining,
-                effective_at_ms,
-                expires_at_ms,
-                status: mirror::status(upstream.as_deref(), local),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let packages = read_packages(conn, account, now)?.into_iter().map(|(_, p)| p).collect();
 
     let mut stmt = conn.prepare_cached(
         "SELECT id, kind, slots, cost, client_request_id, started_at_ms FROM tasks

@@ -403,6 +403,42 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Hub;
+    use crate::store::{AccountSpec, SubmitOutcome};
+    use quota_widget::core::rules;
+
+    fn pack(id: &str, remaining: u64, status: &str) -> MirrorPack {
+        MirrorPack {
+            upstream_id: id.into(),
+            name: id.into(),
+            total: Units::whole(100),
+            remaining: Units::whole(remaining),
+            effective_at_ms: 0,
+            expires_at_ms: 1_000_000,
+            status: status.into(),
+        }
+    }
+
+    /// A submit spends what the state shows as remaining (the core's R2):
+    /// a pack the service calls expired, or no longer reports, does not
+    /// count though its window is open.
+    #[test]
+    fn a_submit_counts_only_the_packs_the_state_counts() {
+        let store = SqliteStore::open(":memory:", Hub::default()).expect("open");
+        let spec = AccountSpec { image_limit: 4, video_limit: 1, packages: vec![] };
+        let a = store.create_account("t1", &spec, 1_000).expect("account");
+        store.ensure_mirror(a, "secret").expect("mirror");
+        let packs = [pack("on", 4, "online"), pack("off", 100, "expired"), pack("gone", 100, "online")];
+        store.sync_packages(a, &packs, 2_000).expect("sync");
+        store.sync_packages(a, &packs[..2], 3_000).expect("sync without the gone pack");
+        let s = store.state(a, 3_000).expect("state");
+        assert_eq!(rules::remaining(&s), Units::whole(4));
+        let req = |id: &str, count| SubmitRequest { kind: "image".into(), count, client_request_id: id.into(), prompt: None };
+        let out = store.submit(a, &req("r1", 2), 3_000).expect("submit");
+        assert!(matches!(out, SubmitOutcome::Refused { refusal: Refusal::UnitsExhausted, .. }), "{out:?}");
+        let out = store.submit(a, &req("r2", 1), 3_000).expect("submit");
+        assert!(matches!(out, SubmitOutcome::Accepted { .. }), "{out:?}");
+    }
 
     #[test]
     fn statuses_from_the_service() {

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
+    counting, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
     units_of, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd, FINISHED_WINDOW, KINDS,
 };
 use crate::error::{QuotaError, Refusal, StoreError};
@@ -288,17 +288,16 @@ impl Storage for PgStore {
             .query_one(
                 "SELECT
                    (SELECT COALESCE(SUM(slots), 0)::BIGINT FROM tasks WHERE account_id = $1 AND kind = $2 AND status = 'running'),
-                   (SELECT COALESCE(SUM(cost), 0)::BIGINT FROM tasks WHERE account_id = $1 AND status = 'running'),
-                   (SELECT COALESCE(SUM(remaining), 0)::BIGINT FROM packages
-                     WHERE account_id = $1 AND effective_at_ms <= $3 AND expires_at_ms > $3)",
-                &[&account, &req.kind, &now],
+                   (SELECT COALESCE(SUM(cost), 0)::BIGINT FROM tasks WHERE account_id = $1 AND status = 'running')",
+                &[&account, &req.kind],
             )
             .await?;
+        let spendable = counting(&read_packages(&tx, account, now).await?, now).into_iter().map(|(_, u)| u).sum();
         let cap = Capacity {
             limit: u32::try_from(limit).unwrap_or(0),
             in_use: u32::try_from(figures.get::<_, i64>(0)).unwrap_or(u32::MAX),
             reserved: units_of(figures.get(1)),
-            spendable: units_of(figures.get(2)),
+            spendable,
         };
         let outcome = match cap.admit(slots, cost).map_err(Refusal::from) {
             Ok(()) => {
@@ -516,17 +515,10 @@ async fn insert_package(tx: &Tx<'_>, account: AccountId, p: &PackageSpec, now: M
     Ok(row.get(0))
 }
 
-/// R6, as the SQLite store's `deduct`, with the core's plan.
+/// R6, as the SQLite store's `deduct`: the core's rule picks the packages
+/// that count, the core's plan what each pays.
 async fn deduct(tx: &Tx<'_>, account: AccountId, task_id: i64, amount: Units, now: Millis) -> Result<Units, QuotaError> {
-    let rows = tx
-        .query(
-            "SELECT id, remaining FROM packages
-             WHERE account_id = $1 AND effective_at_ms <= $2 AND expires_at_ms > $2 AND remaining > 0
-             ORDER BY expires_at_ms, id",
-            &[&account, &now],
-        )
-        .await?;
-    let active: Vec<(i64, Units)> = rows.iter().map(|r| (r.get(0), units_of(r.get(1)))).collect();
+    let active = counting(&read_packages(tx, account, now).await?, now);
     let mut charged = Units::ZERO;
     for (package, units) in rules::plan_deduction(&active, amount) {
         let units_db = units_db(units)?;
@@ -540,6 +532,36 @@ async fn deduct(tx: &Tx<'_>, account: AccountId, task_id: i64, amount: Units, no
         charged += units;
     }
     Ok(charged)
+}
+
+/// As the SQLite store's: the account's packages as its state shows them
+/// at `now`, with their store ids, earliest expiry first.
+async fn read_packages(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<Vec<(i64, Package)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms FROM packages
+             WHERE account_id = $1 ORDER BY expires_at_ms, id",
+            &[&account],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let remaining = units_of(r.get(3));
+            let (effective_at_ms, expires_at_ms): (i64, i64) = (r.get(4), r.get(5));
+            let package = Package {
+                id: package_wire_id(id),
+                name: r.get(1),
+                total: units_of(r.get(2)),
+                remaining,
+                effective_at_ms,
+                expires_at_ms,
+                status: rules::package_status(remaining, effective_at_ms, expires_at_ms, now),
+            };
+            (id, package)
+        })
+        .collect())
 }
 
 async fn read_state(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
@@ -562,28 +584,7 @@ async fn read_state(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<Serv
             in_use: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
         })
         .collect();
-    let packages = tx
-        .query(
-            "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms FROM packages
-             WHERE account_id = $1 ORDER BY expires_at_ms, id",
-            &[&account],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            let remaining = units_of(r.get(3));
-            let (effective_at_ms, expires_at_ms): (i64, i64) = (r.get(4), r.get(5));
-            Package {
-                id: package_wire_id(r.get(0)),
-                name: r.get(1),
-                total: units_of(r.get(2)),
-                remaining,
-                effective_at_ms,
-                expires_at_ms,
-                status: rules::package_status(remaining, effective_at_ms, expires_at_ms, now),
-            }
-        })
-        .collect();
+    let packages = read_packages(tx, account, now).await?.into_iter().map(|(_, p)| p).collect();
     let running = tx
         .query(
             "SELECT id, kind, slots, cost, client_request_id, started_at_ms FROM tasks
