@@ -548,11 +548,6 @@ impl SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((limit, unit_cost, rule)) = pool else {
-                return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
-            };
-
-            // A repeat of an accepted request id gets the first answer.
             let prior: Option<(i64, i64, i64, i64)> = tx
                 .query_row(
                     "SELECT id, slots, cost, accepted_revision FROM tasks
@@ -561,19 +556,6 @@ impl SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            if let Some((id, slots, cost, rev)) = prior {
-                let accepted = SubmitAccepted {
-                    task_id: task_wire_id(id),
-                    client_request_id: req.client_request_id.clone(),
-                    slots: u32::try_from(slots).unwrap_or(0),
-                    reserved_units: units_of(cost),
-                    revision: to_u64(rev),
-                };
-                return Ok((SubmitOutcome::Accepted { accepted, repeat: true }, false));
-            }
-
-            let slots = slot_rule_parse(&rule).slots_for(req.count);
-            let cost = units_of(unit_cost).times(req.count);
             let in_use: i64 = tx.query_row(
                 "SELECT COALESCE(SUM(slots), 0) FROM tasks WHERE account_id = ?1 AND kind = ?2 AND status = 'running'",
                 params![account, req.kind],
@@ -584,17 +566,25 @@ impl SqliteStore {
                 [account],
                 |r| r.get(0),
             )?;
-            let spendable = counting(&read_packages(tx, account, now)?, now).into_iter().map(|(_, u)| u).sum();
-            let cap = Capacity {
-                limit: u32::try_from(limit).unwrap_or(0),
+            let rows = SubmitRows {
+                pool: pool.map(|(limit, unit_cost, rule)| {
+                    (u32::try_from(limit).unwrap_or(0), units_of(unit_cost), slot_rule_parse(&rule))
+                }),
+                prior: prior.map(|(id, slots, cost, rev)| SubmitAccepted {
+                    task_id: task_wire_id(id),
+                    client_request_id: req.client_request_id.clone(),
+                    slots: u32::try_from(slots).unwrap_or(0),
+                    reserved_units: units_of(cost),
+                    revision: to_u64(rev),
+                }),
                 in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
-                spendable,
                 reserved: units_of(reserved),
+                packages: read_packages(tx, account, now)?,
             };
 
-            let cost_db = units_db(cost)?;
-            match cap.admit(slots, cost).map_err(Refusal::from) {
-                Ok(()) => {
+            match decide_submit(req, &rows, now)? {
+                SubmitDecision::Repeat(accepted) => Ok((SubmitOutcome::Accepted { accepted, repeat: true }, false)),
+                SubmitDecision::Start { slots, cost } => {
                     let revision = bump_revision(tx, account)?;
                     let revision_db = to_i64(revision, "revision")?;
                     tx.execute(
@@ -606,7 +596,7 @@ impl SqliteStore {
                             req.kind,
                             req.count,
                             slots,
-                            cost_db,
+                            units_db(cost)?,
                             req.client_request_id,
                             revision_db,
                             now,
@@ -623,7 +613,7 @@ impl SqliteStore {
                     };
                     Ok((SubmitOutcome::Accepted { accepted, repeat: false }, true))
                 }
-                Err(refusal) => {
+                SubmitDecision::Refuse { refusal, slots, cost } => {
                     let revision = insert_refusal(tx, account, req, slots, cost, &refusal, now)?;
                     Ok((SubmitOutcome::Refused { refusal, revision }, true))
                 }
@@ -933,6 +923,54 @@ fn read_packages(conn: &Connection, account: AccountId, now: Millis) -> Result<V
 /// a submit may spend and, in spending order, what a deduction takes from.
 pub(crate) fn counting(packages: &[(i64, Package)], now: Millis) -> Vec<(i64, Units)> {
     packages.iter().filter(|(_, p)| rules::counts(p, now)).map(|(id, p)| (*id, p.remaining)).collect()
+}
+
+/// What a submit decides on, as the store's transaction loads it (under the
+/// store's lock, or the account's row lock on PostgreSQL).
+pub(crate) struct SubmitRows {
+    /// The requested kind's pool: its limit, cost per item and slot rule.
+    pub pool: Option<(u32, Units, SlotRule)>,
+    /// The first answer to an accepted task with the request's id.
+    pub prior: Option<SubmitAccepted>,
+    /// Slots held by the running tasks of the kind.
+    pub in_use: u32,
+    /// Units reserved by the running tasks of every kind.
+    pub reserved: Units,
+    /// The account's packages as its state shows them ([`read_packages`]).
+    pub packages: Vec<(i64, Package)>,
+}
+
+/// What a submit's transaction is to save.
+pub(crate) enum SubmitDecision {
+    /// The request id was accepted before: answer as then, save nothing.
+    Repeat(SubmitAccepted),
+    /// Start a task that holds `slots` and reserves `cost`.
+    Start { slots: u32, cost: Units },
+    /// Record the refusal.
+    Refuse { refusal: Refusal, slots: u32, cost: Units },
+}
+
+/// The submit decision of both stores (R1-R3 by the core's rules), written
+/// once over the rows they load.
+pub(crate) fn decide_submit(req: &SubmitRequest, rows: &SubmitRows, now: Millis) -> Result<SubmitDecision, QuotaError> {
+    let Some((limit, unit_cost, rule)) = rows.pool else {
+        return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
+    };
+    if let Some(accepted) = &rows.prior {
+        return Ok(SubmitDecision::Repeat(accepted.clone()));
+    }
+    let slots = rule.slots_for(req.count);
+    let cost = unit_cost.times(req.count);
+    let cap = Capacity {
+        limit,
+        in_use: rows.in_use,
+        spendable: counting(&rows.packages, now).into_iter().map(|(_, u)| u).sum(),
+        reserved: rows.reserved,
+    };
+    Ok(match cap.admit(slots, cost) {
+        Ok(()) => SubmitDecision::Start { slots, cost },
+        Err(shortfall) => SubmitDecision::Refuse { refusal: shortfall.into(), slots, cost },
+    })
 }
 
 /// The account's state at `now`. Read without a transaction of its own: the

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures_util::{stream, StreamExt};
-use quota_widget::core::rules::{self, Capacity};
+use quota_widget::core::rules;
 use quota_widget::core::wire::{
     FinishedTask, Millis, Outcome, Package, RunningTask, ServerState, SlotPool, SubmitAccepted, SubmitRequest, Units,
 };
@@ -34,10 +34,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    counting, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
-    units_of, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd, FINISHED_WINDOW, KINDS,
+    counting, decide_submit, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
+    units_of, AccountId, AccountSpec, Ended, PackageSpec, SubmitDecision, SubmitOutcome, SubmitRows, TaskEnd, FINISHED_WINDOW, KINDS,
 };
-use crate::error::{QuotaError, Refusal, StoreError};
+use crate::error::{QuotaError, StoreError};
 use crate::hub::{Hub, Message};
 use crate::storage::Storage;
 
@@ -256,13 +256,7 @@ impl Storage for PgStore {
                 &[&account, &req.kind],
             )
             .await?;
-        let Some(pool) = pool else {
-            return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
-        };
-        let (limit, unit_cost, rule): (i64, i64, String) = (pool.get(0), pool.get(1), pool.get(2));
-
-        // A repeat of an accepted request id gets the first answer, from
-        // whichever instance took it.
+        // An accepted request id, from whichever instance took it.
         let prior = tx
             .query_opt(
                 "SELECT id, slots, cost, accepted_revision FROM tasks
@@ -270,20 +264,6 @@ impl Storage for PgStore {
                 &[&account, &req.client_request_id],
             )
             .await?;
-        if let Some(p) = prior {
-            let accepted = SubmitAccepted {
-                task_id: task_wire_id(p.get(0)),
-                client_request_id: req.client_request_id.clone(),
-                slots: u32::try_from(p.get::<_, i64>(1)).unwrap_or(0),
-                reserved_units: units_of(p.get(2)),
-                revision: to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
-            };
-            tx.commit().await?;
-            return Ok(SubmitOutcome::Accepted { accepted, repeat: true });
-        }
-
-        let slots = slot_rule_parse(&rule).slots_for(req.count);
-        let cost = units_of(unit_cost).times(req.count);
         let figures = tx
             .query_one(
                 "SELECT
@@ -292,15 +272,27 @@ impl Storage for PgStore {
                 &[&account, &req.kind],
             )
             .await?;
-        let spendable = counting(&read_packages(&tx, account, now).await?, now).into_iter().map(|(_, u)| u).sum();
-        let cap = Capacity {
-            limit: u32::try_from(limit).unwrap_or(0),
+        let rows = SubmitRows {
+            pool: pool.map(|p| {
+                (u32::try_from(p.get::<_, i64>(0)).unwrap_or(0), units_of(p.get(1)), slot_rule_parse(p.get(2)))
+            }),
+            prior: prior.map(|p| SubmitAccepted {
+                task_id: task_wire_id(p.get(0)),
+                client_request_id: req.client_request_id.clone(),
+                slots: u32::try_from(p.get::<_, i64>(1)).unwrap_or(0),
+                reserved_units: units_of(p.get(2)),
+                revision: to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
+            }),
             in_use: u32::try_from(figures.get::<_, i64>(0)).unwrap_or(u32::MAX),
             reserved: units_of(figures.get(1)),
-            spendable,
+            packages: read_packages(&tx, account, now).await?,
         };
-        let outcome = match cap.admit(slots, cost).map_err(Refusal::from) {
-            Ok(()) => {
+        let outcome = match decide_submit(req, &rows, now)? {
+            SubmitDecision::Repeat(accepted) => {
+                tx.commit().await?;
+                return Ok(SubmitOutcome::Accepted { accepted, repeat: true });
+            }
+            SubmitDecision::Start { slots, cost } => {
                 let revision = Self::changed(&tx, account, now).await?;
                 let rev_db = i64::try_from(revision).unwrap_or(i64::MAX);
                 let row = tx
@@ -329,7 +321,7 @@ impl Storage for PgStore {
                 };
                 SubmitOutcome::Accepted { accepted, repeat: false }
             }
-            Err(refusal) => {
+            SubmitDecision::Refuse { refusal, slots, cost } => {
                 let revision = Self::changed(&tx, account, now).await?;
                 tx.execute(
                     "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
