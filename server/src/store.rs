@@ -631,24 +631,19 @@ impl SqliteStore {
         now: Millis,
     ) -> Result<Ended, QuotaError> {
         self.change(account, now, |tx| {
-            let row: Option<(String, i64)> = tx
+            let task: Option<(String, i64)> = tx
                 .query_row(
                     "SELECT status, cost FROM tasks WHERE id = ?1 AND account_id = ?2",
                     params![task_id, account],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            // Another account's task is "not found", not "forbidden": its
-            // existence is none of this account's business.
-            let Some((status, cost)) = row else {
-                return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
+            let rows = FinishRows {
+                task: task.map(|(status, cost)| (status, units_of(cost))),
+                packages: read_packages(tx, account, now)?,
             };
-            if status != "running" {
-                return Err(QuotaError::TaskEnded(task_wire_id(task_id)));
-            }
-            let ended = match end {
-                TaskEnd::Succeed { units } => {
-                    let amount = units.unwrap_or_else(|| units_of(cost));
+            let ended = match decide_finish(task_id, &rows, end, now)? {
+                FinishDecision::Succeed { amount, plan } => {
                     let charged = match mirror::load_ledger(tx, account)? {
                         // The service deducts; the ledger shows it until the
                         // service's own figure does.
@@ -658,7 +653,7 @@ impl SqliteStore {
                             mirror::show(tx, account, &ledger, now)?;
                             amount
                         }
-                        None => deduct(tx, account, task_id, amount, now)?,
+                        None => deduct(tx, task_id, &plan)?,
                     };
                     tx.execute(
                         "UPDATE tasks SET status = 'succeeded', units_charged = ?1, finished_at_ms = ?2 WHERE id = ?3",
@@ -666,7 +661,7 @@ impl SqliteStore {
                     )?;
                     (Outcome::Succeeded, charged)
                 }
-                TaskEnd::Fail { reason } => {
+                FinishDecision::Fail { reason } => {
                     tx.execute(
                         "UPDATE tasks SET status = 'failed', units_charged = 0, reason = ?1, finished_at_ms = ?2
                          WHERE id = ?3",
@@ -845,18 +840,11 @@ fn insert_package(
     Ok(tx.last_insert_rowid())
 }
 
-/// R6: deducts `amount` from the active packages, earliest expiry first, and
-/// records who paid. Returns the units actually deducted.
-fn deduct(
-    tx: &Transaction<'_>,
-    account: AccountId,
-    task_id: i64,
-    amount: Units,
-    now: Millis,
-) -> Result<Units, QuotaError> {
-    let active = counting(&read_packages(tx, account, now)?, now);
+/// R6: takes what `plan` says from each package and records who paid.
+/// Returns the units deducted.
+fn deduct(tx: &Transaction<'_>, task_id: i64, plan: &[(i64, Units)]) -> Result<Units, QuotaError> {
     let mut charged = Units::ZERO;
-    for (package, units) in rules::plan_deduction(&active, amount) {
+    for &(package, units) in plan {
         let units_db = units_db(units)?;
         tx.execute(
             "UPDATE packages SET remaining = remaining - ?1 WHERE id = ?2",
@@ -970,6 +958,49 @@ pub(crate) fn decide_submit(req: &SubmitRequest, rows: &SubmitRows, now: Millis)
     Ok(match cap.admit(slots, cost) {
         Ok(()) => SubmitDecision::Start { slots, cost },
         Err(shortfall) => SubmitDecision::Refuse { refusal: shortfall.into(), slots, cost },
+    })
+}
+
+/// What ending a task decides on, as the store's transaction loads it.
+pub(crate) struct FinishRows {
+    /// The task, if it is the account's: its status and reserved cost.
+    pub task: Option<(String, Units)>,
+    /// The account's packages as its state shows them ([`read_packages`]).
+    pub packages: Vec<(i64, Package)>,
+}
+
+/// What ending a task's transaction is to save.
+pub(crate) enum FinishDecision<'a> {
+    /// Charge `amount`: `plan` says which packages pay what (R6; less than
+    /// `amount` if the units are short). An upstream account charges its
+    /// ledger instead.
+    Succeed { amount: Units, plan: Vec<(i64, Units)> },
+    /// Charge nothing (R3).
+    Fail { reason: &'a str },
+}
+
+/// How both stores end a task: once, and a success paid by the packages
+/// that count now (the core's rules), earliest expiry first.
+pub(crate) fn decide_finish<'a>(
+    task_id: i64,
+    rows: &FinishRows,
+    end: &'a TaskEnd,
+    now: Millis,
+) -> Result<FinishDecision<'a>, QuotaError> {
+    // Another account's task is "not found", not "forbidden": its
+    // existence is none of this account's business.
+    let Some((status, cost)) = &rows.task else {
+        return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
+    };
+    if status != "running" {
+        return Err(QuotaError::TaskEnded(task_wire_id(task_id)));
+    }
+    Ok(match end {
+        TaskEnd::Succeed { units } => {
+            let amount = units.unwrap_or(*cost);
+            FinishDecision::Succeed { amount, plan: rules::plan_deduction(&counting(&rows.packages, now), amount) }
+        }
+        TaskEnd::Fail { reason } => FinishDecision::Fail { reason },
     })
 }
 

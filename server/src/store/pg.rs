@@ -34,8 +34,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    counting, decide_submit, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
-    units_of, AccountId, AccountSpec, Ended, PackageSpec, SubmitDecision, SubmitOutcome, SubmitRows, TaskEnd, FINISHED_WINDOW, KINDS,
+    decide_finish, decide_submit, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
+    units_of, AccountId, AccountSpec, Ended, PackageSpec, FinishDecision, FinishRows, SubmitDecision, SubmitOutcome, SubmitRows, TaskEnd, FINISHED_WINDOW, KINDS,
 };
 use crate::error::{QuotaError, StoreError};
 use crate::hub::{Hub, Message};
@@ -353,22 +353,18 @@ impl Storage for PgStore {
             QuotaError::Unauthorized => QuotaError::TaskNotFound(task_wire_id(task_id)),
             e => e,
         })?;
-        let row = tx
+        let task = tx
             .query_opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&task_id, &account])
             .await?;
-        let Some(row) = row else {
-            return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
-        };
-        let (status, cost): (String, i64) = (row.get(0), row.get(1));
         // Under the account's lock: a task another instance ended is seen
         // ended here, so no task ends twice.
-        if status != "running" {
-            return Err(QuotaError::TaskEnded(task_wire_id(task_id)));
-        }
-        let (outcome, charged) = match end {
-            TaskEnd::Succeed { units } => {
-                let amount = units.unwrap_or_else(|| units_of(cost));
-                let charged = deduct(&tx, account, task_id, amount, now).await?;
+        let rows = FinishRows {
+            task: task.map(|r| (r.get(0), units_of(r.get(1)))),
+            packages: read_packages(&tx, account, now).await?,
+        };
+        let (outcome, charged) = match decide_finish(task_id, &rows, end, now)? {
+            FinishDecision::Succeed { plan, .. } => {
+                let charged = deduct(&tx, task_id, &plan).await?;
                 tx.execute(
                     "UPDATE tasks SET status = 'succeeded', units_charged = $1, finished_at_ms = $2 WHERE id = $3",
                     &[&units_db(charged)?, &now, &task_id],
@@ -376,10 +372,10 @@ impl Storage for PgStore {
                 .await?;
                 (Outcome::Succeeded, charged)
             }
-            TaskEnd::Fail { reason } => {
+            FinishDecision::Fail { reason } => {
                 tx.execute(
                     "UPDATE tasks SET status = 'failed', units_charged = 0, reason = $1, finished_at_ms = $2 WHERE id = $3",
-                    &[reason, &now, &task_id],
+                    &[&reason, &now, &task_id],
                 )
                 .await?;
                 (Outcome::Failed, Units::ZERO)
@@ -507,12 +503,11 @@ async fn insert_package(tx: &Tx<'_>, account: AccountId, p: &PackageSpec, now: M
     Ok(row.get(0))
 }
 
-/// R6, as the SQLite store's `deduct`: the core's rule picks the packages
-/// that count, the core's plan what each pays.
-async fn deduct(tx: &Tx<'_>, account: AccountId, task_id: i64, amount: Units, now: Millis) -> Result<Units, QuotaError> {
-    let active = counting(&read_packages(tx, account, now).await?, now);
+/// R6, as the SQLite store's `deduct`: takes what `plan` says from each
+/// package and records who paid.
+async fn deduct(tx: &Tx<'_>, task_id: i64, plan: &[(i64, Units)]) -> Result<Units, QuotaError> {
     let mut charged = Units::ZERO;
-    for (package, units) in rules::plan_deduction(&active, amount) {
+    for &(package, units) in plan {
         let units_db = units_db(units)?;
         tx.execute("UPDATE packages SET remaining = remaining - $1 WHERE id = $2", &[&units_db, &package])
             .await?;
