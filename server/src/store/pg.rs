@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::future::{try_join, try_join4};
 use futures_util::{stream, StreamExt};
 use quota_widget::core::rules;
 use quota_widget::core::wire::{
@@ -250,28 +251,28 @@ impl Storage for PgStore {
         super::check_submit(req)?;
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client, account).await?;
-        let pool = tx
-            .query_opt(
+        // Sent together: tokio-postgres pipelines the queries of one
+        // connection, so the rows come in one round trip.
+        let (pool, prior, figures, packages) = try_join4(
+            tx.query_opt(
                 "SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = $1 AND kind = $2",
                 &[&account, &req.kind],
-            )
-            .await?;
-        // An accepted request id, from whichever instance took it.
-        let prior = tx
-            .query_opt(
+            ),
+            // An accepted request id, from whichever instance took it.
+            tx.query_opt(
                 "SELECT id, slots, cost, accepted_revision FROM tasks
                  WHERE account_id = $1 AND client_request_id = $2 AND status <> 'refused'",
                 &[&account, &req.client_request_id],
-            )
-            .await?;
-        let figures = tx
-            .query_one(
+            ),
+            tx.query_one(
                 "SELECT
                    (SELECT COALESCE(SUM(slots), 0)::BIGINT FROM tasks WHERE account_id = $1 AND kind = $2 AND status = 'running'),
                    (SELECT COALESCE(SUM(cost), 0)::BIGINT FROM tasks WHERE account_id = $1 AND status = 'running')",
                 &[&account, &req.kind],
-            )
-            .await?;
+            ),
+            read_packages(&tx, account, now),
+        )
+        .await?;
         let rows = SubmitRows {
             pool: pool.map(|p| {
                 (u32::try_from(p.get::<_, i64>(0)).unwrap_or(0), units_of(p.get(1)), slot_rule_parse(p.get(2)))
@@ -285,7 +286,7 @@ impl Storage for PgStore {
             }),
             in_use: u32::try_from(figures.get::<_, i64>(0)).unwrap_or(u32::MAX),
             reserved: units_of(figures.get(1)),
-            packages: read_packages(&tx, account, now).await?,
+            packages,
         };
         let outcome = match decide_submit(req, &rows, now)? {
             SubmitDecision::Repeat(accepted) => {
@@ -353,14 +354,16 @@ impl Storage for PgStore {
             QuotaError::Unauthorized => QuotaError::TaskNotFound(task_wire_id(task_id)),
             e => e,
         })?;
-        let task = tx
-            .query_opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&task_id, &account])
-            .await?;
+        let (task, packages) = try_join(
+            tx.query_opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&task_id, &account]),
+            read_packages(&tx, account, now),
+        )
+        .await?;
         // Under the account's lock: a task another instance ended is seen
         // ended here, so no task ends twice.
         let rows = FinishRows {
             task: task.map(|r| (r.get(0), units_of(r.get(1)))),
-            packages: read_packages(&tx, account, now).await?,
+            packages,
         };
         let (outcome, charged) = match decide_finish(task_id, &rows, end, now)? {
             FinishDecision::Succeed { plan, .. } => {
