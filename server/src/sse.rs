@@ -82,6 +82,16 @@ impl Conn {
                 _ = self.shutdown.changed() => return None,
                 _ = self.ping.tick() => {
                     let rev = self.store.revision(self.account).await.ok()?;
+                    // A change this stream was never told of (a notification
+                    // between instances lost, a listener reconnecting): the
+                    // state goes out in the ping's place, so a stream is never
+                    // more than one ping behind the store.
+                    if rev > self.sent {
+                        self.queue_current_state().await.ok()?;
+                        if let Some(ev) = self.queue.pop_front() {
+                            return Some(ev);
+                        }
+                    }
                     return Some(ping_event(rev));
                 }
                 msg = self.rx.recv() => match msg {

@@ -725,9 +725,11 @@ async fn sse_resumes_without_initial_state_and_pings() {
     let (_, _, mut behind) = Events::open(r, "a", Some(rev - 1)).await;
     assert_eq!(behind.next().await.1, Some(rev.to_string()));
 
-    // Then a change arrives as a state event.
+    // Then a change arrives as a state event, within a few pings.
     let acc: SubmitAccepted = submit(r, "a", "image", 1, "x").await.json();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
+        assert!(tokio::time::Instant::now() < deadline, "no state event within 5 s of the change, only pings");
         let (event, id, _) = events.next().await;
         if event == "state" {
             assert_eq!(id, Some(acc.revision.to_string()));

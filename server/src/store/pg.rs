@@ -31,7 +31,7 @@ use quota_widget::core::wire::{
     FinishedTask, Millis, Outcome, Package, RunningTask, ServerState, SlotPool, SubmitAccepted, SubmitRequest, Units,
 };
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
@@ -130,7 +130,13 @@ impl PgStore {
         let pool = Pool::builder(manager).max_size(16).build().map_err(pool_error)?;
         let store = PgStore { pool, hub };
         store.migrate().await?;
-        tokio::spawn(listen(config, store.pool.clone(), store.hub.clone()));
+        let (ready, listening) = oneshot::channel();
+        tokio::spawn(listen(config, store.pool.clone(), store.hub.clone(), ready));
+        // A change committed before this instance listens would never reach
+        // its streams (notifications are not queued for later listeners):
+        // serve once the listener listens. Should it not within 10 s, the
+        // streams still catch up, at their next ping.
+        let _ = tokio::time::timeout(Duration::from_secs(10), listening).await;
         Ok(store)
     }
 
@@ -618,9 +624,10 @@ async fn read_state(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<Serv
 /// the accounts this instance has streams for to its hub. On a lost
 /// connection it reconnects after a second and sends every stream the
 /// current state (a notification may have been missed meanwhile).
-async fn listen(config: tokio_postgres::Config, pool: Pool, hub: Hub) {
+async fn listen(config: tokio_postgres::Config, pool: Pool, hub: Hub, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
     loop {
-        if let Err(e) = listen_once(&config, &pool, &hub).await {
+        if let Err(e) = listen_once(&config, &pool, &hub, &mut ready).await {
             eprintln!("quota-server: the PostgreSQL change listener stopped ({e}); reconnecting in 1 s");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -630,7 +637,12 @@ async fn listen(config: tokio_postgres::Config, pool: Pool, hub: Hub) {
     }
 }
 
-async fn listen_once(config: &tokio_postgres::Config, pool: &Pool, hub: &Hub) -> Result<(), StoreError> {
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    pool: &Pool,
+    hub: &Hub,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<String, tokio_postgres::Error>>();
     let messages = tokio::spawn(async move {
@@ -651,6 +663,9 @@ async fn listen_once(config: &tokio_postgres::Config, pool: &Pool, hub: &Hub) ->
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
     let outcome = loop {
         match rx.recv().await {
             Some(Ok(payload)) => {
