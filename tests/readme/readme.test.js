@@ -192,8 +192,15 @@ function table(markdown, first) {
 function fields(declarations, name) {
   const start = declarations.search(new RegExp(`interface ${name}\\b[^{]*\\{`));
   assert.ok(start >= 0, `no interface ${name}`);
+  const head = declarations.slice(start, declarations.indexOf("{", start));
   const body = declarations.slice(declarations.indexOf("{", start) + 1, declarations.indexOf("\n}", start));
-  return [...body.matchAll(/^ {2,4}(?:readonly )?"?([\w-]+)"?\??:/gm)].map((m) => m[1]);
+  const own = [...body.matchAll(/^ {2,4}(?:readonly )?"?([\w-]+)"?\??:/gm)].map((m) => m[1]);
+  // And the fields of the interfaces it extends that the same file declares
+  // (WidgetOptions extends the core's QuotaOptions; the DOM's own, such as
+  // HTMLElementEventMap, are not the package's).
+  const bases = head.match(/\bextends\s+([\w\s,]+)/)?.[1].split(",").map((b) => b.trim()).filter(Boolean) ?? [];
+  const declared = bases.filter((base) => new RegExp(`interface ${base}\\b`).test(declarations));
+  return [...own, ...declared.flatMap((base) => fields(declarations, base))];
 }
 
 describe("each example runs in Chromium against the reference server", () => {
