@@ -275,7 +275,6 @@ fn parse_json(text: &JsValue) -> Result<ServerState, String> {
 }
 
 /// Reads a state from JSON text in wasm memory (a state relayed by a tab).
-#[cfg_attr(not(feature = "tabs"), allow(dead_code))]
 pub(crate) fn read_text(text: &str) -> Result<ServerState, String> {
     parse_json(&JsValue::from_str(text))
 }
