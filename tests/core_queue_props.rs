@@ -374,14 +374,9 @@ fn run(
     Ok(())
 }
 
-/// Cases per property: `QW_PROP_CASES` (default 512, the quick count that
-/// `scripts/test` runs).
-fn cases() -> u32 {
-    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
-}
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: prop_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn queue_rules_hold_at_every_step(

@@ -4,6 +4,9 @@
 //! twelve hours ago.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
+use common::prop_cases;
 use proptest::prelude::*;
 use quota_widget::core::reconcile::{Ledger, PackFigure, Standing};
 use quota_widget::core::wire::{Millis, Units};
@@ -127,12 +130,9 @@ fn run(ops: Vec<Op>, others: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
-}
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: prop_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn alone_on_the_account_the_figure_is_exact(ops in prop::collection::vec(op(false), 1..60)) {

@@ -671,14 +671,9 @@ fn finish(mut w: World) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Cases per property: `QW_PROP_CASES` (default 512, the quick count that
-/// `scripts/test` runs).
-fn cases() -> u32 {
-    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
-}
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: prop_cases(), ..ProptestConfig::default() })]
 
     /// A channel that loses nothing but repeats and reorders, and leaders
     /// that die, close and give way: every rule, the limit included.
@@ -1060,7 +1055,7 @@ fn found_in(written: &Value, input: Option<&Value>) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases() * 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: prop_cases() * 8, ..ProptestConfig::default() })]
 
     /// Every message reads back as written, as an object and after a trip
     /// through JSON text.

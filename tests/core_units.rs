@@ -2,17 +2,14 @@
 //! read from JSON numbers and written back as the same decimals.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
+use common::prop_cases_or;
 use proptest::prelude::*;
 use quota_widget::core::wire::Units;
 use quota_widget::core::{Fmt, PlainFmt};
 
 /// The decimal text of `milli` thousandths, made with integers only.
-/// Cases per property: `QW_PROP_CASES` (default 2048; `scripts/props-long`
-/// runs a million).
-fn cases() -> u32 {
-    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
-}
-
 fn decimal(milli: u64) -> String {
     let (whole, frac) = (milli / 1000, milli % 1000);
     if frac == 0 {
@@ -56,7 +53,7 @@ fn decimal_text_is_read_exactly() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: prop_cases_or(2048), ..ProptestConfig::default() })]
 
     /// Decimal text and units are the same thing: what `Display` writes,
     /// `FromStr` reads back, for every amount.

@@ -4,6 +4,17 @@
 use quota_widget::core::parse::Source;
 use quota_widget::core::wire::*;
 
+/// Cases per property: `QW_PROP_CASES`, else `default` (the quick count
+/// that `scripts/test` runs; `scripts/props-long` runs a million).
+pub fn prop_cases_or(default: u32) -> u32 {
+    std::env::var("QW_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Cases per property: `QW_PROP_CASES`, else 512.
+pub fn prop_cases() -> u32 {
+    prop_cases_or(512)
+}
+
 pub const DAY: i64 = 86_400_000;
 pub const T0: i64 = 1_795_000_000_000;
 

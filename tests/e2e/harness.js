@@ -453,3 +453,21 @@ export function instrumentStreams() {
     }
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-revision"], childList: true });
 }
+
+/**
+ * A page function (for `page.evaluate`): from now on, records in
+ * `window.__qwLiveAgain` when the widget shows "Live" again after it
+ * stopped showing it (a tab losing its leader and following the next). In
+ * the page: a background page's animation frames, which Playwright's polling
+ * would use, run only about once a second.
+ */
+export function watchLiveAgain() {
+  window.__qwLiveAgain = null;
+  let lost = false;
+  const freshness = document.querySelector(".qw-freshness");
+  new MutationObserver(() => {
+    const live = freshness.textContent.startsWith("Live");
+    if (!live) lost = true;
+    else if (lost && window.__qwLiveAgain === null) window.__qwLiveAgain = performance.timeOrigin + performance.now();
+  }).observe(freshness, { childList: true, characterData: true, subtree: true });
+}

@@ -29,6 +29,7 @@ import {
   CHROMIUM,
   ROOT,
   instrumentStreams,
+  watchLiveAgain,
   SERVER_BIN,
   STATIC_DIR,
   apiOk,
@@ -130,16 +131,7 @@ async function handover(pages) {
   const leader = await leaderOf(pages);
   const rest = pages.filter((p) => p !== leader);
   for (const p of rest) {
-    await p.evaluate(() => {
-      window.__qwLiveAgain = null;
-      let lost = false;
-      const freshness = document.querySelector(".qw-freshness");
-      new MutationObserver(() => {
-        const live = freshness.textContent.startsWith("Live");
-        if (!live) lost = true;
-        else if (lost && window.__qwLiveAgain === null) window.__qwLiveAgain = performance.timeOrigin + performance.now();
-      }).observe(freshness, { childList: true, characterData: true, subtree: true });
-    });
+    await p.evaluate(watchLiveAgain);
   }
   const t0 = await leader.evaluate(() => performance.timeOrigin + performance.now());
   await leader.close();

@@ -13,6 +13,7 @@ import {
   apiOk,
   checkPrerequisites,
   instrumentStreams,
+  watchLiveAgain,
   createAccount,
   launchBrowser,
   newContext,
@@ -179,16 +180,7 @@ describe("several tabs, one connection (the tabs build)", () => {
     // a background page's animation frames, which Playwright's polling
     // would use, run only about once a second.)
     for (const p of rest) {
-      await p.evaluate(() => {
-        window.__qwLiveAgain = null;
-        let lost = false;
-        const freshness = document.querySelector(".qw-freshness");
-        new MutationObserver(() => {
-          const live = freshness.textContent.startsWith("Live");
-          if (!live) lost = true;
-          else if (lost && window.__qwLiveAgain === null) window.__qwLiveAgain = performance.timeOrigin + performance.now();
-        }).observe(freshness, { childList: true, characterData: true, subtree: true });
-      });
+      await p.evaluate(watchLiveAgain);
     }
     // Changes keep coming while the leader goes.
     const t0 = await leader.evaluate(() => performance.timeOrigin + performance.now());
