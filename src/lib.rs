@@ -6,7 +6,8 @@
 //! - `intl`: numbers and dates in the page's locale (wasm only).
 //! - `sync`: turns the network into core inputs (wasm only).
 //! - `tabs`: the lock and channel that let tabs share one connection (wasm
-//!   only, in the tabs build; `tabs_off.rs` stands in for it otherwise).
+//!   only, in the tabs build; `tabs_off.rs` stands in for it otherwise);
+//!   `tab_events`: what it and the widget say to each other.
 //! - `js`: what the widget hands to JavaScript (serde-wasm-bindgen).
 //! - `api`: the wasm-bindgen surface: translates between JavaScript and the
 //!   core's session, and carries out its commands through the shells.
@@ -23,6 +24,8 @@ mod intl;
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod sync;
+#[cfg(target_arch = "wasm32")]
+mod tab_events;
 #[cfg(all(target_arch = "wasm32", feature = "tabs"))]
 mod tabs;
 #[cfg(all(target_arch = "wasm32", not(feature = "tabs")))]

@@ -22,31 +22,7 @@ use crate::js::to_js;
 /// The tabs' part of the session in this build: the whole protocol.
 pub type PeerPart = crate::core::tabs::Tabs;
 
-/// What carrying out a command left to do outside the widget's borrow.
-pub enum Carried {
-    Done,
-    /// Call this waiting submit with its word: `null` to send, or why not.
-    Answer(Function, JsValue),
-    /// This tab stepped back from leading: its connection closes.
-    Yielded,
-}
-
-/// What happened among the tabs, for the widget.
-pub enum TabEvent {
-    /// A message from another tab, as the channel carried it.
-    Message(JsValue),
-    /// This tab took the leadership lock.
-    Lead,
-    /// The page was shown or hidden: whether it is visible now.
-    Visible(bool),
-    /// The page goes away, or into the back/forward cache.
-    Hide,
-    /// The page was shown (`pageshow`): first, or back from the
-    /// back/forward cache.
-    PageShow,
-    /// The deadline the widget asked for came.
-    Wake,
-}
+pub use crate::tab_events::{Carried, TabEvent};
 
 type Sink = Rc<dyn Fn(TabEvent)>;
 

@@ -5,7 +5,6 @@
 //! gzipped) stays out of the wasm.
 
 use js_sys::Function;
-use wasm_bindgen::JsValue;
 use web_sys::Document;
 
 use crate::core::Alone;
@@ -13,22 +12,7 @@ use crate::core::Alone;
 /// The tabs' part of the session in this build: none.
 pub type PeerPart = Alone;
 
-#[allow(dead_code)]
-pub enum Carried {
-    Done,
-    Answer(Function, JsValue),
-    Yielded,
-}
-
-#[allow(dead_code)]
-pub enum TabEvent {
-    Message(JsValue),
-    Lead,
-    Visible(bool),
-    Hide,
-    PageShow,
-    Wake,
-}
+pub use crate::tab_events::{Carried, TabEvent};
 
 pub enum TabLink {}
 

@@ -1,11 +1,11 @@
 //! One owner of what the widget knows: the quota (the rules R1-R7, in
 //! [`Quota`]) and, when the tabs of a browser share one connection, this
 //! tab's part among them ([`Tabs`]). The browser shells hand it their inputs
-//! with the clock and carry out the commands it gives back; none of them
+//! with the clock and carry out the commands it queues; none of them
 //! decides whether a submit may go, which state wins or when a hold ends.
 //!
 //! Whether tabs share is a value here, not a branch in the shells: without
-//! peers every command list is empty. The type of the peers is a parameter
+//! peers the queue stays empty. The type of the peers is a parameter
 //! so that a build without the tabs protocol ([`Alone`], which has no
 //! values) carries none of its code.
 
