@@ -30,12 +30,11 @@ export interface QuotaWidgetAttributes {
   /** A state older than this, in milliseconds, blocks submit (fail closed): 30000 by default. */
   "stale-after-ms"?: NumericAttribute;
   /**
-   * The tabs build (`quota-widget/tabs/element`, `quota-widget/tabs/define`)
-   * only: the signed-in account's id, not a secret; tabs share a connection
-   * only with tabs of the same endpoint and account. None by default.
+   * The signed-in account's id, not a secret; tabs share a connection only
+   * with tabs of the same endpoint and account. None by default.
    */
   account?: string;
-  /** The tabs build only: "off" gives this tab a connection of its own. Shared by default. */
+  /** "off" gives this tab a connection of its own. Shared by default. */
   tabs?: "on" | "off";
 }
 

@@ -27,9 +27,7 @@ const REQUEST_ATTRIBUTES = new Set(["kind", "count"]);
 // Attributes that only change which button is gated: applied with setButton().
 const TARGET_ATTRIBUTES = new Set(["button", "form"]);
 // Any other observed attribute re-creates the widget.
-const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms"];
-// QW_TABS: true in the package's tabs build only (scripts/build-pkg sets it).
-if (QW_TABS) OBSERVED.push("account", "tabs");
+const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms", "account", "tabs"];
 
 const DEFAULT_KIND = "image";
 const DEFAULT_COUNT = 1;
@@ -203,11 +201,9 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         locale: this.#locale(),
         expiringSoonDays: integerAttribute(this, "expiring-soon-days"),
         staleAfterMs: integerAttribute(this, "stale-after-ms"),
+        account: this.getAttribute("account") || undefined,
+        tabs: /^(off|false)$/i.test(this.getAttribute("tabs") ?? "") ? false : undefined,
       };
-      if (QW_TABS) {
-        optional.account = this.getAttribute("account") || undefined;
-        optional.tabs = /^(off|false)$/i.test(this.getAttribute("tabs") ?? "") ? false : undefined;
-      }
       for (const [key, value] of Object.entries(optional)) {
         if (value !== undefined) options[key] = value;
       }

@@ -44,12 +44,10 @@ export class QuotaWidget extends RustWidget {
     // With tabs sharing a connection, a follower's request leaves only on
     // the leading tab's grant; a refusal (the last slot went to another
     // tab) ends here, with the reason, and nothing is sent.
-    // QW_TABS: true in the package's tabs build only (scripts/build-pkg sets
-    // it), so the default build carries none of this.
-    if (QW_TABS) {
-      const refused = await new Promise((done) => this.awaitGrant(id, done));
-      if (refused !== null) return { requestId: id, outcome: "refused", message: refused };
-    }
+    // Without tabs sharing (the `tabs: false` option, or a browser without
+    // Web Locks or BroadcastChannel) the answer is null at once.
+    const refused = await new Promise((done) => this.awaitGrant(id, done));
+    if (refused !== null) return { requestId: id, outcome: "refused", message: refused };
     const wait = timeoutMs ?? this.holdTimeoutMs;
     let timer;
     let response;

@@ -620,7 +620,6 @@ fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
 /// queues to lead. False when the browser cannot (no Web Locks or no
 /// BroadcastChannel), or in a build without tabs: the widget then connects
 /// by itself.
-#[cfg_attr(not(feature = "tabs"), allow(unreachable_code, unused_variables))]
 fn join_tabs(rc: &Rc<RefCell<Inner>>, doc: &Document, opts: &SyncOptions, account: &str) -> bool {
     let weak = Rc::downgrade(rc);
     let Some(link) = TabLink::open(doc, &opts.endpoint, account, move |e| on_tab(&weak, e)) else {
@@ -688,7 +687,6 @@ fn lead(rc: &Rc<RefCell<Inner>>) {
 
 /// Carries out the session's commands for the tabs, outside the borrow: an
 /// answer to a waiting submit runs the dashboard's code.
-#[cfg_attr(not(feature = "tabs"), allow(unreachable_code, unused_variables))]
 fn run_tabs(rc: &Rc<RefCell<Inner>>) {
     loop {
         let answer = {
@@ -934,8 +932,6 @@ impl QuotaWidget {
     /// browser, or `done(reason)` if it must not: with tabs sharing a
     /// connection, a follower's submit waits for the leader's grant.
     // Plumbing of `submit()` (js/widget.js), not part of the declared API.
-    // Only in the tabs build: elsewhere a request may always leave at once.
-    #[cfg(feature = "tabs")]
     #[wasm_bindgen(js_name = awaitGrant, skip_typescript)]
     pub fn await_grant(&self, request_id: String, done: Function) -> Result<(), JsError> {
         let rc = self.rc()?;

@@ -6,8 +6,7 @@
 //! - `intl`: numbers and dates in the page's locale (wasm only).
 //! - `sync`: turns the network into core inputs (wasm only).
 //! - `tabs`: the lock and channel that let tabs share one connection (wasm
-//!   only, in the tabs build; `tabs_off.rs` stands in for it otherwise);
-//!   `tab_events`: what it and the widget say to each other.
+//!   only); `tab_events`: what it and the widget say to each other.
 //! - `js`: what the widget hands to JavaScript (serde-wasm-bindgen).
 //! - `api`: the wasm-bindgen surface: translates between JavaScript and the
 //!   core's session, and carries out its commands through the shells.
@@ -26,10 +25,7 @@ mod js;
 mod sync;
 #[cfg(target_arch = "wasm32")]
 mod tab_events;
-#[cfg(all(target_arch = "wasm32", feature = "tabs"))]
-mod tabs;
-#[cfg(all(target_arch = "wasm32", not(feature = "tabs")))]
-#[path = "tabs_off.rs"]
+#[cfg(target_arch = "wasm32")]
 mod tabs;
 
 #[cfg(target_arch = "wasm32")]

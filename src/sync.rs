@@ -173,8 +173,8 @@ fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd<JsValue>>) {
                 let url = {
                     let mut s = rc.borrow_mut();
                     match s.resume.take() {
-                        // Only a tab that takes the lead resumes (the tabs build).
-                        Some(r) if cfg!(feature = "tabs") => format!("{}/events?last_event_id={r}", s.endpoint),
+                        // Only a tab that takes the lead resumes.
+                        Some(r) => format!("{}/events?last_event_id={r}", s.endpoint),
                         _ => format!("{}/events", s.endpoint),
                     }
                 };

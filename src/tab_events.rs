@@ -1,7 +1,5 @@
-//! What the tabs shell and the widget say to each other, the same in both
-//! builds: `src/tabs.rs` produces these, `src/tabs_off.rs` (no tabs) never
-//! does, and `src/api.rs` takes them to the session.
-#![cfg_attr(not(feature = "tabs"), allow(dead_code))]
+//! What the tabs shell and the widget say to each other: `src/tabs.rs`
+//! produces these and `src/api.rs` takes them to the session.
 
 use js_sys::Function;
 use wasm_bindgen::JsValue;

@@ -1,7 +1,6 @@
-//! The tabs shell: the browser's side of tabs sharing one connection, in
-//! the package's tabs build (cargo feature `tabs`). It elects the leader
-//! with Web Locks (`js/tab-lock.js`), carries messages over a
-//! `BroadcastChannel`, watches the page (shown, hidden, gone, back from the
+//! The tabs shell: the browser's side of tabs sharing one connection. It
+//! elects the leader with Web Locks (`js/tab-lock.js`), carries messages
+//! over a `BroadcastChannel`, watches the page (shown, hidden, gone, back from the
 //! back/forward cache) and keeps the timer of the next deadline. It decides
 //! nothing: what happens reaches the widget as a [`TabEvent`], whose session
 //! (`core::Session`) says what to do, and the widget hands the commands
@@ -19,7 +18,7 @@ use web_sys::{BroadcastChannel, Document, EventTarget, MessageEvent, VisibilityS
 use crate::core::tabs::TabCmd;
 use crate::js::to_js;
 
-/// The tabs' part of the session in this build: the whole protocol.
+/// The tabs' part of the session: the whole protocol.
 pub type PeerPart = crate::core::tabs::Tabs;
 
 pub use crate::tab_events::{Carried, TabEvent};

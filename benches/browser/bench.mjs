@@ -92,8 +92,6 @@ function serve() {
       if (path === "/bench.html") body = PAGE("/bench/page.js");
       else if (path === "/first.html") body = PAGE("/bench/first.js");
       else if (NAMED && path === "/pkg/quota_widget_bg.wasm") body = NAMED;
-      // The tabs build (pkg/tabs) uses the stylesheet of the package's root.
-      else if (path === "/pkg/quota-widget.css" && !existsSync(join(PKG, "quota-widget.css"))) body = await readFile(join(PKG, "../quota-widget.css"));
       else if (path.startsWith("/pkg/")) body = await readFile(safe(PKG, path.slice(5)));
       else if (path === "/bench/baseline.js" && BASELINE) body = await readFile(BASELINE);
       else if (path.startsWith("/bench/")) body = await readFile(safe(HERE, path.slice(7)));

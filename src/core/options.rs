@@ -53,14 +53,13 @@ pub struct QuotaOptions {
     /// Use server-sent events. Default true; false polls only.
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub events: Option<bool>,
-    /// In the tabs build (`quota-widget/tabs`): share one connection, and
-    /// every hold, between the tabs of this browser that show the same
-    /// endpoint and account (the README's "Several tabs"). Default true;
-    /// false connects from this tab alone. The default build ignores it:
-    /// every tab connects by itself.
+    /// Share one connection, and every hold, between the tabs of this
+    /// browser that show the same endpoint and account (the README's
+    /// "Several tabs"). Default true; false connects from this tab alone,
+    /// as does a browser without Web Locks or `BroadcastChannel`.
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub tabs: Option<bool>,
-    /// In the tabs build: the signed-in account, as a name that is not a
+    /// The signed-in account, as a name that is not a
     /// secret (an id); tabs share only with tabs of the same `endpoint` and
     /// `account`. Default: none, which is right while the session cookie
     /// alone decides the account.

@@ -5,9 +5,9 @@
 //! decides whether a submit may go, which state wins or when a hold ends.
 //!
 //! Whether tabs share is a value here, not a branch in the shells: without
-//! peers the queue stays empty. The type of the peers is a parameter
-//! so that a build without the tabs protocol ([`Alone`], which has no
-//! values) carries none of its code.
+//! peers the queue stays empty. The type of the peers is a parameter, so
+//! that a host that never shares ([`Alone`], which has no values: tests,
+//! tools) carries none of the tabs protocol.
 
 use super::fmt::Fmt;
 use super::machine::{Hold, HoldEnd, Link, Quota, SubmitError};
@@ -25,7 +25,7 @@ pub trait Body {
 }
 
 /// This tab's part among the tabs that share a connection: [`Tabs`], or
-/// [`Alone`] where the build has no tabs protocol.
+/// [`Alone`] for a host that never shares.
 pub trait Peers {
     /// A command for the shell: [`TabCmd`], or none at all.
     type Cmd;
@@ -47,8 +47,8 @@ impl Peers for Tabs {
     }
 }
 
-/// No peers: a build without the tabs protocol. It has no values, so every
-/// path through the peers is dead code that the compiler drops.
+/// No peers: a host that never shares. It has no values, so every path
+/// through the peers is dead code that the compiler drops.
 #[derive(Debug)]
 pub enum Alone {}
 

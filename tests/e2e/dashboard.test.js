@@ -321,7 +321,7 @@ describe("quota-widget demo dashboard", () => {
     assert.equal(await tabB.locator("#signin").isVisible(), false);
     await tabA.bringToFront();
 
-    // The demo uses the tabs build: tab B counts tab A's hold at once
+    // Tabs share holds: tab B counts tab A's hold at once
     // ("2 being submitted", tests/e2e/tabs.test.js), then the server's task.
     const seenInB = tabB.waitForFunction(
       () => {

@@ -1,6 +1,6 @@
 // End-to-end: the dashboard behind the proxies that users put in front of
 // the quota server, in Chromium, several tabs of one browser sharing one
-// event stream (the tabs build).
+// event stream.
 //
 // - Vite's dev-server proxy, exactly as examples/react/vite.config.ts
 //   configures it (`npm run dev`), serving the React example. That proxy
@@ -54,20 +54,6 @@ const SERVER_DEFAULT_PING_MS = 5_000;
 /** How soon every remaining tab must be live again after the leading tab closed, and a change shown. */
 const WITHIN_MS = 1_000;
 
-// ---------------------------------------------------------------------------
-// The one place that knows which entry of the package carries tabs.
-//
-// The React example imports the package's default entry
-// (`quota-widget/define`). While tabs live in their own build, the package
-// exports `./tabs/define` and the example is served with that entry in
-// place of the default one; once the default entry carries tabs (and the
-// package drops `./tabs/define`), nothing is replaced. Either way the test
-// checks that the tabs share one stream, so a build without tabs fails.
-function tabsAlias() {
-  const pkg = JSON.parse(readFileSync(join(REACT, "node_modules/quota-widget/package.json"), "utf8"));
-  return pkg.exports?.["./tabs/define"] ? [["^quota-widget/define$", "quota-widget/tabs/define"]] : [];
-}
-// ---------------------------------------------------------------------------
 
 function checkPrerequisites({ nginx }) {
   const missing = [];
@@ -90,7 +76,7 @@ const openStreams = (page) => page.evaluate(() => window.__qwOpenStreams());
 async function leaderOf(pages) {
   const counts = await Promise.all(pages.map(openStreams));
   const leaders = pages.filter((_, i) => counts[i] > 0);
-  assert.equal(leaders.length, 1, `exactly one tab holds a stream, as the tabs build does (per tab: ${counts.join(", ")})`);
+  assert.equal(leaders.length, 1, `exactly one tab holds a stream, as the package does (per tab: ${counts.join(", ")})`);
   assert.equal(counts.reduce((a, b) => a + b, 0), 1, "and only one stream");
   return leaders[0];
 }
@@ -163,24 +149,22 @@ describe("behind Vite's dev-server proxy (examples/react, npm run dev)", () => {
     const port = await freePort();
     // Vite's own API, so that the example's vite.config.ts is loaded as
     // `npm run dev` loads it: its proxy block, untouched, is the one under
-    // test (its target from QW_API_TARGET). Only the entry that carries
-    // tabs is added (tabsAlias).
+    // test (its target from QW_API_TARGET), and the example's own entry
+    // (`quota-widget/define`) carries tabs sharing one stream.
     const script = `
       import { createServer } from "vite";
-      const alias = JSON.parse(process.env.QW_E2E_ALIAS).map(([find, replacement]) => ({ find: new RegExp(find), replacement }));
       const server = await createServer({
         configFile: "vite.config.ts",
         clearScreen: false,
         logLevel: "warn",
         server: { host: "127.0.0.1", port: ${port}, strictPort: true },
-        resolve: { alias },
       });
       await server.listen();
       console.log("vite listening on " + server.resolvedUrls.local[0]);
     `;
     vite = await startChild("vite", process.execPath, ["--input-type=module", "-e", script], {
       cwd: REACT,
-      env: { ...process.env, QW_API_TARGET: server.url, QW_E2E_ALIAS: JSON.stringify(tabsAlias()) },
+      env: { ...process.env, QW_API_TARGET: server.url },
       ready: (line) => {
         const match = /^vite listening on (http:\S+?)\/?$/.exec(line);
         return match && { url: match[1] };

@@ -1,6 +1,6 @@
 // End-to-end: several tabs of one browser (one Playwright context, several
-// pages) on the demo dashboard, which uses the package's tabs build
-// (quota-widget/tabs), against the reference server over HTTP/1.1, where a
+// pages) on the demo dashboard, which uses the package as a dashboard
+// would (`quota-widget`), against the reference server over HTTP/1.1, where a
 // browser allows six connections per host. One tab leads and holds the only
 // event stream; the others follow over a BroadcastChannel (docs/tabs.md).
 // The relay delay is printed, never asserted.
@@ -127,13 +127,56 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/**
+ * Pages of the dashboard's own, on the server's origin (the session cookie
+ * is the same), loading the built package (pkg/) as a dashboard would:
+ * /package/element.html (`<quota-widget>`), /package/element-off.html (the
+ * element with tabs="off") and /package/class-off.html (the class with
+ * `tabs: false`).
+ */
+async function servePackagePages(context) {
+  const PKG = join(ROOT, "pkg");
+  const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
+  const head = `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="stylesheet" href="/qw/quota-widget.css"></head><body>`;
+  const pages = {
+    element: `${head}<quota-widget endpoint="/api" button="#go"></quota-widget><button id="go">Generate</button>
+<script type="module" src="/qw/define.js"></script></body></html>`,
+    "element-off": `${head}<quota-widget endpoint="/api" button="#go" tabs="off"></quota-widget><button id="go">Generate</button>
+<script type="module" src="/qw/define.js"></script></body></html>`,
+    "class-off": `${head}<div id="quota"></div><button id="go">Generate</button>
+<script type="module" src="/package/class-off.js"></script></body></html>`,
+  };
+  const classOff = `import init, { QuotaWidget } from "/qw/index.js";
+await init();
+window.__qwWidget = new QuotaWidget({ host: "#quota", button: "#go", endpoint: "/api", tabs: false });`;
+  await context.route(`${server.url}/package/**`, (route) => {
+    const name = new URL(route.request().url()).pathname.slice("/package/".length);
+    if (name === "class-off.js") return route.fulfill({ contentType: "text/javascript", body: classOff });
+    const body = pages[name.replace(/\.html$/, "")];
+    return body ? route.fulfill({ contentType: "text/html", body }) : route.fulfill({ status: 404, body: "" });
+  });
+  await context.route(`${server.url}/qw/**`, (route) => {
+    const file = normalize(join(PKG, new URL(route.request().url()).pathname.slice("/qw/".length)));
+    if (!file.startsWith(PKG) || !existsSync(file)) return route.fulfill({ status: 404, body: "" });
+    return route.fulfill({ contentType: TYPES[extname(file)] ?? "application/octet-stream", body: readFileSync(file) });
+  });
+}
+
+/** Opens one of servePackagePages's pages in a new tab and waits until it is live. */
+async function openPackagePage(context, name) {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/package/${name}.html`);
+  await page.waitForFunction(() => (document.querySelector(".qw-freshness")?.textContent ?? "").startsWith("Live"), null, { polling: 50 });
+  return page;
+}
+
 async function closeClean(context) {
   const problems = [...context.problems];
   await context.close();
   assert.deepEqual(problems, [], "no script errors or CSP violations on the page");
 }
 
-describe("several tabs, one connection (the tabs build)", () => {
+describe("several tabs, one connection", () => {
   test("10 tabs are all live over one event stream, and states reach every tab (relay delay printed)", { timeout: 120_000 }, async () => {
     const { token, context, first } = await freshBrowser();
     const tabs = [first];
@@ -403,31 +446,31 @@ describe("several tabs, one connection (the tabs build)", () => {
     await closeClean(context);
   });
 
-  test("the element of the tabs build (quota-widget/tabs/define) shares one stream too", { timeout: 60_000 }, async () => {
+  test("the element (quota-widget/define) shares one stream too", { timeout: 60_000 }, async () => {
     const { token, context, first } = await freshBrowser();
-    // A page of the dashboard's own, on the server's origin (the session
-    // cookie is the same), loading the element from the built package.
-    const PKG = join(ROOT, "pkg");
-    const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
-    const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="stylesheet" href="/qw/quota-widget.css"></head>
-<body><quota-widget endpoint="/api" button="#go"></quota-widget><button id="go">Generate</button>
-<script type="module" src="/qw/tabs/define.js"></script></body></html>`;
-    await context.route(`${server.url}/element-tabs.html`, (route) => route.fulfill({ contentType: "text/html", body: html }));
-    await context.route(`${server.url}/qw/**`, (route) => {
-      const file = normalize(join(PKG, new URL(route.request().url()).pathname.slice("/qw/".length)));
-      if (!file.startsWith(PKG) || !existsSync(file)) return route.fulfill({ status: 404, body: "" });
-      return route.fulfill({ contentType: TYPES[extname(file)] ?? "application/octet-stream", body: readFileSync(file) });
-    });
+    await servePackagePages(context);
     const pages = [];
-    for (let i = 0; i < 3; i += 1) {
-      const page = await context.newPage();
-      await page.goto(`${server.url}/element-tabs.html`);
-      await page.waitForFunction(() => (document.querySelector(".qw-freshness")?.textContent ?? "").startsWith("Live"), null, { polling: 50 });
-      pages.push(page);
-    }
+    for (let i = 0; i < 3; i += 1) pages.push(await openPackagePage(context, "element"));
     // With the demo's tab (another scope: it names its account), two streams in all.
     await leaderOf(pages);
     assert.equal(await waitServerStreams(server, token, 2), 2, "one for the three element pages, one for the demo's tab");
+    const revision = await bump(token);
+    await Promise.all([first, ...pages].map((p) => waitRevision(p, revision)));
+    await closeClean(context);
+  });
+
+  test("tabs: false and tabs=\"off\" give a tab a connection of its own", { timeout: 60_000 }, async () => {
+    const { token, context, first } = await freshBrowser();
+    await servePackagePages(context);
+    const pages = [
+      await openPackagePage(context, "element-off"),
+      await openPackagePage(context, "element-off"),
+      await openPackagePage(context, "class-off"),
+      await openPackagePage(context, "class-off"),
+    ];
+    for (const page of pages) assert.equal(await openStreams(page), 1, "each page that opts out holds a stream of its own");
+    // With the demo's tab, which shares (and leads its own scope alone).
+    assert.equal(await waitServerStreams(server, token, 5), 5, "four opted-out pages and the demo's tab: five streams");
     const revision = await bump(token);
     await Promise.all([first, ...pages].map((p) => waitRevision(p, revision)));
     await closeClean(context);

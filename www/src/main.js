@@ -1,13 +1,13 @@
 // The demo dashboard: a sign-in step, a "Generate" form, and the quota widget
 // beside it, synced with the quota server at /api. It uses the npm package
-// exactly as a user's dashboard would: `import ... from "quota-widget/tabs"`,
-// the package's tabs build, in which every tab of the browser shares one
-// connection to the server and every hold (README, "Several tabs").
+// exactly as a user's dashboard would: `import ... from "quota-widget"`, in
+// which every tab of the browser shares one connection to the server and
+// every hold (README, "Several tabs").
 //
 // Everything here runs under the server's strict CSP (script-src 'self'
 // 'wasm-unsafe-eval'; style-src 'self'): no inline script, no inline style,
 // and every text is set with textContent, never as markup.
-import init, { QuotaWidget } from "quota-widget/tabs";
+import init, { QuotaWidget } from "quota-widget";
 import "quota-widget/quota-widget.css";
 import "./app.css";
 
