@@ -17,7 +17,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_state, Source};
 use crate::core::wire::{ServerState, Units};
-use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, QuotaOptions, Quota, Reply, SubmitError, ViewModel, Viewer};
+use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, QuotaOptions, Table, Quota, Reply, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -301,13 +301,13 @@ fn read_options(o: &JsValue) -> Result<WidgetOptions, JsError> {
 /// those, later ones winning. A name the widget does not have, a table of
 /// the wrong length or a text that is not a string is a clear error, not a
 /// text that silently stays English.
-fn read_messages(v: &JsValue) -> Result<Vec<(Msg, String)>, JsError> {
-    let mut texts = Vec::new();
+fn read_messages(v: &JsValue) -> Result<Table, JsError> {
+    let mut texts = Table::default();
     add_messages(v, &mut texts, true)?;
     Ok(texts)
 }
 
-fn add_messages(v: &JsValue, texts: &mut Vec<(Msg, String)>, list: bool) -> Result<(), JsError> {
+fn add_messages(v: &JsValue, texts: &mut Table, list: bool) -> Result<(), JsError> {
     if v.is_undefined() || v.is_null() {
         return Ok(());
     }
@@ -322,7 +322,7 @@ fn add_messages(v: &JsValue, texts: &mut Vec<(Msg, String)>, list: bool) -> Resu
             if items.len() != Msg::ALL.len() {
                 return Err(bad());
             }
-            texts.extend(Msg::ALL.iter().zip(items).map(|(m, t)| (*m, t.as_string().unwrap_or_default())));
+            texts.add_all(items.iter().map(|t| t.as_string().unwrap_or_default()).collect());
             return Ok(());
         }
         if !list {
@@ -336,10 +336,8 @@ fn add_messages(v: &JsValue, texts: &mut Vec<(Msg, String)>, list: bool) -> Resu
     for entry in js_sys::Object::entries(v.unchecked_ref()).iter() {
         let entry: js_sys::Array = entry.unchecked_into();
         let key = entry.get(0).as_string().unwrap_or_default();
-        let Some(m) = Msg::by_key(&key) else {
-            return Err(JsError::new(&format!("quota-widget: no message is named \"{key}\"")));
-        };
-        texts.push((m, entry.get(1).as_string().ok_or_else(bad)?));
+        let text = entry.get(1).as_string().ok_or_else(bad)?;
+        texts.add(&key, text).map_err(|e| JsError::new(&format!("quota-widget: {e}")))?;
     }
     Ok(())
 }
@@ -607,8 +605,8 @@ fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
             }
             SyncEvent::Current => s.server_current(now()),
             SyncEvent::Link(link) => s.server_link(link, now()),
-            SyncEvent::Error(message) => {
-                s.server_error(message.clone());
+            SyncEvent::Refused(status) => {
+                let message = s.server_refused(status, inner.viewer.fmt());
                 events.push(WidgetEvent::Error { message });
             }
         }
@@ -626,8 +624,9 @@ fn join_tabs(rc: &Rc<RefCell<Inner>>, doc: &Document, opts: &SyncOptions, accoun
         return false;
     };
     // A name unique in the browser: the time and 52 random bits.
-    let peers = crate::tabs::peers(&link, new_request_id(), crate::tabs::visible(doc));
+    let mut peers = crate::tabs::peers(&link, new_request_id(), crate::tabs::visible(doc));
     let mut inner = rc.borrow_mut();
+    peers.word(inner.viewer.fmt());
     inner.session.join(peers);
     inner.tabs = Some(link);
     inner.lead_sync = Some((doc.clone(), opts.clone()));

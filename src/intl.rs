@@ -5,7 +5,7 @@ use js_sys::{Array, Date, Function, Intl, Object, Reflect};
 use wasm_bindgen::JsValue;
 
 use crate::core::wire::{Millis, Units};
-use crate::core::{Fmt, Msg};
+use crate::core::{Fmt, Msg, Table};
 
 pub struct IntlFmt {
     number: Function,
@@ -13,14 +13,14 @@ pub struct IntlFmt {
     time: Function,
     plurals: Intl::PluralRules,
     /// The page's texts for some messages (a language table, or its own
-    /// wording); the others are English.
-    texts: Vec<(Msg, String)>,
+    /// wording) and its names of kinds; the others are English.
+    texts: Table,
 }
 
 impl IntlFmt {
     /// `locale` is a BCP 47 tag; `None` uses the browser's. `texts`
-    /// replace messages' templates.
-    pub fn new(locale: Option<&str>, texts: Vec<(Msg, String)>) -> IntlFmt {
+    /// replace messages' templates and name kinds.
+    pub fn new(locale: Option<&str>, texts: Table) -> IntlFmt {
         let locales = Array::new();
         if let Some(l) = locale {
             locales.push(&JsValue::from_str(l));
@@ -69,7 +69,11 @@ impl Fmt for IntlFmt {
     fn template(&self, m: Msg) -> &str {
         // The last text given for a message wins: a page's own wording over
         // a language table it lists first.
-        self.texts.iter().rev().find(|(k, _)| *k == m).map_or(m.en(), |(_, t)| t)
+        self.texts.template(m).unwrap_or(m.en())
+    }
+
+    fn kind(&self, kind: &str) -> Option<&str> {
+        self.texts.kind(kind)
     }
 
     fn plural(&self, n: f64) -> &'static str {

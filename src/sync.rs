@@ -35,8 +35,8 @@ pub enum SyncEvent {
     /// The server confirmed the state shown is current (304, ping).
     Current,
     Link(Link),
-    /// Something the user should know that is not a link state (HTTP 401).
-    Error(String),
+    /// The server refused the state with this HTTP status (401: signed out).
+    Refused(u16),
 }
 
 #[derive(Clone)]
@@ -192,7 +192,7 @@ fn run(rc: &Rc<RefCell<Shell>>, cmds: Vec<SyncCmd<JsValue>>) {
             SyncCmd::State(body) => tell(rc, SyncEvent::State(body)),
             SyncCmd::Current => tell(rc, SyncEvent::Current),
             SyncCmd::Link(link) => tell(rc, SyncEvent::Link(link)),
-            SyncCmd::Error(message) => tell(rc, SyncEvent::Error(message)),
+            SyncCmd::Refused(status) => tell(rc, SyncEvent::Refused(status)),
         }
     }
     for input in then {
@@ -229,13 +229,7 @@ fn fetch_result(status: u16, etag: Option<String>, body: JsValue) -> FetchResult
     match status {
         304 => FetchResult::NotModified,
         200 => FetchResult::State { body, etag },
-        // As u32: the formatter's code for u16 would be linked for these two
-        // lines alone.
-        401 | 403 => FetchResult::Refused(format!(
-            "the quota server did not accept this session (HTTP {}); sign in again",
-            u32::from(status)
-        )),
         0 | 500.. => FetchResult::Unreachable,
-        s => FetchResult::Refused(format!("the quota server answered HTTP {} for the state", u32::from(s))),
+        s => FetchResult::Refused(s),
     }
 }

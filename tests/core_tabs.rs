@@ -11,7 +11,6 @@ use std::cell::Cell;
 
 use common::*;
 use quota_widget::core::parse::read_state;
-use quota_widget::core::tabs::{DUPLICATE, HANDOVER, NO_ANSWER};
 use quota_widget::core::wire::*;
 use quota_widget::core::*;
 use serde_json::{json, Value};
@@ -447,7 +446,7 @@ fn an_ask_with_no_answer_is_never_sent() {
     assert_eq!(a.t.next_deadline(&a.q), Some(deadline));
     assert!(a.t.tick(&mut a.q, deadline - 1).is_empty());
     let out = a.t.tick(&mut a.q, deadline);
-    assert_eq!(cancels(&out), vec![("r1".to_owned(), NO_ANSWER.to_owned())]);
+    assert_eq!(cancels(&out), vec![("r1".to_owned(), Msg::TabNoAnswer.en().to_owned())]);
     let ended = posts(&out);
     assert_eq!(ended, vec![TabMsg::Ended { id: "r1".into(), end: HoldEnd::Failed }]);
     assert_eq!(a.free(), 4);
@@ -471,7 +470,7 @@ fn asks_to_a_leader_that_is_gone_are_cancelled_at_once() {
     // L dies before its answer arrives; B leads.
     let lead = posts(&b.t.lead(&mut b.q, SETTLED + 1));
     let out = a.take(&lead, SETTLED + 1);
-    assert_eq!(cancels(&out), vec![("r1".to_owned(), HANDOVER.to_owned())]);
+    assert_eq!(cancels(&out), vec![("r1".to_owned(), Msg::TabHandover.en().to_owned())]);
     assert!(posts(&out).contains(&TabMsg::Ended { id: "r1".into(), end: HoldEnd::Failed }));
     assert_eq!(a.free(), 4);
     let out = a.take(&slow_grant, SETTLED + 2);
@@ -502,7 +501,7 @@ fn a_duplicate_request_id_is_refused() {
     let ask_b = posts(&b.t.submit(&mut b.q, "same".into(), SETTLED).unwrap());
     l.take(&ask_a, SETTLED);
     let answer = posts(&l.take(&ask_b, SETTLED));
-    assert!(matches!(&answer[..], [TabMsg::Denied { reason, .. }] if reason == DUPLICATE));
+    assert!(matches!(&answer[..], [TabMsg::Denied { reason, .. }] if reason == Msg::TabDuplicate.en()));
 }
 
 // ---- handover ---------------------------------------------------------------
@@ -535,7 +534,7 @@ fn while_no_tab_is_live_submit_is_blocked_with_the_reason() {
     assert_eq!(a.t.submit(&mut a.q, "r2".into(), t), Err(SubmitError::Blocked(Blocked::Connecting)));
     // An ask that comes anyway (a tab that saw the old leader live) is denied.
     let asked = TabMsg::Ask { from: "A".into(), id: "r2".into(), kind: "image".into(), count: 1 };
-    assert!(matches!(&posts(&b.take(&[asked], t))[..], [TabMsg::Denied { reason, .. }] if reason == HANDOVER));
+    assert!(matches!(&posts(&b.take(&[asked], t))[..], [TabMsg::Denied { reason, .. }] if reason == Msg::TabHandover.en()));
     let t2 = t + TabConfig::default().settle_ms;
     assert_eq!(b.t.next_deadline(&b.q), Some(t2), "the shell wakes the leader when it settles");
     let live = posts(&b.t.tick(&mut b.q, t2));
@@ -959,4 +958,47 @@ fn a_message_claiming_the_largest_epoch_leaves_a_new_leader_one_it_can_still_wri
     assert_eq!(stamp.epoch, EXACT);
     let carried = serde_json::to_value(&out[0]).unwrap();
     assert_eq!(TabMsg::read(&J(carried)), Ok(out[0].clone()), "it reads back");
+}
+
+/// A page's message table: every text replaced by its key in brackets.
+struct Keyed;
+
+impl Fmt for Keyed {
+    fn number(&self, n: u64) -> String {
+        PlainFmt.number(n)
+    }
+    fn units(&self, u: Units) -> String {
+        PlainFmt.units(u)
+    }
+    fn date(&self, at: Millis) -> String {
+        PlainFmt.date(at)
+    }
+    fn time(&self, at: Millis) -> String {
+        PlainFmt.time(at)
+    }
+    fn template(&self, m: Msg) -> &str {
+        Box::leak(format!("[{}]", m.key()).into_boxed_str())
+    }
+}
+
+#[test]
+fn refusals_among_tabs_are_worded_by_the_page_s_table() {
+    let (mut l, _) = leader(&state(1));
+    let mut a = join(&mut l, "A", T0);
+    let mut b = join(&mut l, "B", T0);
+    a.t.word(&Keyed);
+    assert_eq!(a.t.text(Why::Handover), "[tab_handover]");
+    assert_eq!(a.t.text(Why::NoAnswer), "[tab_no_answer]");
+    assert_eq!(a.t.text(Why::Duplicate), "[tab_duplicate]");
+    // A handover cancels A's ask with A's own words.
+    posts(&a.t.submit(&mut a.q, "r1".into(), SETTLED).unwrap());
+    let lead = posts(&b.t.lead(&mut b.q, SETTLED + 1));
+    let out = a.take(&lead, SETTLED + 1);
+    assert_eq!(cancels(&out), vec![("r1".to_owned(), "[tab_handover]".to_owned())]);
+    // An ask that is never answered: the page's words again.
+    let mut c = join(&mut l, "C", T0);
+    c.t.word(&Keyed);
+    posts(&c.t.submit(&mut c.q, "r2".into(), SETTLED).unwrap());
+    let out = c.t.tick(&mut c.q, SETTLED + 60_000);
+    assert_eq!(cancels(&out), vec![("r2".to_owned(), "[tab_no_answer]".to_owned())]);
 }

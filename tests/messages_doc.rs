@@ -15,7 +15,10 @@ fn expected() -> String {
          values already worded for the page's locale (numbers and dates through\n\
          `Intl`). A text may have plural variants, `one=...|other=...`; the one\n\
          for the count's category (`Intl.PluralRules`) is used, else `other`.\n\
-         A name the widget does not have is an error at construction.\n\n\
+         A name the widget does not have is an error at construction, except\n\
+         `kind_<name>`: the name of a kind, shown wherever a text names it\n\
+         (`kind_audio: \"audio clip\"`); `kind_image` and `kind_video` are\n\
+         built in, and a kind without a name shows as the server names it.\n\n\
          A language table is an array with one text per message, in the order\n\
          below: `quota-widget/locales/zh-CN` (Simplified Chinese) is one, and\n\
          `messages: [table, { name: \"text\" }]` rewords some of its texts.\n\n\

@@ -15,8 +15,8 @@ export default [
   "额度数据已过时（更新于 {age}）。", // blocked_stale
   "请选择要生成的数量。", // blocked_empty
   "此账户没有“{kind}”生成并发。", // blocked_unknown_kind
-  "此请求需要 {needed} 个 {kind} 并发，上限为 {limit} 个。", // blocked_over_limit
-  "{kind} 并发已全部占用：{limit} 个中空闲 {free} 个，此请求需要 {needed} 个。", // blocked_slots
+  "此请求需要 {needed} 个{kind}并发，上限为 {limit} 个。", // blocked_over_limit
+  "{kind}并发已全部占用：{limit} 个中空闲 {free} 个，此请求需要 {needed} 个。", // blocked_slots
   "点数不足：此请求需要 {cost} 点，现在可用 {available} 点。", // blocked_units
   "请在 {seconds} 秒后重试：{why}。", // blocked_wait
   "{n} 秒前", // age_seconds
@@ -24,7 +24,7 @@ export default [
   "{n} 小时前", // age_hours
   "剩余 {units} 点", // units_remaining
   "运行中的任务占用 {held} 点 · 现在可用 {available} 点", // units_note
-  "{kind} 生成并发", // meter_label
+  "{kind}生成并发", // meter_label
   "{limit} 个中已用 {in_use} 个", // meter_text
   "{limit} 个中已用 {in_use} 个，{held} 个正在提交", // meter_text_held
   "剩余 {remaining} / {total} 点", // package_units
@@ -55,7 +55,9 @@ export default [
   "{line} · 资源包数据来自服务，{age}", // fresh_packages
   "无法使用最新的额度更新：{error}。显示上次的有效数据。", // error_kept
   "无法使用服务器的额度更新：{error}。", // error_first
-  "{kind} 并发已空出：{limit} 个中可用 {free} 个。", // say_slot_free
+  "额度服务器不接受此会话（HTTP {status}）：请重新登录", // error_session
+  "额度服务器对额度数据的请求返回了 HTTP {status}", // error_status
+  "{kind}并发已空出：{limit} 个中可用 {free} 个。", // say_slot_free
   "点数偏低：现在可用 {available} 点。", // say_units_low
   "生成完成：扣除 {units} 点。", // say_done
   "生成失败，未扣费。", // say_failed
@@ -75,6 +77,11 @@ export default [
   "请求无效", // reason_1200
   "被内容安全策略拒绝", // reason_1301
   "请求过于频繁", // reason_1302
-  "{kind} 并发已全部占用", // reason_1303
+  "{kind}并发已全部占用", // reason_1303
   "生成服务不可用", // reason_5001
+  "另一个标签页正在接管与额度服务器的连接，请稍后重试。", // tab_handover
+  "持有额度服务器连接的标签页没有响应。", // tab_no_answer
+  "使用此请求 ID 的提交已在进行中。", // tab_duplicate
+  "图片", // kind_image
+  "视频", // kind_video
 ];

@@ -28,6 +28,11 @@ pub trait Fmt {
     fn template(&self, m: Msg) -> &str {
         m.en()
     }
+    /// The page's name for a kind that the message table does not name
+    /// (its `kind_<name>` entries); see [`super::words::kind_name`].
+    fn kind(&self, _kind: &str) -> Option<&str> {
+        None
+    }
 }
 
 impl<T: Fmt + ?Sized> Fmt for &T {
@@ -53,6 +58,10 @@ impl<T: Fmt + ?Sized> Fmt for &T {
 
     fn template(&self, m: Msg) -> &str {
         (**self).template(m)
+    }
+
+    fn kind(&self, kind: &str) -> Option<&str> {
+        (**self).kind(kind)
     }
 }
 
@@ -131,6 +140,52 @@ impl<F: Fmt> Fmt for Memo<F> {
 
     fn template(&self, m: Msg) -> &str {
         self.inner.template(m)
+    }
+
+    fn kind(&self, kind: &str) -> Option<&str> {
+        self.inner.kind(kind)
+    }
+}
+
+/// A page's own texts: messages it words its way (a language table, its
+/// own wording) and the names it gives kinds (`kind_<name>` entries that
+/// the built-in table does not have). Later entries win.
+#[derive(Default)]
+pub struct Table {
+    texts: Vec<(Msg, String)>,
+    kinds: Vec<(String, String)>,
+}
+
+impl Table {
+    /// The text named `key`: a message's name, or `kind_` and a kind.
+    /// Any other name is an error that says so.
+    pub fn add(&mut self, key: &str, text: String) -> Result<(), String> {
+        if let Some(m) = Msg::by_key(key) {
+            self.texts.push((m, text));
+            return Ok(());
+        }
+        match key.strip_prefix("kind_") {
+            Some(kind) if !kind.is_empty() => {
+                self.kinds.push((kind.to_owned(), text));
+                Ok(())
+            }
+            _ => Err(format!("no message is named \"{key}\"")),
+        }
+    }
+
+    /// A whole language table: one text per message, in table order.
+    pub fn add_all(&mut self, texts: Vec<String>) {
+        for (m, t) in Msg::ALL.iter().zip(texts) {
+            self.texts.push((*m, t));
+        }
+    }
+
+    pub fn template(&self, m: Msg) -> Option<&str> {
+        self.texts.iter().rev().find(|(k, _)| *k == m).map(|(_, t)| &**t)
+    }
+
+    pub fn kind(&self, kind: &str) -> Option<&str> {
+        self.kinds.iter().rev().find(|(k, _)| k == kind).map(|(_, t)| &**t)
     }
 }
 

@@ -38,8 +38,9 @@ pub enum FetchResult<B = String> {
     State { body: B, etag: Option<String> },
     /// 304: the state shown is current.
     NotModified,
-    /// The server answered, but not with a state (401, 404, ...).
-    Refused(String),
+    /// The server answered, but not with a state: its HTTP status (401,
+    /// 404, ...), which [`super::words::refused`] words.
+    Refused(u16),
     /// No answer (network down, server restarting, 5xx).
     Unreachable,
 }
@@ -57,7 +58,8 @@ pub enum SyncCmd<B = String> {
     State(B),
     Current,
     Link(Link),
-    Error(String),
+    /// The server refused the state with this HTTP status.
+    Refused(u16),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +182,7 @@ impl SyncMachine {
                     }
                     out
                 }
-                FetchResult::Refused(why) => self.lost(random, vec![SyncCmd::Error(why)]),
+                FetchResult::Refused(status) => self.lost(random, vec![SyncCmd::Refused(status)]),
                 FetchResult::Unreachable => self.lost(random, vec![]),
             },
             (_, Fetched { .. }) => vec![],
@@ -311,8 +313,8 @@ mod tests {
     fn a_refused_session_is_an_error_and_a_retry() {
         let mut m = SyncMachine::new(true, 5000);
         m.start::<String>(false);
-        let out = m.handle(fetched(&m, FetchResult::Refused("signed out".into())), 0.0);
-        assert_eq!(out[0], Error("signed out".into()));
+        let out = m.handle(fetched(&m, FetchResult::Refused(401)), 0.0);
+        assert_eq!(out[0], Refused(401));
         assert_eq!(out[1], Link(super::Link::Reconnecting { attempt: 1 }));
     }
 

@@ -185,7 +185,7 @@ impl Announcement {
                 Msg::SaySlotFree,
                 Some(f64::from(*free)),
                 &[
-                    ("kind", &super::fmt::title(kind)),
+                    ("kind", &super::words::kind_title(f, kind)),
                     ("free", &f.number(u64::from(*free))),
                     ("limit", &f.number(u64::from(*limit))),
                 ],

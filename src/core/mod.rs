@@ -21,13 +21,13 @@ pub mod view;
 pub mod words;
 pub mod wire;
 
-pub use fmt::{Fmt, Memo, PlainFmt};
+pub use fmt::{Fmt, Memo, PlainFmt, Table};
 pub use options::QuotaOptions;
 pub use session::{Alone, Body, Peers, Session};
 pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
 pub use submit::{settle, Reply, Settled, Verdict};
-pub use tabs::{SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};
+pub use tabs::{Why, SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};
 pub use text::Msg;
-pub use words::say;
+pub use words::{kind_name, say};
 pub use validate::StateError;
 pub use view::{AttemptStatus, BlockedKind, AttemptView, CostView, MeterView, PackageView, UnitsView, ViewModel, Viewer};

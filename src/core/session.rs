@@ -208,10 +208,13 @@ impl<P: Peers> Session<P> {
         }
     }
 
-    /// Something went wrong that is not a state (the server refused the
-    /// session): shown until a good state arrives.
-    pub fn server_error(&mut self, message: String) {
-        self.quota.report_error(message);
+    /// The server refused the state with HTTP `status` (401: the session
+    /// is not accepted): shown until a good state arrives. Returns the
+    /// error's text.
+    pub fn server_refused(&mut self, status: u16, f: &dyn Fmt) -> String {
+        let message = super::words::refused(f, status);
+        self.quota.report_error(message.clone());
+        message
     }
 
     /// This tab took the leadership lock: it leads, and should connect,

@@ -111,7 +111,7 @@ pub fn settle(f: &dyn Fmt, kind: &str, reply: &Reply) -> Settled {
         f,
         m,
         None,
-        &[("kind", kind), ("status", &f.number(u64::from(status))), ("seconds", &f.number(seconds))],
+        &[("kind", &super::words::kind_name(f, kind)), ("status", &f.number(u64::from(status))), ("seconds", &f.number(seconds))],
     );
     Settled {
         verdict,

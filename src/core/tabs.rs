@@ -25,6 +25,8 @@
 use serde::Serialize;
 
 use super::fmt::Fmt;
+use super::text::Msg;
+use super::words::say;
 use super::machine::{Applied, Blocked, Hold, HoldEnd, Link, Quota, SubmitError};
 use super::parse::{at, field, ms_at, MAX_SAFE, one_of, str_at, u32_at, u64_at, units_at, Source, R};
 use super::validate::MAX_TEXT;
@@ -135,12 +137,26 @@ pub enum TabCmd {
     Yield,
 }
 
-/// Why a follower's submit was not granted, when no leader said why.
-pub const HANDOVER: &str = "Another tab is taking over the connection to the quota server. Try again in a moment.";
-/// A follower's ask got no answer in time.
-pub const NO_ANSWER: &str = "No answer from the tab that holds the connection to the quota server.";
-/// The leader already counts a hold with this request id.
-pub const DUPLICATE: &str = "A submit with this request id is already in flight.";
+/// Why a submit among tabs did not leave, when no rule of the quota says
+/// why: its texts are the message table's ([`Tabs::word`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Not granted: the lead is changing hands ([`Msg::TabHandover`]).
+    Handover,
+    /// A follower's ask got no answer in time ([`Msg::TabNoAnswer`]).
+    NoAnswer,
+    /// The leader already counts a hold with this request id
+    /// ([`Msg::TabDuplicate`]).
+    Duplicate,
+}
+
+impl Why {
+    const MSGS: [Msg; 3] = [Msg::TabHandover, Msg::TabNoAnswer, Msg::TabDuplicate];
+
+    pub fn msg(self) -> Msg {
+        Self::MSGS[self as usize]
+    }
+}
 
 /// Another tab's hold counted here.
 #[derive(Clone, Debug)]
@@ -205,6 +221,8 @@ pub struct Tabs {
     /// leader has settled: until then it grants nothing, so no tab's gate
     /// may look open (R5).
     conn: Link,
+    /// The texts of [`Why`], in the page's language once worded.
+    why: Vec<String>,
 }
 
 impl Tabs {
@@ -225,7 +243,22 @@ impl Tabs {
             peers: Vec::new(),
             state_text: None,
             conn: Link::Connecting,
+            why: Vec::new(),
         }
+    }
+
+    /// Words this tab's refusals ([`Why`]) with `f`'s message table; English
+    /// until then.
+    pub fn word(&mut self, f: &dyn Fmt) {
+        self.why.clear();
+        for m in Why::MSGS {
+            self.why.push(say(f, m, None, &[]));
+        }
+    }
+
+    /// The text this tab gives for `why`.
+    pub fn text(&self, why: Why) -> &str {
+        self.why.get(why as usize).map_or(why.msg().en(), |t| t)
     }
 
     pub fn id(&self) -> &str {
@@ -268,7 +301,7 @@ impl Tabs {
         let mut out = Vec::new();
         self.sync(q, now);
         // Asks to the previous leader are void: it may be gone.
-        self.fail_asks(q, now, HANDOVER, |_| true, &mut out);
+        self.fail_asks(q, now, Why::Handover, |_| true, &mut out);
         // Later than any leader heard of, and than any that led before now.
         // Never past what a message carries (a hostile message may claim
         // the largest epoch: the tabs then still follow this leader).
@@ -439,7 +472,7 @@ impl Tabs {
         let mut out = Vec::new();
         self.sync(q, now);
         self.expire_remote(q, now);
-        self.fail_asks(q, now, NO_ANSWER, |o| o.asked.is_some_and(|t| t <= now), &mut out);
+        self.fail_asks(q, now, Why::NoAnswer, |o| o.asked.is_some_and(|t| t <= now), &mut out);
         // Settled: a live connection shows as live now.
         if self.is_leader() && self.conn == Link::Live && q.link() == Link::Connecting && !self.settling(now) {
             out.extend(self.server_link(q, Link::Live, now));
@@ -539,7 +572,7 @@ impl Tabs {
                     self.followed = None;
                     self.floor = self.floor.clone().max((epoch, from));
                     q.set_link(Link::Reconnecting { attempt: 0 });
-                    self.fail_asks(q, now, HANDOVER, |_| true, &mut out);
+                    self.fail_asks(q, now, Why::Handover, |_| true, &mut out);
                 }
             }
             TabMsg::Ask { from, id, kind, count } => self.decide(q, from, id, &kind, count, now, f, &mut out),
@@ -604,7 +637,7 @@ impl Tabs {
             out.push(TabCmd::Post(TabMsg::Denied { stamp, to: from.clone(), id, reason }));
         };
         if now < since + self.config.settle_ms {
-            return deny(self, id, HANDOVER.to_owned(), out);
+            return deny(self, id, self.text(Why::Handover).to_owned(), out);
         }
         if let Some(h) = q.holds().iter().find(|h| h.id == id) {
             // A repeated ask: the same answer again. Any other hold with
@@ -615,7 +648,7 @@ impl Tabs {
                     let stamp = self.next_stamp(epoch, now);
                     out.push(TabCmd::Post(TabMsg::Grant { stamp, hold }));
                 }
-                None => deny(self, id, DUPLICATE.to_owned(), out),
+                None => deny(self, id, self.text(Why::Duplicate).to_owned(), out),
             }
             return;
         }
@@ -631,7 +664,7 @@ impl Tabs {
                 out.push(TabCmd::Post(TabMsg::Grant { stamp, hold: share(&hold, &from, expires_at) }));
             }
             Err(SubmitError::Blocked(b)) => deny(self, id, b.message(f), out),
-            Err(SubmitError::DuplicateId(_)) => deny(self, id, DUPLICATE.to_owned(), out),
+            Err(SubmitError::DuplicateId(_)) => deny(self, id, self.text(Why::Duplicate).to_owned(), out),
         }
     }
 
@@ -656,7 +689,7 @@ impl Tabs {
         self.followed = Some(key);
         self.link_seq = 0;
         q.set_link(Link::Connecting);
-        self.fail_asks(q, now, HANDOVER, |_| true, out);
+        self.fail_asks(q, now, Why::Handover, |_| true, out);
         out.push(TabCmd::Post(self.hello(q)));
         true
     }
@@ -753,14 +786,15 @@ impl Tabs {
     /// Ends the asks that `which` picks, unsent: the hold ends here, the
     /// shell cancels the submit, and a grant that may have been made is
     /// released everywhere.
-    fn fail_asks(&mut self, q: &mut Quota, now: Millis, reason: &str, which: impl Fn(&Own) -> bool, out: &mut Vec<TabCmd>) {
+    fn fail_asks(&mut self, q: &mut Quota, now: Millis, why: Why, which: impl Fn(&Own) -> bool, out: &mut Vec<TabCmd>) {
+        let reason = self.text(why).to_owned();
         let mut i = 0;
         while i < self.own.len() {
             if self.own[i].asked.is_some() && which(&self.own[i]) {
                 let own = self.own.remove(i);
-                q.end_hold(&own.id, HoldEnd::Failed, Some(reason.to_owned()), now);
+                q.end_hold(&own.id, HoldEnd::Failed, Some(reason.clone()), now);
                 out.push(TabCmd::Post(TabMsg::Ended { id: own.id.clone(), end: HoldEnd::Failed }));
-                out.push(TabCmd::Cancel { id: own.id.clone(), reason: reason.to_owned() });
+                out.push(TabCmd::Cancel { id: own.id.clone(), reason: reason.clone() });
                 self.remember_ended(own.id, own.expires_at);
             } else {
                 i += 1;

@@ -96,6 +96,9 @@ messages! {
     // A state that could not be used.
     ErrorKept = "error_kept": "Could not use the latest quota update: {error}. Showing the last good figures.",
     ErrorFirst = "error_first": "Could not use the quota update from the server: {error}.",
+    // What the server's refusal of the state means, as the {error} above.
+    ErrorSession = "error_session": "the quota server did not accept this session (HTTP {status}); sign in again",
+    ErrorStatus = "error_status": "the quota server answered HTTP {status} for the state",
     // Announcements (aria-live).
     SaySlotFree = "say_slot_free": "{kind} slot free: {free} of {limit} available.",
     SayUnitsLow = "say_units_low": "Units are low: {available} can be spent.",
@@ -121,6 +124,16 @@ messages! {
     Reason1302 = "reason_1302": "too many requests",
     Reason1303 = "reason_1303": "all {kind} slots are busy",
     Reason5001 = "reason_5001": "the generation service is unavailable",
+    // Why another tab's submit did not leave, when tabs share a connection.
+    TabHandover = "tab_handover": "Another tab is taking over the connection to the quota server. Try again in a moment.",
+    TabNoAnswer = "tab_no_answer": "No answer from the tab that holds the connection to the quota server.",
+    TabDuplicate = "tab_duplicate": "A submit with this request id is already in flight.",
+    // The kinds' names, as the texts above show them in a sentence ("all
+    // image slots are busy"; a text that starts with one capitalizes it).
+    // A page names any other kind `kind_<name>` in its table; a kind
+    // without a name shows as the server names it.
+    KindImage = "kind_image": "image",
+    KindVideo = "kind_video": "video",
 }
 
 impl Msg {

@@ -11,9 +11,9 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use super::fmt::{title, Fmt};
+use super::fmt::Fmt;
 use super::text::Msg;
-use super::words::{age, say};
+use super::words::{age, kind_name, kind_title, say};
 use super::machine::{Blocked, HoldEnd, Link, Quota};
 use super::rules::counts;
 use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
@@ -200,12 +200,12 @@ impl Blocked {
             Blocked::Paused => say(f, Msg::BlockedPaused, None, &[]),
             Blocked::Stale { age_ms } => say(f, Msg::BlockedStale, None, &[("age", &age(f, *age_ms))]),
             Blocked::EmptyRequest => say(f, Msg::BlockedEmpty, None, &[]),
-            Blocked::UnknownKind { kind } => say(f, Msg::BlockedUnknownKind, None, &[("kind", kind)]),
+            Blocked::UnknownKind { kind } => say(f, Msg::BlockedUnknownKind, None, &[("kind", &kind_name(f, kind))]),
             Blocked::Slots { kind, free, needed, limit } => say(
                 f,
                 if needed > limit { Msg::BlockedOverLimit } else { Msg::BlockedSlots },
                 Some(f64::from(*needed)),
-                &[("kind", kind), ("free", &n(*free)), ("needed", &n(*needed)), ("limit", &n(*limit))],
+                &[("kind", &kind_name(f, kind)), ("free", &n(*free)), ("needed", &n(*needed)), ("limit", &n(*limit))],
             ),
             Blocked::Units { available, cost } => say(
                 f,
@@ -460,7 +460,7 @@ impl<F: Fmt> Viewer<F> {
                     );
                     MeterView {
                         kind: p.kind.clone(),
-                        label: say(f, Msg::MeterLabel, None, &[("kind", &title(&p.kind))]),
+                        label: say(f, Msg::MeterLabel, None, &[("kind", &kind_title(f, &p.kind))]),
                         in_use: p.in_use,
                         held,
                         limit: p.limit,
@@ -524,7 +524,8 @@ impl<F: Fmt> Viewer<F> {
                 };
                 let left = f.units(left);
                 let (cost_text, each) = (f.units(*cost), f.units(*each));
-                let args = [("cost", &*cost_text), ("each", &*each), ("kind", kind), ("left", &left), ("available", &left)];
+                let kind = kind_name(f, kind);
+                let args = [("cost", &*cost_text), ("each", &*each), ("kind", &*kind), ("left", &left), ("available", &left)];
                 let mut text = say(f, m, Some(cost.to_number()), &args);
                 if *estimate {
                     text = say(f, Msg::CostEstimate, None, &[("cost", &text)]);
@@ -633,7 +634,7 @@ impl<F: Fmt> Viewer<F> {
                 status => ended(status, a.amount, a.reason, f),
             };
             let time = a.at.map(|at| f.time(at)).unwrap_or_default();
-            let args = [("kind", &*title(a.kind)), ("count", &f.number(a.count.into())), ("how", &how), ("time", &time)];
+            let args = [("kind", &*kind_title(f, a.kind)), ("count", &f.number(a.count.into())), ("how", &how), ("time", &time)];
             AttemptView {
                 key: a.key.to_owned(),
                 status: a.status,

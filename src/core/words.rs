@@ -5,6 +5,35 @@ use super::fmt::Fmt;
 use super::text::Msg;
 use super::wire::Millis;
 
+/// Why the server refused the state, from its HTTP status: 401 and 403
+/// mean the session is not accepted (sign in again).
+pub fn refused(f: &dyn Fmt, status: u16) -> String {
+    let m = if matches!(status, 401 | 403) { Msg::ErrorSession } else { Msg::ErrorStatus };
+    say(f, m, None, &[("status", &f.number(u64::from(status)))])
+}
+
+/// A kind's name in the page's language: the table's `kind_<name>` entry
+/// (built in for `image` and `video`, the page's own for any other kind),
+/// else the kind as the server names it.
+pub fn kind_name(f: &dyn Fmt, kind: &str) -> String {
+    let builtin = match kind {
+        "image" => Some(Msg::KindImage),
+        "video" => Some(Msg::KindVideo),
+        _ => None,
+    };
+    match (f.kind(kind), builtin) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(m)) => f.template(m).to_owned(),
+        (None, None) => kind.to_owned(),
+    }
+}
+
+/// A kind's name at the start of a text: its first letter capitalized
+/// ("Image generation slots").
+pub fn kind_title(f: &dyn Fmt, kind: &str) -> String {
+    super::fmt::title(&kind_name(f, kind))
+}
+
 /// `m` in words: its template from `f`, the variant for `count` (when the
 /// template has variants), and the placeholders filled from `args`.
 pub fn say(f: &dyn Fmt, m: Msg, count: Option<f64>, args: &[(&str, &str)]) -> String {

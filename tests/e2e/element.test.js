@@ -139,7 +139,7 @@ describe("<quota-widget> in real page order", () => {
     assert.equal(await zh.locator(".qw-reason").textContent(), "正在等待服务器的额度数据。");
     await push(zh, state(1, 4));
     assert.equal(await zh.locator(".qw-remaining").textContent(), "剩余 100 点");
-    assert.equal(await zh.locator(".qw-reason").textContent(), "image 并发已全部占用：4 个中空闲 0 个，此请求需要 1 个。");
+    assert.equal(await zh.locator(".qw-reason").textContent(), "图片并发已全部占用：4 个中空闲 0 个，此请求需要 1 个。");
     assert.equal(await zh.locator(".qw-meter-text").textContent(), "4 个中已用 4 个");
     assert.match(await zh.locator(".qw-freshness").textContent(), /^更新于 \d+ 秒前$/);
     assert.equal(await zh.locator("section.qw").getAttribute("aria-label"), "生成额度");

@@ -582,7 +582,7 @@ export function defineSuite(name) {
       await takeSlots(server, token, 4);
       await waitMeter(driver, "4 个中已用 4 个");
       await waitButton(driver, false);
-      assert.equal(await description(driver), "image 并发已全部占用：4 个中空闲 0 个，此请求需要 1 个。");
+      assert.equal(await description(driver), "图片并发已全部占用：4 个中空闲 0 个，此请求需要 1 个。");
       const loaded = await run(driver, () => performance.getEntriesByType("resource").map((e) => new URL(e.name).pathname));
       assert.ok(loaded.some((p) => p.includes("/locales/zh-CN")), `the Chinese table was loaded (${loaded.join(", ")})`);
     });
