@@ -230,6 +230,20 @@ impl Source for JsValue {
     fn items(&self) -> Option<Vec<JsValue>> {
         js_sys::Array::is_array(self).then(|| js_sys::Array::from(self).iter().collect())
     }
+    fn number_at(&self, key: &'static str) -> Option<f64> {
+        with_js_key(key, |k| read_num(self, k))
+    }
+    fn string_at(&self, key: &'static str) -> Option<String> {
+        with_js_key(key, |k| read_str(self, k))
+    }
+}
+
+#[wasm_bindgen(module = "/js/read.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = num)]
+    fn read_num(o: &JsValue, key: &JsValue) -> Option<f64>;
+    #[wasm_bindgen(js_name = str)]
+    fn read_str(o: &JsValue, key: &JsValue) -> Option<String>;
 }
 
 /// Field names as JavaScript strings, made once each: a busy state reads

@@ -520,6 +520,38 @@ fn numbers_follow_the_pages_lang_when_no_locale_is_given() {
     assert_eq!(shown, "1.000.000 units remaining");
 }
 
+#[wasm_bindgen_test]
+fn kinds_are_named_by_the_table() {
+    let w = widget(r#"{"messages":{"kind_image":"picture","kind_video":"clip"}}"#);
+    push(&w, &state(1, 4, 100, "", ""));
+    assert_eq!(text(".qw-meter-label"), "Picture generation slots", "capitalized where it starts the text");
+    assert_eq!(text(".qw-reason"), "All picture slots are busy: 0 of 4 free, this request needs 1.");
+}
+
+#[wasm_bindgen(inline_js = r##"
+export function withThrowingGetter(json) {
+  const s = JSON.parse(json);
+  Object.defineProperty(s.packages[0], "remaining", { get() { throw new Error("boom"); } });
+  return s;
+}
+"##)]
+extern "C" {
+    #[wasm_bindgen(js_name = withThrowingGetter)]
+    fn with_throwing_getter(json: &str) -> JsValue;
+}
+
+#[wasm_bindgen_test]
+fn a_pushed_object_whose_getter_throws_is_a_bad_state() {
+    let w = widget("");
+    push(&w, &state(1, 0, 100, "", ""));
+    let bad = with_throwing_getter(&state(2, 0, 90, "", ""));
+    assert!(w.push_state(bad.unchecked_into()).is_err());
+    assert!(text(".qw-error").contains("packages[0].remaining"), "{}", text(".qw-error"));
+    assert_eq!(text(".qw-remaining"), "100 units remaining", "the last good state stays");
+    push(&w, &state(3, 0, 90, "", ""));
+    assert_eq!(text(".qw-remaining"), "90 units remaining", "and the widget goes on");
+}
+
 #[wasm_bindgen(inline_js = r##"
 export function table(first, n) { return [first, ...Array.from({ length: n - 1 }, (_, i) => `t${i + 1}`)]; }
 "##)]

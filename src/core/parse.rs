@@ -33,6 +33,16 @@ pub trait Source: Sized {
     fn string(&self) -> Option<String>;
     fn boolean(&self) -> Option<bool>;
     fn items(&self) -> Option<Vec<Self>>;
+    /// The member `key` if it is a number: the reader's common case, which
+    /// a source may answer in one step (in the browser, one call across
+    /// the boundary instead of two).
+    fn number_at(&self, key: &'static str) -> Option<f64> {
+        self.get(key)?.number()
+    }
+    /// The member `key` if it is a string, likewise.
+    fn string_at(&self, key: &'static str) -> Option<String> {
+        self.get(key)?.string()
+    }
 }
 
 /// Largest integer taken: 2^53 - 1, JavaScript's `Number.MAX_SAFE_INTEGER`,
@@ -75,10 +85,9 @@ fn wrong<S: Source>(x: Option<S>, path: &str, key: &str, what: &str) -> String {
 }
 
 fn whole<S: Source>(v: &S, path: &str, key: &'static str, min: f64, max: f64, what: &str) -> R<f64> {
-    let x = v.get(key);
-    match x.as_ref().and_then(S::number) {
+    match v.number_at(key) {
         Some(n) if n.fract() == 0.0 && n >= min && n <= max => Ok(n),
-        _ => Err(wrong(x, path, key, what)),
+        _ => Err(wrong(v.get(key), path, key, what)),
     }
 }
 
@@ -87,10 +96,9 @@ pub(super) fn u64_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<u64> 
 }
 
 pub(super) fn units_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Units> {
-    let x = v.get(key);
-    match x.as_ref().and_then(S::number).and_then(Units::from_number) {
+    match v.number_at(key).and_then(Units::from_number) {
         Some(u) => Ok(u),
-        None => Err(wrong(x, path, key, "a number of units of 0 or more, with at most 3 decimals")),
+        None => Err(wrong(v.get(key), path, key, "a number of units of 0 or more, with at most 3 decimals")),
     }
 }
 
@@ -118,28 +126,29 @@ pub(super) fn opt_ms_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Op
 }
 
 pub(super) fn str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<String> {
-    let x = v.get(key);
-    match x.as_ref().and_then(S::string) {
+    match v.string_at(key) {
         Some(s) => Ok(s),
-        None => Err(wrong(x, path, key, "a string")),
+        None => Err(wrong(v.get(key), path, key, "a string")),
     }
 }
 
 pub(super) fn opt_str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Option<String>> {
-    let Some(x) = v.get(key) else { return Ok(None) };
-    match x.string() {
-        Some(s) => Ok(Some(s)),
-        None if x.is_null() => Ok(None),
-        None => Err(format!("{} must be a string or null", at(path, key))),
+    if let Some(s) = v.string_at(key) {
+        return Ok(Some(s));
+    }
+    match v.get(key) {
+        Some(x) if !x.is_null() => Err(format!("{} must be a string or null", at(path, key))),
+        _ => Ok(None),
     }
 }
 
 /// One of `names`, as its index.
 pub(super) fn one_of<S: Source>(v: &S, path: &str, key: &'static str, names: &[&str]) -> R<usize> {
-    let s = field(v, path, key)?.string();
+    let s = v.string_at(key);
     if let Some(i) = s.as_deref().and_then(|s| names.iter().position(|n| *n == s)) {
         return Ok(i);
     }
+    field(v, path, key)?;
     let mut m = format!("{} must be one of: ", at(path, key));
     for (i, n) in names.iter().enumerate() {
         if i > 0 {
@@ -155,14 +164,30 @@ pub(super) fn one_of<S: Source>(v: &S, path: &str, key: &'static str, names: &[&
 /// cost the widget about 2.4 kB before compression).
 pub(super) fn list<S: Source>(v: &S, key: &'static str, each: &mut dyn FnMut(&S, &str) -> R<()>) -> R<()> {
     let items = field(v, "", key)?.items().ok_or_else(|| format!("{key} must be a list"))?;
+    // One path buffer for every item ("packages[12]"), written by hand: a
+    // busy state has dozens of items, and a format! per item showed in
+    // profiles.
+    let mut path = String::with_capacity(key.len() + 6);
     for (i, item) in items.iter().enumerate() {
-        let path = format!("{key}[{i}]");
+        path.clear();
+        path.push_str(key);
+        path.push('[');
+        push_decimal(&mut path, i);
+        path.push(']');
         if !item.is_object() {
             return Err(format!("{path} must be an object"));
         }
         each(item, &path)?;
     }
     Ok(())
+}
+
+/// `n` in decimal digits.
+fn push_decimal(s: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// The list `key` of items that `read` reads.
