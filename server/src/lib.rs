@@ -40,7 +40,8 @@ use crate::hub::Hub;
 use crate::service::Service;
 use crate::storage::{SqliteStorage, Storage};
 use crate::store::pg::{is_postgres_url, PgStore};
-use crate::store::{AccountSpec, SqliteStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::AccountSpec;
 use crate::upstream::Upstream;
 use crate::worker::Worker;
 
@@ -54,16 +55,13 @@ pub fn now_ms() -> Millis {
 }
 
 /// The store `--db` names: a `postgres://` or `postgresql://` URL, else a
-/// SQLite file (or `:memory:`). The SQLite store is also returned as
-/// itself, for upstream mode, which runs on it alone.
-async fn open_store(db: &str, hub: Hub) -> Result<(Arc<dyn Storage>, Option<Arc<SqliteStorage>>), StoreError> {
+/// SQLite file (or `:memory:`).
+async fn open_store(db: &str, hub: Hub) -> Result<Arc<dyn Storage>, StoreError> {
     if is_postgres_url(db) {
-        let pg = PgStore::open(db, hub).await?;
-        Ok((Arc::new(pg), None))
+        Ok(Arc::new(PgStore::open(db, hub).await?))
     } else {
         let path = db.to_owned();
-        let sqlite = Arc::new(SqliteStorage::start(move || SqliteStore::open(&path, hub))?);
-        Ok((Arc::clone(&sqlite) as Arc<dyn Storage>, Some(sqlite)))
+        Ok(Arc::new(SqliteStorage::start(move || SqliteStore::open(&path, hub))?))
     }
 }
 
@@ -95,18 +93,13 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
             "--dev cannot be used with --upstream: packages and task ends come from the service".into(),
         ));
     }
-    let (store, sqlite) = open_store(&config.db, Hub::default()).await?;
+    let store = open_store(&config.db, Hub::default()).await?;
     if config.seed_demo && upstream_settings.is_none() {
         store.ensure_account("demo", &AccountSpec::demo(), now_ms()).await?;
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let upstream = match upstream_settings {
-        Some(settings) => {
-            let sqlite = sqlite.ok_or_else(|| {
-                StartError::Config("upstream mode runs on the SQLite store: --db must be a file or :memory:".into())
-            })?;
-            Some(Upstream::start(settings, sqlite, shutdown_rx.clone()).await?)
-        }
+        Some(settings) => Some(Upstream::start(settings, Arc::clone(&store), shutdown_rx.clone()).await?),
         None => None,
     };
     let worker = if config.no_worker || upstream.is_some() {

@@ -1,8 +1,11 @@
 //! The store behind one trait, two implementations: SQLite (embedded, the
 //! default: one process) and PostgreSQL (several instances on one
 //! database; its implementation of the trait is in `store/pg.rs`).
-//! The service, the event streams and the worker see only [`Storage`];
-//! `--db` picks the implementation (`build`, in lib.rs).
+//! The service, the event streams, the worker and upstream mode see only
+//! [`Storage`]; `--db` picks the implementation (`build`, in lib.rs).
+//! Every change of an account goes through [`Storage::change`], which each
+//! store runs under its lock with the one transaction of `store::apply`;
+//! the named changes (submit, finish, ...) are written here once on top.
 //!
 //! SQLite calls block: [`SqliteStorage`] runs every one of them on a thread
 //! of the store's own, so the async workers never wait on the database.
@@ -11,11 +14,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
-use quota_widget::core::wire::{Millis, ServerState, SubmitRequest};
+use quota_widget::core::reconcile::{Ledger, SyncReport};
+use quota_widget::core::wire::{Millis, ServerState, SubmitRequest, Units};
 
-use crate::error::{QuotaError, StoreError};
+use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::Hub;
-use crate::store::{AccountId, AccountSpec, Ended, PackageSpec, SqliteStore, SubmitOutcome, TaskEnd};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{
+    AccountId, AccountSpec, Change, Changed, Ended, MirrorPack, PackageSpec, SubmitOutcome, TaskEnd, TaskKey,
+    UpstreamFields, UpstreamTask,
+};
 
 #[async_trait]
 pub trait Storage: Send + Sync {
@@ -23,16 +31,13 @@ pub trait Storage: Send + Sync {
     fn hub(&self) -> &Hub;
     /// Whether other instances may share the database.
     fn shared(&self) -> bool;
+    /// Runs a change of the account under the store's lock (its
+    /// transaction is `store::apply`, the same for every store).
+    async fn change(&self, account: AccountId, change: Change, now: Millis) -> Result<Changed, QuotaError>;
     async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError>;
     async fn create_account(&self, token: &str, spec: &AccountSpec, now: Millis) -> Result<AccountId, QuotaError>;
     async fn state(&self, account: AccountId, now: Millis) -> Result<ServerState, StoreError>;
     async fn revision(&self, account: AccountId) -> Result<u64, StoreError>;
-    /// R1-R3: checks slots and units and records the task, in one step.
-    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError>;
-    /// Ends a running task once: success deducts, failure releases (R3).
-    async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError>;
-    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError>;
-    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError>;
     async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError>;
     async fn pass_boundaries(&self, after: Millis, upto: Millis) -> Result<Vec<AccountId>, StoreError>;
     async fn create_session(&self, account: AccountId, now: Millis, expires_at_ms: Millis) -> Result<String, StoreError>;
@@ -42,6 +47,99 @@ pub trait Storage: Send + Sync {
     /// database, the tasks of an instance that died are ended by the others.
     async fn overdue_tasks(&self, _before: Millis) -> Result<Vec<(AccountId, i64)>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Upstream mode: the account's reconciliation ledger and the time of
+    /// its last good sync (`None` if it mirrors no service).
+    async fn mirror(&self, account: AccountId) -> Result<Option<(Ledger, Option<Millis>)>, QuotaError>;
+    /// Upstream mode: running tasks created (or to be created) upstream, oldest first.
+    async fn upstream_running(&self) -> Result<Vec<UpstreamTask>, StoreError>;
+    /// Upstream mode: a task by the store's id or by the service's.
+    async fn upstream_task(&self, key: TaskKey) -> Result<Option<UpstreamTask>, StoreError>;
+    /// Upstream mode: whether this instance is the one that reads the
+    /// service's packs and polls its tasks for `account`. A store of one
+    /// process always is; on a shared database one instance at a time is,
+    /// and another takes over when it stops.
+    async fn lead(&self, _account: AccountId) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// R1-R3: checks slots and units and records the task, in one step.
+    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
+        self.submit_upstream(account, req, None, now).await
+    }
+    /// As `submit`; an accepted task also keeps what it is to be created
+    /// upstream with (upstream mode).
+    async fn submit_upstream(
+        &self,
+        account: AccountId,
+        req: &SubmitRequest,
+        upstream: Option<UpstreamFields>,
+        now: Millis,
+    ) -> Result<SubmitOutcome, QuotaError> {
+        match self.change(account, Change::Submit { req: req.clone(), upstream }, now).await? {
+            Changed::Submitted(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+    /// Ends a running task once: success deducts, failure releases (R3).
+    async fn finish(&self, account: AccountId, task: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
+        match self.change(account, Change::Finish { task, end: end.clone() }, now).await {
+            Ok(Changed::Ended(ended)) => Ok(ended),
+            // No such account: no such task of it either.
+            Err(QuotaError::Unauthorized) => Err(QuotaError::TaskNotFound(crate::ids::task_wire_id(task))),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        }
+    }
+    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
+        match self.change(account, Change::Grant(spec.clone()), now).await? {
+            Changed::Granted(id, revision) => Ok((id, revision)),
+            other => Err(unexpected(&other)),
+        }
+    }
+    /// Sets a pool's limit (dev). Running tasks keep their slots even if the
+    /// new limit is below what they hold; new submits see no free slot.
+    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
+        self.set_pool(account, kind, limit, None, now).await
+    }
+    /// Sets a pool's limit and, if given, its cost per item (upstream mode:
+    /// both come from configuration). The revision after.
+    async fn set_pool(&self, account: AccountId, kind: &str, limit: u32, unit_cost: Option<Units>, now: Millis) -> Result<u64, QuotaError> {
+        revision(self.change(account, Change::SetPool { kind: kind.to_owned(), limit, unit_cost }, now).await?)
+    }
+    /// Makes `account` mirror an upstream service, if it does not yet, and
+    /// returns the secret part of its callback URL (`secret` the first
+    /// time; the stored one after).
+    async fn ensure_mirror(&self, account: AccountId, secret: &str, now: Millis) -> Result<String, QuotaError> {
+        match self.change(account, Change::EnsureMirror { secret: secret.to_owned() }, now).await? {
+            Changed::Mirrored(secret) => Ok(secret),
+            other => Err(unexpected(&other)),
+        }
+    }
+    /// Takes in the service's packs and reconciles them with the charges seen here.
+    async fn sync_packages(&self, account: AccountId, packs: Vec<MirrorPack>, now: Millis) -> Result<SyncReport, QuotaError> {
+        match self.change(account, Change::Sync(packs), now).await? {
+            Changed::Synced(report) => Ok(report),
+            other => Err(unexpected(&other)),
+        }
+    }
+    /// Records the service's id of a task it created.
+    async fn attach_upstream(&self, account: AccountId, task: i64, upstream_id: &str, now: Millis) -> Result<(), QuotaError> {
+        self.change(account, Change::Attach { task, upstream_id: upstream_id.to_owned() }, now).await.map(drop)
+    }
+    /// A running task the service refused: released, not charged, shown refused.
+    async fn end_refused(&self, account: AccountId, task: i64, refusal: &Refusal, now: Millis) -> Result<u64, QuotaError> {
+        revision(self.change(account, Change::EndRefused { task, refusal: refusal.clone() }, now).await?)
+    }
+    /// Records a refusal decided before any reservation.
+    async fn refuse(&self, account: AccountId, req: &SubmitRequest, refusal: &Refusal, now: Millis) -> Result<u64, QuotaError> {
+        revision(self.change(account, Change::Refuse { req: req.clone(), refusal: refusal.clone() }, now).await?)
+    }
+
+    /// Upstream mode: units charged here that the service's figures do not show yet.
+    async fn pending_charges(&self, account: AccountId) -> Result<Units, QuotaError> {
+        Ok(self.mirror(account).await?.map_or(Units::ZERO, |(ledger, _)| ledger.pending()))
     }
 
     /// Creates the account unless its token exists; its id either way.
@@ -54,6 +152,18 @@ pub trait Storage: Send + Sync {
             other => other,
         }
     }
+}
+
+fn revision(changed: Changed) -> Result<u64, QuotaError> {
+    match changed {
+        Changed::Revision(revision) => Ok(revision),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A change that came to another kind of answer than its own: a defect.
+fn unexpected(changed: &Changed) -> QuotaError {
+    QuotaError::Store(StoreError::Thread(format!("a change came to an unexpected answer: {changed:?}")))
 }
 
 /// A call waiting for the SQLite thread.
@@ -115,6 +225,9 @@ impl Storage for SqliteStorage {
     fn shared(&self) -> bool {
         false
     }
+    async fn change(&self, account: AccountId, change: Change, now: Millis) -> Result<Changed, QuotaError> {
+        self.run(move |s| s.change(account, &change, now)).await?
+    }
     async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
         let token = token.to_owned();
         self.run(move |s| s.account_by_token(&token)).await?
@@ -128,22 +241,6 @@ impl Storage for SqliteStorage {
     }
     async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
         self.run(move |s| s.revision(account)).await?
-    }
-    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        let req = req.clone();
-        self.run(move |s| s.submit(account, &req, now)).await?
-    }
-    async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-        let end = end.clone();
-        self.run(move |s| s.finish(account, task_id, &end, now)).await?
-    }
-    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
-        let spec = spec.clone();
-        self.run(move |s| s.grant_package(account, &spec, now)).await?
-    }
-    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
-        let kind = kind.to_owned();
-        self.run(move |s| s.set_limit(account, &kind, limit, now)).await?
     }
     async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
         self.run(SqliteStore::running_tasks).await?
@@ -161,5 +258,14 @@ impl Storage for SqliteStorage {
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.run(move |s| s.delete_session(&id)).await?
+    }
+    async fn mirror(&self, account: AccountId) -> Result<Option<(Ledger, Option<Millis>)>, QuotaError> {
+        self.run(move |s| s.mirror(account)).await?
+    }
+    async fn upstream_running(&self) -> Result<Vec<UpstreamTask>, StoreError> {
+        self.run(SqliteStore::upstream_running).await?
+    }
+    async fn upstream_task(&self, key: TaskKey) -> Result<Option<UpstreamTask>, StoreError> {
+        self.run(move |s| s.upstream_task(&key)).await?
     }
 }

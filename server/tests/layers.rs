@@ -100,11 +100,6 @@ fn no_module_imports_one_that_imports_it() {
     let graph = imports();
     assert!(graph.contains_key("http") && graph.contains_key("store/pg"), "the modules were read: {graph:?}");
     for module in graph.keys() {
-        // store and its child mirror share SQLite helpers both ways (the
-        // upstream ledger), which the storage rework is to undo.
-        if module == "store" || module == "store/mirror" {
-            continue;
-        }
         assert_eq!(circle(&graph, module), None, "an import circle through {module}");
     }
 }
@@ -114,7 +109,7 @@ fn layers_import_downwards_only() {
     let graph = imports();
     let http = ["routes", "openapi", "dev", "http", "answers"];
     let service = ["service", "sse", "worker", "upstream", "upstream/kling", "outcome", "limits", "config"];
-    let storage = ["storage", "store", "store/pg", "store/mirror", "hub", "ids", "error"];
+    let storage = ["storage", "store", "store/pg", "store/sqlite", "hub", "ids", "error"];
     for module in storage {
         let above: Vec<_> = graph[module].iter().filter(|m| http.contains(&m.as_str()) || service.contains(&m.as_str())).collect();
         assert!(above.is_empty(), "{module}, of the storage, imports {above:?}");

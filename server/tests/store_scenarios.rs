@@ -13,7 +13,10 @@ use quota_server::error::{QuotaError, Refusal};
 use quota_server::hub::Hub;
 use quota_server::storage::{SqliteStorage, Storage};
 use quota_server::store::pg::PgStore;
-use quota_server::store::{parse_task_id, AccountId, AccountSpec, PackageSpec, SqliteStore, SubmitOutcome, TaskEnd};
+use quota_server::store::sqlite::SqliteStore;
+use quota_server::store::{
+    parse_task_id, AccountId, AccountSpec, MirrorPack, PackageSpec, SubmitOutcome, TaskEnd, TaskKey, UpstreamFields,
+};
 use quota_widget::core::rules;
 use quota_widget::core::wire::{Millis, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest, Units};
 
@@ -279,6 +282,138 @@ async fn racing_submits_never_overshoot(s: &dyn Storage) {
     assert_eq!(st.finished.len(), 9);
 }
 
+/// A malformed request is refused before anything is decided: no revision.
+async fn bad_requests_change_nothing(s: &dyn Storage) {
+    let a = account(s, &plan(4, vec![package("p", 100, 0, DAY)])).await;
+    let r0 = s.revision(a).await.expect("revision");
+    for bad in [req("x", "audio", 1), req("x", "image", 0), req("x", "image", 17), req("", "image", 1)] {
+        let out = s.submit(a, &bad, T0 + 1).await;
+        assert!(matches!(out, Err(QuotaError::BadRequest(_))), "{bad:?}: {out:?}");
+    }
+    assert_eq!(s.revision(a).await.expect("revision"), r0);
+    assert!(s.state(a, T0 + 1).await.expect("state").finished.is_empty(), "nothing recorded");
+}
+
+/// A package that becomes effective or expires changes the state without a
+/// request: one revision more, once; a boundary the last state already
+/// showed changes nothing.
+async fn package_boundaries_are_changes(s: &dyn Storage) {
+    let a = account(s, &plan(4, vec![package("now", 10, 0, DAY), package("later", 10, DAY, 2 * DAY)])).await;
+    let r0 = s.revision(a).await.expect("revision");
+    assert!(s.pass_boundaries(T0 - 1, T0 + 1).await.expect("pass").is_empty(), "effective at creation: already shown");
+    assert!(s.pass_boundaries(T0 + 1, T0 + DAY - 1).await.expect("pass").is_empty());
+    assert_eq!(s.pass_boundaries(T0 + DAY - 1, T0 + DAY).await.expect("pass"), vec![a]);
+    assert_eq!(s.revision(a).await.expect("revision"), r0 + 1);
+    assert!(s.pass_boundaries(T0 + DAY - 1, T0 + DAY).await.expect("pass").is_empty(), "once");
+    assert_eq!(left(&s.state(a, T0 + DAY).await.expect("state"), "now").1, PackageStatus::Expired);
+}
+
+/// Tokens and sessions are found by their hashes; a session ends at its
+/// expiry or at sign-out.
+async fn tokens_and_sessions(s: &dyn Storage) {
+    let a = account(s, &plan(1, vec![])).await;
+    assert_eq!(s.account_by_token("scenario").await.expect("lookup"), Some(a));
+    assert_eq!(s.account_by_token("other").await.expect("lookup"), None);
+    assert!(matches!(s.create_account("scenario", &plan(1, vec![]), T0).await, Err(QuotaError::AccountExists)));
+    assert_eq!(s.ensure_account("scenario", &plan(1, vec![]), T0).await.expect("ensure"), a);
+    let id = s.create_session(a, T0, T0 + 1_000).await.expect("session");
+    assert_eq!(s.session_account(&id, T0 + 999).await.expect("session"), Some(a));
+    assert_eq!(s.session_account(&id, T0 + 1_000).await.expect("session"), None, "expired");
+    let id = s.create_session(a, T0, T0 + 1_000).await.expect("session");
+    s.delete_session(&id).await.expect("sign out");
+    assert_eq!(s.session_account(&id, T0 + 1).await.expect("session"), None);
+}
+
+fn pack(id: &str, remaining: &str, status: &str) -> MirrorPack {
+    MirrorPack {
+        upstream_id: id.into(),
+        name: id.into(),
+        total: u(100),
+        remaining: remaining.parse().expect("units"),
+        effective_at_ms: T0 - DAY,
+        expires_at_ms: T0 + 30 * DAY,
+        status: status.into(),
+    }
+}
+
+fn units(text: &str) -> Units {
+    text.parse().expect("units")
+}
+
+/// An account that mirrors a service (upstream mode), synced once.
+async fn mirrored(s: &dyn Storage, packs: Vec<MirrorPack>) -> AccountId {
+    let a = account(s, &AccountSpec { image_limit: 4, video_limit: 1, packages: vec![] }).await;
+    assert_eq!(s.ensure_mirror(a, "first", T0).await.expect("mirror"), "first");
+    assert_eq!(s.ensure_mirror(a, "second", T0).await.expect("mirror"), "first", "the secret is kept");
+    s.set_pool(a, "image", 8, Some(units("0.25")), T0).await.expect("pool");
+    assert!(s.mirror(a).await.expect("mirror").is_some_and(|(_, synced)| synced.is_none()), "not synced yet");
+    s.sync_packages(a, packs, T0).await.expect("sync");
+    a
+}
+
+/// Upstream mode: a submit spends what the state shows as remaining (R2):
+/// a pack the service calls expired, or no longer reports, does not count.
+async fn a_mirrored_submit_counts_only_the_packs_the_state_counts(s: &dyn Storage) {
+    let packs = vec![pack("on", "1", "online"), pack("off", "100", "expired"), pack("gone", "100", "online")];
+    let a = mirrored(s, packs.clone()).await;
+    s.sync_packages(a, packs[..2].to_vec(), T0 + 1).await.expect("sync without the gone pack");
+    let st = s.state(a, T0 + 1).await.expect("state");
+    assert_eq!(st.packages_synced_at_ms, Some(T0 + 1));
+    assert_eq!(st.packages.len(), 2, "the gone pack is not shown: {:?}", st.packages);
+    assert_eq!(left(&st, "off").1, PackageStatus::Expired, "the service's word");
+    assert_eq!(rules::remaining(&st), u(1));
+    let (why, _) = refusal(s, a, &req("r1", "image", 5), T0 + 2).await;
+    assert_eq!(why, Refusal::UnitsExhausted, "1.25 asked of 1");
+    accept(s, a, &req("r2", "image", 4), T0 + 3).await;
+}
+
+/// Upstream mode: a success is charged to the ledger and shown at once,
+/// and once only when the service's figure catches up; a failure, a
+/// refusal of the service and one decided here charge nothing.
+async fn a_mirrored_success_is_charged_once(s: &dyn Storage) {
+    let a = mirrored(s, vec![pack("p", "100", "online")]).await;
+    let fields = UpstreamFields { family: "images".into(), params: "{\"model_name\":\"m\"}".into() };
+    let t = match s.submit_upstream(a, &req("r1", "image", 3), Some(fields.clone()), T0 + 1).await.expect("submit") {
+        SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
+        other => panic!("{other:?}"),
+    };
+    let id = task(&t);
+    s.attach_upstream(a, id, "up-1", T0 + 2).await.expect("attach");
+    let found = s.upstream_task(TaskKey::Upstream("up-1".into())).await.expect("by id").expect("found");
+    assert_eq!((found.id, found.family.as_str(), found.params.as_str()), (id, "images", fields.params.as_str()));
+    assert_eq!(found.reserved, units("0.75"));
+    assert_eq!(s.upstream_task(TaskKey::Local(id)).await.expect("by id").map(|t| t.upstream_task_id), Some(Some("up-1".into())));
+    assert_eq!(s.upstream_running().await.expect("running").len(), 1);
+
+    let ended = s.finish(a, id, &TaskEnd::Succeed { units: Some(units("0.5")) }, T0 + 3).await.expect("finish");
+    assert_eq!(ended.units_charged, units("0.5"));
+    assert_eq!(rules::remaining(&s.state(a, T0 + 3).await.expect("state")), units("99.5"), "shown at once");
+    assert_eq!(s.pending_charges(a).await.expect("pending"), units("0.5"));
+    s.sync_packages(a, vec![pack("p", "100", "online")], T0 + 4).await.expect("lagging sync");
+    assert_eq!(rules::remaining(&s.state(a, T0 + 4).await.expect("state")), units("99.5"));
+    s.sync_packages(a, vec![pack("p", "99.5", "online")], T0 + 5).await.expect("caught up");
+    assert_eq!(rules::remaining(&s.state(a, T0 + 5).await.expect("state")), units("99.5"), "counted once");
+    assert_eq!(s.pending_charges(a).await.expect("pending"), Units::ZERO);
+
+    let t2 = accept(s, a, &req("r2", "image", 1), T0 + 6).await;
+    s.end_refused(a, task(&t2), &Refusal::Upstream { code: 1303, message: "busy".into() }, T0 + 7).await.expect("refused");
+    let again = s.end_refused(a, task(&t2), &Refusal::UnitsExhausted, T0 + 8).await;
+    assert!(matches!(again, Err(QuotaError::TaskEnded(_))), "{again:?}");
+    s.refuse(a, &req("r3", "image", 2), &Refusal::Upstream { code: 1303, message: "backing off".into() }, T0 + 9).await.expect("refuse");
+    let st = s.state(a, T0 + 9).await.expect("state");
+    let reasons: Vec<_> = st.finished.iter().map(|f| (f.outcome, f.units_charged, f.reason.as_deref())).collect();
+    assert_eq!(
+        reasons,
+        [
+            (Outcome::Refused, Units::ZERO, Some("backing off")),
+            (Outcome::Refused, Units::ZERO, Some("busy")),
+            (Outcome::Succeeded, units("0.5"), None)
+        ]
+    );
+    assert_eq!(rules::remaining(&st), units("99.5"));
+    assert!(st.running.is_empty() && s.upstream_running().await.expect("running").is_empty());
+}
+
 fn sqlite() -> SqliteStorage {
     SqliteStorage::start(|| SqliteStore::open(":memory:", Hub::default())).expect("SQLite in memory")
 }
@@ -333,4 +468,9 @@ on_both_stores!(
     a_task_is_settled_once,
     snapshots_follow_the_revisions,
     racing_submits_never_overshoot,
+    bad_requests_change_nothing,
+    package_boundaries_are_changes,
+    tokens_and_sessions,
+    a_mirrored_submit_counts_only_the_packs_the_state_counts,
+    a_mirrored_success_is_charged_once,
 );

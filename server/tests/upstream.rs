@@ -311,7 +311,7 @@ async fn a_success_charges_the_reported_fraction_once_also_after_the_service_cat
     c.upstream().sync_once().await.expect("sync");
     let s = c.state().await;
     assert_eq!(spendable(&s), before.saturating_sub(units("0.75")), "caught up, counted once: {s:#?}");
-    assert_eq!(c.upstream().store().pending_charges(c.upstream().account()).expect("pending"), Units::ZERO);
+    assert_eq!(c.upstream().pending_charges().await.expect("pending"), Units::ZERO);
     c.stop().await;
 }
 

@@ -1,5 +1,7 @@
 //! The PostgreSQL store, for several instances of the server on one
-//! database (`--db postgres://...`).
+//! database (`--db postgres://...`): schema, migrations, and the rows that
+//! the quota transactions (`store::apply`, written once for both stores)
+//! load and save.
 //!
 //! **No overshoot across instances.** Every change takes the account's row
 //! lock first (`SELECT ... FOR UPDATE` in a `READ COMMITTED` transaction)
@@ -9,7 +11,9 @@
 //! conflict is certain (every submit of an account reads and writes the
 //! same figures), so serialisable transactions would mostly abort and retry;
 //! the lock makes them wait their turn instead, and the code needs no retry
-//! loop.
+//! loop. The reads are sent with the lock, pipelined on one connection:
+//! PostgreSQL runs them in order, each after the lock is granted, and each
+//! sees what the lock's previous holder committed.
 //!
 //! **Events across instances.** The transaction that changes an account
 //! also runs `pg_notify('qw_state', <account id>)`; PostgreSQL delivers
@@ -20,23 +24,28 @@
 //! `sse.rs` drops any revision it has sent). Revisions live in the database,
 //! so `Last-Event-ID` resumes exactly on whichever instance a stream
 //! reconnects to.
+//!
+//! **One syncing instance in upstream mode.** The instance that holds the
+//! account's advisory lock on a connection of its own reads the service's
+//! packs and polls its tasks ([`PgStore::lead`]); PostgreSQL releases the
+//! lock when that connection ends (the process stopped or died), and
+//! another instance takes it at its next try.
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use futures_util::future::{try_join, try_join4};
-use futures_util::{stream, StreamExt};
-use quota_widget::core::rules;
-use quota_widget::core::wire::{
-    FinishedTask, Millis, Outcome, Package, RunningTask, ServerState, SlotPool, SubmitAccepted, SubmitRequest, Units,
-};
 use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::{stream, StreamExt};
+use quota_widget::core::reconcile::Ledger;
+use quota_widget::core::wire::{FinishedTask, Millis, RunningTask, ServerState, SlotPool, SubmitRequest, Units};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    decide_finish, decide_submit, outcome_parse, package_wire_id, secret_hash, slot_rule_parse, slot_rule_str, task_wire_id, to_u64, units_db,
-    units_of, AccountId, AccountSpec, Ended, PackageSpec, FinishDecision, FinishRows, SubmitDecision, SubmitOutcome, SubmitRows, TaskEnd, FINISHED_WINDOW, KINDS,
+    apply, check_package, outcome_parse, secret_hash, slot_rule_parse, slot_rule_str, snapshot, task_wire_id, to_db, to_u64,
+    units_db, units_of, AcceptedRow, AccountId, AccountSpec, Change, Changed, MirrorPack, PackageRow, PoolRow, Rows,
+    TaskKey, NewTask, UpstreamTask, KINDS, UPSTREAM_TASK_COLUMNS,
 };
 use crate::error::{QuotaError, StoreError};
 use crate::hub::{Hub, Message};
@@ -46,6 +55,9 @@ use crate::storage::Storage;
 const CHANNEL: &str = "qw_state";
 /// Key of the advisory lock under which one instance migrates at a time.
 const MIGRATION_LOCK: i64 = 0x7177_5f6d_6967; // "qw_mig"
+/// First key of the advisory lock of the instance that syncs an upstream
+/// account (the second key is the account's id).
+const SYNC_LOCK: i32 = 0x7177_5f73; // "qw_s"
 
 /// Schema migrations, in order; `qw_schema.version` counts those applied.
 const MIGRATIONS: &[&str] = &[r#"
@@ -103,6 +115,25 @@ CREATE TABLE sessions (
     expires_at_ms BIGINT NOT NULL
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+"#,
+// Upstream mode (docs/kling.md), as in the SQLite store: the mirrored
+// account's ledger, last good sync and callback secret; the service's ids,
+// figures and statuses of packs and tasks. `syncer` names the instance that
+// reads the service's packs and polls its tasks (for the log and the tests;
+// who it is is decided by an advisory lock, `PgStore::lead`).
+r#"
+CREATE TABLE mirrors (
+    account_id      BIGINT PRIMARY KEY REFERENCES accounts(id),
+    ledger          TEXT   NOT NULL,
+    synced_at_ms    BIGINT,
+    callback_secret TEXT   NOT NULL,
+    syncer          TEXT,
+    syncer_since_ms BIGINT
+);
+ALTER TABLE packages ADD COLUMN upstream_id TEXT, ADD COLUMN upstream_remaining BIGINT, ADD COLUMN upstream_status TEXT;
+CREATE UNIQUE INDEX packages_upstream ON packages (account_id, upstream_id) WHERE upstream_id IS NOT NULL;
+ALTER TABLE tasks ADD COLUMN upstream_family TEXT, ADD COLUMN upstream_params TEXT, ADD COLUMN upstream_task_id TEXT;
+CREATE UNIQUE INDEX tasks_upstream ON tasks (upstream_task_id) WHERE upstream_task_id IS NOT NULL;
 "#];
 
 /// Whether `--db` names a PostgreSQL database.
@@ -113,9 +144,12 @@ pub fn is_postgres_url(db: &str) -> bool {
 pub struct PgStore {
     pool: Pool,
     hub: Hub,
+    config: tokio_postgres::Config,
+    /// The connection on which this instance holds, or tries for, the
+    /// advisory lock of the syncing instance: the account and whether it
+    /// holds it.
+    leader: tokio::sync::Mutex<Option<(tokio_postgres::Client, AccountId, bool)>>,
 }
-
-type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Pool(e.to_string())
@@ -128,7 +162,7 @@ impl PgStore {
         let config: tokio_postgres::Config = url.parse()?;
         let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(16).build().map_err(pool_error)?;
-        let store = PgStore { pool, hub };
+        let store = PgStore { pool, hub, config: config.clone(), leader: tokio::sync::Mutex::new(None) };
         store.migrate().await?;
         let (ready, listening) = oneshot::channel();
         tokio::spawn(listen(config, store.pool.clone(), store.hub.clone(), ready));
@@ -168,27 +202,40 @@ impl PgStore {
         Ok(())
     }
 
-    /// Begins a change of `account`: its row lock first, so that every
-    /// change of one account, on any instance, waits for the one before.
-    async fn begin(client: &mut Object, account: AccountId) -> Result<Tx<'_>, QuotaError> {
-        let tx = client.transaction().await?;
-        if tx.query_opt("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await?.is_none() {
-            return Err(QuotaError::Unauthorized);
+    /// Upstream mode: whether this instance syncs `account` (see the
+    /// module's notes). A held lock is kept while its connection lives;
+    /// otherwise one try, which on success names this instance in
+    /// `mirrors.syncer`.
+    pub async fn lead(&self, account: AccountId) -> Result<bool, StoreError> {
+        let mut slot = self.leader.lock().await;
+        if let Some((client, of, held)) = slot.as_ref() {
+            if !client.is_closed() && *of == account {
+                if *held {
+                    return Ok(true);
+                }
+            } else {
+                *slot = None;
+            }
         }
-        Ok(tx)
-    }
-
-    /// Ends a change: bumps the revision, marks when, and tells every
-    /// instance (delivered at commit). Returns the new revision.
-    async fn changed(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<u64, StoreError> {
-        let row = tx
-            .query_one(
-                "UPDATE accounts SET revision = revision + 1, revised_at_ms = $2 WHERE id = $1 RETURNING revision",
-                &[&account, &now],
-            )
-            .await?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &account.to_string()]).await?;
-        Ok(to_u64(row.get(0)))
+        if slot.is_none() {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            // Ends when the client is dropped or the connection fails; the
+            // lock ends with it.
+            tokio::spawn(connection);
+            *slot = Some((client, account, false));
+        }
+        let Some((client, _, held)) = slot.as_mut() else { return Ok(false) };
+        let key = i32::try_from(account).map_err(|_| pool_error("account id beyond the advisory lock's keys"))?;
+        *held = client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&SYNC_LOCK, &key]).await?.get(0);
+        if *held {
+            let me = format!("pid {}", std::process::id());
+            let now = crate::now_ms();
+            self.client()
+                .await?
+                .execute("UPDATE mirrors SET syncer = $2, syncer_since_ms = $3 WHERE account_id = $1", &[&account, &me, &now])
+                .await?;
+        }
+        Ok(*held)
     }
 }
 
@@ -200,6 +247,14 @@ impl Storage for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    async fn change(&self, account: AccountId, change: Change, now: Millis) -> Result<Changed, QuotaError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (out, _) = apply(&Pg { db: &tx, account }, &change, now).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
@@ -224,15 +279,16 @@ impl Storage for PgStore {
         };
         let account: AccountId = row.get(0);
         for (kind, unit_cost, rule) in KINDS {
-            let limit = i64::from(if kind == "image" { spec.image_limit } else { spec.video_limit });
             tx.execute(
                 "INSERT INTO pools (account_id, kind, slot_limit, unit_cost, slot_rule) VALUES ($1, $2, $3, $4, $5)",
-                &[&account, &kind, &limit, &units_db(unit_cost)?, &slot_rule_str(rule)],
+                &[&account, &kind, &i64::from(spec.limit(kind)), &units_db(unit_cost)?, &slot_rule_str(rule)],
             )
             .await?;
         }
+        let rows = Pg { db: &tx, account };
         for p in &spec.packages {
-            insert_package(&tx, account, p, now).await?;
+            check_package(p)?;
+            rows.insert_package(&p.name, p.total, now.saturating_add(p.effective_in_ms), now.saturating_add(p.expires_in_ms)).await?;
         }
         tx.commit().await?;
         Ok(account)
@@ -242,183 +298,45 @@ impl Storage for PgStore {
         let mut client = self.client().await?;
         // One snapshot for the revision and every row it describes.
         let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
-        let state = read_state(&tx, account, now).await?;
+        let state = snapshot(&Pg { db: &tx, account }, now).await?;
         tx.commit().await?;
         Ok(state)
     }
 
     async fn revision(&self, account: AccountId) -> Result<u64, StoreError> {
+        Pg { db: &self.client().await?, account }.revision().await
+    }
+
+    async fn mirror(&self, account: AccountId) -> Result<Option<(Ledger, Option<Millis>)>, QuotaError> {
+        super::mirror(&Pg { db: &self.client().await?, account }).await
+    }
+
+    async fn upstream_running(&self) -> Result<Vec<UpstreamTask>, StoreError> {
         let client = self.client().await?;
-        let row = client.query_one("SELECT revision FROM accounts WHERE id = $1", &[&account]).await?;
-        Ok(to_u64(row.get(0)))
+        let sql = format!(
+            "SELECT {UPSTREAM_TASK_COLUMNS} FROM tasks WHERE status = 'running' AND upstream_family IS NOT NULL
+             ORDER BY started_at_ms, id"
+        );
+        Ok(client.query(&sql, &[]).await?.iter().map(upstream_task_row).collect())
     }
 
-    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        super::check_submit(req)?;
-        let mut client = self.client().await?;
-        let tx = Self::begin(&mut client, account).await?;
-        // Sent together: tokio-postgres pipelines the queries of one
-        // connection, so the rows come in one round trip.
-        let (pool, prior, figures, packages) = try_join4(
-            tx.query_opt(
-                "SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = $1 AND kind = $2",
-                &[&account, &req.kind],
-            ),
-            // An accepted request id, from whichever instance took it.
-            tx.query_opt(
-                "SELECT id, slots, cost, accepted_revision FROM tasks
-                 WHERE account_id = $1 AND client_request_id = $2 AND status <> 'refused'",
-                &[&account, &req.client_request_id],
-            ),
-            tx.query_one(
-                "SELECT
-                   (SELECT COALESCE(SUM(slots), 0)::BIGINT FROM tasks WHERE account_id = $1 AND kind = $2 AND status = 'running'),
-                   (SELECT COALESCE(SUM(cost), 0)::BIGINT FROM tasks WHERE account_id = $1 AND status = 'running')",
-                &[&account, &req.kind],
-            ),
-            read_packages(&tx, account, now),
-        )
-        .await?;
-        let rows = SubmitRows {
-            pool: pool.map(|p| {
-                (u32::try_from(p.get::<_, i64>(0)).unwrap_or(0), units_of(p.get(1)), slot_rule_parse(p.get(2)))
-            }),
-            prior: prior.map(|p| SubmitAccepted {
-                task_id: task_wire_id(p.get(0)),
-                client_request_id: req.client_request_id.clone(),
-                slots: u32::try_from(p.get::<_, i64>(1)).unwrap_or(0),
-                reserved_units: units_of(p.get(2)),
-                revision: to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
-            }),
-            in_use: u32::try_from(figures.get::<_, i64>(0)).unwrap_or(u32::MAX),
-            reserved: units_of(figures.get(1)),
-            packages,
-        };
-        let outcome = match decide_submit(req, &rows, now)? {
-            SubmitDecision::Repeat(accepted) => {
-                tx.commit().await?;
-                return Ok(SubmitOutcome::Accepted { accepted, repeat: true });
+    async fn upstream_task(&self, key: TaskKey) -> Result<Option<UpstreamTask>, StoreError> {
+        let client = self.client().await?;
+        let row = match key {
+            TaskKey::Local(id) => {
+                let sql = format!("SELECT {UPSTREAM_TASK_COLUMNS} FROM tasks WHERE id = $1 AND upstream_family IS NOT NULL");
+                client.query_opt(&sql, &[&id]).await?
             }
-            SubmitDecision::Start { slots, cost } => {
-                let revision = Self::changed(&tx, account, now).await?;
-                let rev_db = i64::try_from(revision).unwrap_or(i64::MAX);
-                let row = tx
-                    .query_one(
-                        "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                            accepted_revision, started_at_ms)
-                         VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING id",
-                        &[
-                            &account,
-                            &req.kind,
-                            &i64::from(req.count),
-                            &i64::from(slots),
-                            &units_db(cost)?,
-                            &req.client_request_id,
-                            &rev_db,
-                            &now,
-                        ],
-                    )
-                    .await?;
-                let accepted = SubmitAccepted {
-                    task_id: task_wire_id(row.get(0)),
-                    client_request_id: req.client_request_id.clone(),
-                    slots,
-                    reserved_units: cost,
-                    revision,
-                };
-                SubmitOutcome::Accepted { accepted, repeat: false }
-            }
-            SubmitDecision::Refuse { refusal, slots, cost } => {
-                let revision = Self::changed(&tx, account, now).await?;
-                tx.execute(
-                    "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                        units_charged, reason, started_at_ms, finished_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, 'refused', $6, 0, $7, $8, $8)",
-                    &[
-                        &account,
-                        &req.kind,
-                        &i64::from(req.count),
-                        &i64::from(slots),
-                        &units_db(cost)?,
-                        &req.client_request_id,
-                        &refusal.message(),
-                        &now,
-                    ],
-                )
-                .await?;
-                SubmitOutcome::Refused { refusal, revision }
+            TaskKey::Upstream(id) => {
+                let sql = format!("SELECT {UPSTREAM_TASK_COLUMNS} FROM tasks WHERE upstream_task_id = $1");
+                client.query_opt(&sql, &[&id]).await?
             }
         };
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(row.as_ref().map(upstream_task_row))
     }
 
-    async fn finish(&self, account: AccountId, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-        let mut client = self.client().await?;
-        // No such account: no such task of it either, as the SQLite store says.
-        let tx = Self::begin(&mut client, account).await.map_err(|e| match e {
-            QuotaError::Unauthorized => QuotaError::TaskNotFound(task_wire_id(task_id)),
-            e => e,
-        })?;
-        let (task, packages) = try_join(
-            tx.query_opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&task_id, &account]),
-            read_packages(&tx, account, now),
-        )
-        .await?;
-        // Under the account's lock: a task another instance ended is seen
-        // ended here, so no task ends twice.
-        let rows = FinishRows {
-            task: task.map(|r| (r.get(0), units_of(r.get(1)))),
-            packages,
-        };
-        let (outcome, charged) = match decide_finish(task_id, &rows, end, now)? {
-            FinishDecision::Succeed { plan, .. } => {
-                let charged = deduct(&tx, task_id, &plan).await?;
-                tx.execute(
-                    "UPDATE tasks SET status = 'succeeded', units_charged = $1, finished_at_ms = $2 WHERE id = $3",
-                    &[&units_db(charged)?, &now, &task_id],
-                )
-                .await?;
-                (Outcome::Succeeded, charged)
-            }
-            FinishDecision::Fail { reason } => {
-                tx.execute(
-                    "UPDATE tasks SET status = 'failed', units_charged = 0, reason = $1, finished_at_ms = $2 WHERE id = $3",
-                    &[&reason, &now, &task_id],
-                )
-                .await?;
-                (Outcome::Failed, Units::ZERO)
-            }
-        };
-        let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await?;
-        Ok(Ended { outcome, units_charged: charged, revision })
-    }
-
-    async fn grant_package(&self, account: AccountId, spec: &PackageSpec, now: Millis) -> Result<(String, u64), QuotaError> {
-        let mut client = self.client().await?;
-        let tx = Self::begin(&mut client, account).await?;
-        let id = insert_package(&tx, account, spec, now).await?;
-        let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await?;
-        Ok((package_wire_id(id), revision))
-    }
-
-    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
-        let mut client = self.client().await?;
-        let tx = Self::begin(&mut client, account).await?;
-        let n = tx
-            .execute(
-                "UPDATE pools SET slot_limit = $1 WHERE account_id = $2 AND kind = $3",
-                &[&i64::from(limit), &account, &kind],
-            )
-            .await?;
-        if n == 0 {
-            return Err(QuotaError::BadRequest(format!("unknown kind {kind:?}")));
-        }
-        let revision = Self::changed(&tx, account, now).await?;
-        tx.commit().await?;
-        Ok(revision)
+    async fn lead(&self, account: AccountId) -> Result<bool, StoreError> {
+        PgStore::lead(self, account).await
     }
 
     async fn running_tasks(&self) -> Result<Vec<(AccountId, i64)>, StoreError> {
@@ -460,7 +378,7 @@ impl Storage for PgStore {
             .await?;
         let accounts: Vec<AccountId> = rows.iter().map(|r| r.get(0)).collect();
         for &a in &accounts {
-            Self::changed(&tx, a, upto).await?;
+            Pg { db: &tx, account: a }.bump(upto).await?;
         }
         tx.commit().await?;
         Ok(accounts)
@@ -497,127 +415,333 @@ impl Storage for PgStore {
     }
 }
 
-async fn insert_package(tx: &Tx<'_>, account: AccountId, p: &PackageSpec, now: Millis) -> Result<i64, QuotaError> {
-    super::check_package(p)?;
-    let total = units_db(p.total)?;
-    let effective = now.saturating_add(p.effective_in_ms);
-    let expires = now.saturating_add(p.expires_in_ms);
-    let row = tx
-        .query_one(
-            "INSERT INTO packages (account_id, name, total, remaining, effective_at_ms, expires_at_ms)
-             VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
-            &[&account, &p.name, &total, &effective, &expires],
-        )
-        .await?;
-    Ok(row.get(0))
+fn upstream_task_row(r: &Row) -> UpstreamTask {
+    UpstreamTask::from_row((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)))
 }
 
-/// R6, as the SQLite store's `deduct`: takes what `plan` says from each
-/// package and records who paid.
-async fn deduct(tx: &Tx<'_>, task_id: i64, plan: &[(i64, Units)]) -> Result<Units, QuotaError> {
-    let mut charged = Units::ZERO;
-    for &(package, units) in plan {
-        let units_db = units_db(units)?;
-        tx.execute("UPDATE packages SET remaining = remaining - $1 WHERE id = $2", &[&units_db, &package])
-            .await?;
-        tx.execute(
-            "INSERT INTO charges (task_id, package_id, units) VALUES ($1, $2, $3)",
-            &[&task_id, &package, &units_db],
-        )
-        .await?;
-        charged += units;
+/// One account's rows over a transaction (or, for a single read, a
+/// connection). Statements are prepared once per connection and kept.
+struct Pg<'a, C> {
+    db: &'a C,
+    account: AccountId,
+}
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl<C: GenericClient> Pg<'_, C> {
+    async fn all(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let statement = self.db.prepare_cached(sql).await?;
+        Ok(self.db.query(&statement, params).await?)
     }
-    Ok(charged)
+
+    async fn one(&self, sql: &str, params: &Params<'_>) -> Result<Row, StoreError> {
+        let statement = self.db.prepare_cached(sql).await?;
+        Ok(self.db.query_one(&statement, params).await?)
+    }
+
+    async fn opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>, StoreError> {
+        let statement = self.db.prepare_cached(sql).await?;
+        Ok(self.db.query_opt(&statement, params).await?)
+    }
+
+    async fn exec(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
+        let statement = self.db.prepare_cached(sql).await?;
+        Ok(self.db.execute(&statement, params).await?)
+    }
 }
 
-/// As the SQLite store's: the account's packages as its state shows them
-/// at `now`, with their store ids, earliest expiry first.
-async fn read_packages(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<Vec<(i64, Package)>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms FROM packages
-             WHERE account_id = $1 ORDER BY expires_at_ms, id",
-            &[&account],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let remaining = units_of(r.get(3));
-            let (effective_at_ms, expires_at_ms): (i64, i64) = (r.get(4), r.get(5));
-            let package = Package {
-                id: package_wire_id(id),
+impl<C: GenericClient> Rows for Pg<'_, C> {
+    async fn lock(&self) -> Result<bool, StoreError> {
+        Ok(self.opt("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", &[&self.account]).await?.is_some())
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        Ok(to_u64(self.one("SELECT revision FROM accounts WHERE id = $1", &[&self.account]).await?.get(0)))
+    }
+
+    async fn pool(&self, kind: &str) -> Result<Option<PoolRow>, StoreError> {
+        let row = self
+            .opt("SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = $1 AND kind = $2", &[&self.account, &kind])
+            .await?;
+        Ok(row.map(|p| PoolRow {
+            limit: u32::try_from(p.get::<_, i64>(0)).unwrap_or(0),
+            unit_cost: units_of(p.get(1)),
+            rule: slot_rule_parse(p.get(2)),
+        }))
+    }
+
+    async fn pools(&self) -> Result<Vec<SlotPool>, StoreError> {
+        let rows = self
+            .all(
+                "SELECT p.kind, p.slot_limit, p.unit_cost, p.slot_rule,
+                        (SELECT COALESCE(SUM(t.slots), 0)::BIGINT FROM tasks t
+                         WHERE t.account_id = p.account_id AND t.kind = p.kind AND t.status = 'running')
+                 FROM pools p WHERE p.account_id = $1 ORDER BY p.kind",
+                &[&self.account],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SlotPool {
+                kind: r.get(0),
+                limit: u32::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                unit_cost: units_of(r.get(2)),
+                slot_rule: slot_rule_parse(r.get(3)),
+                in_use: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
+            })
+            .collect())
+    }
+
+    async fn accepted(&self, request_id: &str) -> Result<Option<AcceptedRow>, StoreError> {
+        let row = self
+            .opt(
+                "SELECT id, slots, cost, accepted_revision FROM tasks
+                 WHERE account_id = $1 AND client_request_id = $2 AND status <> 'refused'",
+                &[&self.account, &request_id],
+            )
+            .await?;
+        Ok(row.map(|p| {
+            (
+                p.get(0),
+                u32::try_from(p.get::<_, i64>(1)).unwrap_or(0),
+                units_of(p.get(2)),
+                to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
+            )
+        }))
+    }
+
+    async fn in_use(&self, kind: &str) -> Result<(u32, Units), StoreError> {
+        let row = self
+            .one(
+                "SELECT COALESCE(SUM(slots) FILTER (WHERE kind = $2), 0)::BIGINT, COALESCE(SUM(cost), 0)::BIGINT
+                 FROM tasks WHERE account_id = $1 AND status = 'running'",
+                &[&self.account, &kind],
+            )
+            .await?;
+        Ok((u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX), units_of(row.get(1))))
+    }
+
+    async fn packages(&self) -> Result<Vec<PackageRow>, StoreError> {
+        let rows = self
+            .all(
+                "SELECT id, name, total, remaining, effective_at_ms, expires_at_ms, upstream_id, upstream_remaining, upstream_status
+                 FROM packages WHERE account_id = $1 AND COALESCE(upstream_status, '') <> 'gone' ORDER BY expires_at_ms, id",
+                &[&self.account],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PackageRow {
+                id: r.get(0),
                 name: r.get(1),
                 total: units_of(r.get(2)),
-                remaining,
-                effective_at_ms,
-                expires_at_ms,
-                status: rules::package_status(remaining, effective_at_ms, expires_at_ms, now),
-            };
-            (id, package)
-        })
-        .collect())
-}
+                remaining: units_of(r.get(3)),
+                effective_at_ms: r.get(4),
+                expires_at_ms: r.get(5),
+                upstream: r.get::<_, Option<String>>(6).map(|id| {
+                    (id, units_of(r.get::<_, Option<i64>>(7).unwrap_or(0)), r.get::<_, Option<String>>(8).unwrap_or_default())
+                }),
+            })
+            .collect())
+    }
 
-async fn read_state(tx: &Tx<'_>, account: AccountId, now: Millis) -> Result<ServerState, StoreError> {
-    let revision = to_u64(tx.query_one("SELECT revision FROM accounts WHERE id = $1", &[&account]).await?.get(0));
-    let pools = tx
-        .query(
-            "SELECT p.kind, p.slot_limit, p.unit_cost, p.slot_rule,
-                    (SELECT COALESCE(SUM(t.slots), 0)::BIGINT FROM tasks t
-                     WHERE t.account_id = p.account_id AND t.kind = p.kind AND t.status = 'running')
-             FROM pools p WHERE p.account_id = $1 ORDER BY p.kind",
-            &[&account],
+    async fn task(&self, id: i64) -> Result<Option<(String, Units)>, StoreError> {
+        let row = self.opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&id, &self.account]).await?;
+        Ok(row.map(|r| (r.get(0), units_of(r.get(1)))))
+    }
+
+    async fn running(&self) -> Result<Vec<RunningTask>, StoreError> {
+        let rows = self
+            .all(
+                "SELECT id, kind, slots, cost, client_request_id, started_at_ms FROM tasks
+                 WHERE account_id = $1 AND status = 'running' ORDER BY started_at_ms, id",
+                &[&self.account],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RunningTask {
+                id: task_wire_id(r.get(0)),
+                kind: r.get(1),
+                slots: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                reserved_units: units_of(r.get(3)),
+                client_request_id: r.get(4),
+                started_at_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn finished(&self, n: u32) -> Result<Vec<FinishedTask>, StoreError> {
+        let rows = self
+            .all(
+                "SELECT id, kind, slots, status, units_charged, reason, client_request_id, finished_at_ms FROM tasks
+                 WHERE account_id = $1 AND status <> 'running' ORDER BY finished_at_ms DESC, id DESC LIMIT $2",
+                &[&self.account, &i64::from(n)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FinishedTask {
+                id: task_wire_id(r.get(0)),
+                kind: r.get(1),
+                slots: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                outcome: outcome_parse(r.get(3)),
+                units_charged: units_of(r.get(4)),
+                reason: r.get(5),
+                client_request_id: r.get(6),
+                finished_at_ms: r.get::<_, Option<i64>>(7).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn mirror(&self) -> Result<Option<(String, Option<Millis>)>, StoreError> {
+        let row = self.opt("SELECT ledger, synced_at_ms FROM mirrors WHERE account_id = $1", &[&self.account]).await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn bump(&self, now: Millis) -> Result<u64, StoreError> {
+        // Every instance is told at commit.
+        let row = self
+            .one(
+                "WITH changed AS (
+                   UPDATE accounts SET revision = revision + 1, revised_at_ms = $2 WHERE id = $1 RETURNING revision)
+                 SELECT revision, pg_notify($3, $1::TEXT) FROM changed",
+                &[&self.account, &now, &CHANNEL],
+            )
+            .await?;
+        Ok(to_u64(row.get(0)))
+    }
+
+    async fn start_task(&self, t: &NewTask<'_>) -> Result<i64, StoreError> {
+        let row = self
+            .one(
+                "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
+                                    accepted_revision, started_at_ms, upstream_family, upstream_params)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10) RETURNING id",
+                &[
+                    &self.account,
+                    &t.req.kind,
+                    &i64::from(t.req.count),
+                    &i64::from(t.slots),
+                    &to_db(t.cost),
+                    &t.req.client_request_id,
+                    &i64::try_from(t.revision).unwrap_or(i64::MAX),
+                    &t.now,
+                    &t.upstream.map(|u| u.family.as_str()),
+                    &t.upstream.map(|u| u.params.as_str()),
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn refuse_task(&self, req: &SubmitRequest, slots: u32, cost: Units, reason: &str, now: Millis) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
+                                units_charged, reason, started_at_ms, finished_at_ms)
+             VALUES ($1, $2, $3, $4, $5, 'refused', $6, 0, $7, $8, $8)",
+            &[&self.account, &req.kind, &i64::from(req.count), &i64::from(slots), &to_db(cost), &req.client_request_id, &reason, &now],
         )
-        .await?
-        .iter()
-        .map(|r| SlotPool {
-            kind: r.get(0),
-            limit: u32::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-            unit_cost: units_of(r.get(2)),
-            slot_rule: slot_rule_parse(r.get(3)),
-            in_use: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
-        })
-        .collect();
-    let packages = read_packages(tx, account, now).await?.into_iter().map(|(_, p)| p).collect();
-    let running = tx
-        .query(
-            "SELECT id, kind, slots, cost, client_request_id, started_at_ms FROM tasks
-             WHERE account_id = $1 AND status = 'running' ORDER BY started_at_ms, id",
-            &[&account],
+        .await?;
+        Ok(())
+    }
+
+    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, now: Millis) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE tasks SET status = $2, units_charged = $3, reason = $4, finished_at_ms = $5 WHERE id = $1",
+            &[&id, &status, &to_db(charged), &reason, &now],
         )
-        .await?
-        .iter()
-        .map(|r| RunningTask {
-            id: task_wire_id(r.get(0)),
-            kind: r.get(1),
-            slots: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
-            reserved_units: units_of(r.get(3)),
-            client_request_id: r.get(4),
-            started_at_ms: r.get(5),
-        })
-        .collect();
-    let finished = tx
-        .query(
-            "SELECT id, kind, slots, status, units_charged, reason, client_request_id, finished_at_ms FROM tasks
-             WHERE account_id = $1 AND status <> 'running' ORDER BY finished_at_ms DESC, id DESC LIMIT $2",
-            &[&account, &i64::from(FINISHED_WINDOW)],
+        .await?;
+        Ok(())
+    }
+
+    async fn take(&self, task: i64, package: i64, units: Units) -> Result<(), StoreError> {
+        self.exec(
+            "WITH paid AS (UPDATE packages SET remaining = remaining - $3 WHERE id = $2)
+             INSERT INTO charges (task_id, package_id, units) VALUES ($1, $2, $3)",
+            &[&task, &package, &to_db(units)],
         )
-        .await?
-        .iter()
-        .map(|r| FinishedTask {
-            id: task_wire_id(r.get(0)),
-            kind: r.get(1),
-            slots: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
-            outcome: outcome_parse(r.get(3)),
-            units_charged: units_of(r.get(4)),
-            reason: r.get(5),
-            client_request_id: r.get(6),
-            finished_at_ms: r.get::<_, Option<i64>>(7).unwrap_or(0),
-        })
-        .collect();
-    Ok(ServerState { revision, server_time_ms: now, pools, packages, running, finished, packages_synced_at_ms: None })
+        .await?;
+        Ok(())
+    }
+
+    async fn set_remaining(&self, package: i64, units: Units) -> Result<(), StoreError> {
+        self.exec("UPDATE packages SET remaining = $2 WHERE id = $1", &[&package, &to_db(units)]).await?;
+        Ok(())
+    }
+
+    async fn insert_package(&self, name: &str, total: Units, effective_at_ms: Millis, expires_at_ms: Millis) -> Result<i64, StoreError> {
+        let row = self
+            .one(
+                "INSERT INTO packages (account_id, name, total, remaining, effective_at_ms, expires_at_ms)
+                 VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
+                &[&self.account, &name, &to_db(total), &effective_at_ms, &expires_at_ms],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn set_pool(&self, kind: &str, limit: u32, unit_cost: Units) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE pools SET slot_limit = $3, unit_cost = $4 WHERE account_id = $1 AND kind = $2",
+            &[&self.account, &kind, &i64::from(limit), &to_db(unit_cost)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn ensure_mirror(&self, ledger: &str, secret: &str) -> Result<String, StoreError> {
+        self.exec(
+            "INSERT INTO mirrors (account_id, ledger, callback_secret) VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+            &[&self.account, &ledger, &secret],
+        )
+        .await?;
+        Ok(self.one("SELECT callback_secret FROM mirrors WHERE account_id = $1", &[&self.account]).await?.get(0))
+    }
+
+    async fn save_ledger(&self, ledger: &str) -> Result<(), StoreError> {
+        self.exec("UPDATE mirrors SET ledger = $2 WHERE account_id = $1", &[&self.account, &ledger]).await?;
+        Ok(())
+    }
+
+    async fn set_synced(&self, now: Millis) -> Result<(), StoreError> {
+        self.exec("UPDATE mirrors SET synced_at_ms = $2 WHERE account_id = $1", &[&self.account, &now]).await?;
+        Ok(())
+    }
+
+    async fn put_pack(&self, p: &MirrorPack) -> Result<(), StoreError> {
+        let (total, remaining) = (to_db(p.total), to_db(p.remaining.min(p.total)));
+        self.exec(
+            "INSERT INTO packages (account_id, name, total, remaining, effective_at_ms, expires_at_ms,
+                                   upstream_id, upstream_remaining, upstream_status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8)
+             ON CONFLICT (account_id, upstream_id) WHERE upstream_id IS NOT NULL DO UPDATE SET
+               name = EXCLUDED.name, total = EXCLUDED.total, upstream_remaining = EXCLUDED.upstream_remaining,
+               upstream_status = EXCLUDED.upstream_status, effective_at_ms = EXCLUDED.effective_at_ms,
+               expires_at_ms = EXCLUDED.expires_at_ms, remaining = LEAST(packages.remaining, EXCLUDED.total)",
+            &[&self.account, &p.name, &total, &remaining, &p.effective_at_ms, &p.expires_at_ms, &p.upstream_id, &p.status],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn hide_pack(&self, upstream_id: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE packages SET upstream_status = 'gone' WHERE account_id = $1 AND upstream_id = $2",
+            &[&self.account, &upstream_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn attach(&self, task: i64, upstream_id: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE tasks SET upstream_task_id = $3 WHERE id = $1 AND account_id = $2 AND upstream_task_id IS NULL",
+            &[&task, &self.account, &upstream_id],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Listens for the changes of every instance and hands the new states of
@@ -693,7 +817,7 @@ async fn publish(pool: &Pool, hub: &Hub, account: AccountId) {
         return;
     };
     let now = crate::now_ms();
-    if let Ok(state) = read_state(&tx, account, now).await {
+    if let Ok(state) = snapshot(&Pg { db: &tx, account }, now).await {
         if let Some(msg) = Message::state(&state) {
             hub.send(account, msg);
         }

@@ -4,6 +4,12 @@
 //! created upstream; task ends come by callback (confirmed by a query) and
 //! by polling; packages come from the service's `/account/costs` and are
 //! reconciled with the charges seen here by the core's ledger.
+//!
+//! On either store. With several instances on one PostgreSQL database,
+//! every instance takes submits and callbacks, and one instance at a time
+//! (the store's `lead`) reads the packs and polls the running tasks: the
+//! service is asked for its packs at most once a second across them all, and
+//! when that instance stops another takes over within a few seconds.
 
 pub mod kling;
 
@@ -20,10 +26,9 @@ use tokio::time::Instant;
 use crate::error::{QuotaError, Refusal};
 use crate::now_ms;
 use crate::outcome::{CallbackError, Submitted};
-use crate::storage::SqliteStorage;
+use crate::storage::Storage;
 use crate::store::{
-    parse_task_id, AccountId, AccountSpec, MirrorPack, SqliteStore, SubmitOutcome, TaskEnd, UpstreamFields,
-    UpstreamTask,
+    parse_task_id, AccountId, AccountSpec, MirrorPack, SubmitOutcome, TaskEnd, TaskKey, UpstreamFields, UpstreamTask,
 };
 use kling::{Client, Family, KlingError, Status, TaskData};
 
@@ -35,6 +40,12 @@ const MAX_PARAMS_BYTES: usize = 16 * 1024;
 const COSTS_WINDOW_MS: Millis = 400 * 86_400_000;
 /// Pause between two task queries of one polling round.
 const QUERY_SPACING: Duration = Duration::from_millis(200);
+/// How often an instance that does not sync tries to take over.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
+/// After taking over, the wait before the first read of the packs: the
+/// instance before may have read them just before it stopped, and the
+/// service answers one read a second.
+const TAKEOVER_WAIT: Duration = Duration::from_millis(1_200);
 
 /// What upstream mode needs from the configuration.
 #[derive(Clone, Debug)]
@@ -67,8 +78,7 @@ struct Busy {
 
 pub struct Upstream {
     client: Client,
-    /// The SQLite store, whose calls run on its own thread.
-    db: Arc<SqliteStorage>,
+    db: Arc<dyn Storage>,
     account: AccountId,
     secret: String,
     settings: Settings,
@@ -86,7 +96,7 @@ impl Upstream {
     /// settings) and starts the package sync and the task poller.
     pub async fn start(
         settings: Settings,
-        db: Arc<SqliteStorage>,
+        db: Arc<dyn Storage>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Upstream>, QuotaError> {
         let client = Client::new(
@@ -102,17 +112,12 @@ impl Upstream {
             video_limit: settings.video.0,
             packages: Vec::new(),
         };
-        let (token, image, video) = (settings.account_token.clone(), settings.image, settings.video);
+        let (image, video) = (settings.image, settings.video);
         let fresh_secret = format!("{:032x}", rand::random::<u128>());
-        let (account, secret) = db
-            .run(move |store| -> Result<_, QuotaError> {
-                let account = store.ensure_account(&token, &spec, now)?;
-                let secret = store.ensure_mirror(account, &fresh_secret)?;
-                store.configure_pool(account, "image", image.0, image.1, now)?;
-                store.configure_pool(account, "video", video.0, video.1, now)?;
-                Ok((account, secret))
-            })
-            .await??;
+        let account = db.ensure_account(&settings.account_token, &spec, now).await?;
+        let secret = db.ensure_mirror(account, &fresh_secret, now).await?;
+        db.set_pool(account, "image", image.0, Some(image.1), now).await?;
+        db.set_pool(account, "video", video.0, Some(video.1), now).await?;
         let up = Arc::new(Upstream {
             client,
             db,
@@ -126,10 +131,20 @@ impl Upstream {
         Ok(up)
     }
 
-    /// The SQLite store that upstream mode runs on, for calls made outside
-    /// the async workers (tests).
-    pub fn store(&self) -> &SqliteStore {
-        self.db.store()
+    /// Units charged here that the service's figures do not show yet.
+    pub async fn pending_charges(&self) -> Result<Units, QuotaError> {
+        self.db.pending_charges(self.account).await
+    }
+
+    /// Whether this instance reads the packs and polls the tasks now.
+    async fn leads(&self) -> bool {
+        match self.db.lead(self.account).await {
+            Ok(leads) => leads,
+            Err(e) => {
+                eprintln!("quota-server: cannot tell whether this instance syncs with the service: {e}");
+                false
+            }
+        }
     }
 
     pub fn account(&self) -> AccountId {
@@ -187,23 +202,16 @@ impl Upstream {
         // Before the first sync the figures here are not the account's: a
         // refusal for missing units would be false. Nothing is recorded.
         let account = self.account;
-        if self.db.run(move |s| s.mirror_synced_at(account)).await??.is_none() {
+        if self.db.mirror(account).await?.and_then(|(_, synced_at)| synced_at).is_none() {
             return Ok(Submitted::Refused { refusal: not_synced_refusal(), retry_after_s: Some(1) });
         }
         if let Some(wait) = self.busy_for(&req.kind) {
             let refusal = busy_refusal();
-            let (req, refused) = (req.clone(), refusal.clone());
-            self.db.run(move |s| s.refuse(account, &req, &refused, now)).await??;
+            self.db.refuse(account, req, &refusal, now).await?;
             return Ok(Submitted::Refused { refusal, retry_after_s: Some(wait.as_secs().max(1)) });
         }
-        let request = req.clone();
-        let reserved = self
-            .db
-            .run(move |s| {
-                let fields = UpstreamFields { family: family.name(), params: &params_text };
-                s.submit_with(account, &request, Some(&fields), now)
-            })
-            .await??;
+        let fields = UpstreamFields { family: family.name().to_owned(), params: params_text };
+        let reserved = self.db.submit_upstream(account, req, Some(fields), now).await?;
         let accepted = match reserved {
             SubmitOutcome::Refused { refusal, .. } => {
                 let retry = (refusal == Refusal::OverConcurrency).then_some(1);
@@ -235,15 +243,8 @@ impl Upstream {
         match created {
             Ok(data) => {
                 self.not_busy(&req.kind);
-                let upstream_id = data.task_id.clone();
-                let task = self
-                    .db
-                    .run(move |s| -> Result<_, QuotaError> {
-                        s.attach_upstream(id, &upstream_id)?;
-                        Ok(s.upstream_task(id)?)
-                    })
-                    .await??;
-                if let Some(task) = task {
+                self.db.attach_upstream(account, id, &data.task_id, now).await?;
+                if let Some(task) = self.db.upstream_task(TaskKey::Local(id)).await? {
                     self.settle(&task, &data).await?;
                 }
                 Ok(Submitted::Accepted { accepted, repeat: false })
@@ -261,8 +262,7 @@ impl Upstream {
                 } else {
                     None
                 };
-                let refused = refusal.clone();
-                self.db.run(move |s| s.end_refused(account, id, &refused, now)).await??;
+                self.db.end_refused(account, id, &refusal, now).await?;
                 Ok(Submitted::Refused { refusal, retry_after_s: retry })
             }
             Err(e) => {
@@ -293,7 +293,7 @@ impl Upstream {
     async fn fail(&self, id: i64, reason: &str, now: Millis) -> Result<(), QuotaError> {
         let end = TaskEnd::Fail { reason: reason.to_owned() };
         let account = self.account;
-        match self.db.run(move |s| s.finish(account, id, &end, now)).await? {
+        match self.db.finish(account, id, &end, now).await {
             Ok(_) | Err(QuotaError::TaskEnded(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -320,7 +320,7 @@ impl Upstream {
             }
         };
         let (account, id, now) = (task.account, task.id, now_ms());
-        match self.db.run(move |s| s.finish(account, id, &end, now)).await? {
+        match self.db.finish(account, id, &end, now).await {
             Ok(_) => Ok(true),
             Err(QuotaError::TaskEnded(_)) => Ok(false),
             Err(e) => Err(e),
@@ -334,8 +334,7 @@ impl Upstream {
             .map_err(|e| CallbackError::Malformed(format!("invalid callback body: {e}")))?;
         let claimed = data.status().map_err(|e| CallbackError::Malformed(e.to_string()))?;
         let unknown = || CallbackError::UnknownTask;
-        let upstream_id = data.task_id.clone();
-        let task = self.db.run(move |s| s.task_by_upstream_id(&upstream_id)).await??.ok_or_else(unknown)?;
+        let task = self.db.upstream_task(TaskKey::Upstream(data.task_id.clone())).await?.ok_or_else(unknown)?;
         if task.account != self.account
             || data.external_task_id().is_some_and(|x| x != task.client_request_id)
         {
@@ -363,21 +362,39 @@ impl Upstream {
         }
     }
 
-    /// Reads the packs, reconciles them, and again every `sync_every`;
-    /// after an error, backs off (1 s, 2 s, 4 s ... 30 s).
+    /// While this instance syncs: reads the packs, reconciles them, and
+    /// again every `sync_every`; after an error, backs off (1 s, 2 s, 4 s
+    /// ... 30 s). Otherwise tries to take over every second.
     async fn sync_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut leading = false;
         loop {
-            let wait = match self.sync_once().await {
-                Ok(()) => {
-                    failures = 0;
-                    self.settings.sync_every
+            let wait = if !self.leads().await {
+                if leading {
+                    eprintln!("quota-server: another instance syncs with the service now");
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    eprintln!("quota-server: package sync failed ({failures} in a row): {e}");
-                    Duration::from_millis(u64::from(backoff_ms(failures, rand::random::<f64>())))
-                        .min(self.settings.sync_every.max(Duration::from_secs(1)))
+                leading = false;
+                LEAD_RETRY
+            } else if !leading {
+                leading = true;
+                if self.db.shared() {
+                    eprintln!("quota-server: this instance syncs with the service now (packs and running tasks)");
+                    TAKEOVER_WAIT
+                } else {
+                    Duration::ZERO
+                }
+            } else {
+                match self.sync_once().await {
+                    Ok(()) => {
+                        failures = 0;
+                        self.settings.sync_every
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        eprintln!("quota-server: package sync failed ({failures} in a row): {e}");
+                        Duration::from_millis(u64::from(backoff_ms(failures, rand::random::<f64>())))
+                            .min(self.settings.sync_every.max(Duration::from_secs(1)))
+                    }
                 }
             };
             tokio::select! {
@@ -407,13 +424,7 @@ impl Upstream {
                 status: p.status,
             })
             .collect();
-        let (account, now) = (self.account, now_ms());
-        let report = self
-            .db
-            .run(move |s| s.sync_packages(account, &packs, now))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let report = self.db.sync_packages(self.account, packs, now_ms()).await.map_err(|e| e.to_string())?;
         for task in &report.lapsed {
             eprintln!(
                 "quota-server: the service's figures never showed the charge of {task} within the window; its figure is shown as it is"
@@ -424,8 +435,10 @@ impl Upstream {
 
     async fn poll_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            if let Err(e) = self.poll_once().await {
-                eprintln!("quota-server: polling tasks: {e}");
+            if self.leads().await {
+                if let Err(e) = self.poll_once().await {
+                    eprintln!("quota-server: polling tasks: {e}");
+                }
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -439,7 +452,7 @@ impl Upstream {
     pub async fn poll_once(&self) -> Result<(), QuotaError> {
         let grace = Millis::try_from(self.settings.timeout.as_millis()).unwrap_or(Millis::MAX).saturating_add(5_000);
         let deadline = Millis::try_from(self.settings.deadline.as_millis()).unwrap_or(Millis::MAX);
-        for (i, task) in self.db.run(SqliteStore::upstream_running).await??.into_iter().enumerate() {
+        for (i, task) in self.db.upstream_running().await?.into_iter().enumerate() {
             if task.account != self.account {
                 continue;
             }
@@ -469,8 +482,7 @@ impl Upstream {
             match answer {
                 Ok(data) => {
                     if task.upstream_task_id.is_none() {
-                        let (id, upstream_id) = (task.id, data.task_id.clone());
-                        self.db.run(move |s| s.attach_upstream(id, &upstream_id)).await??;
+                        self.db.attach_upstream(task.account, task.id, &data.task_id, now_ms()).await?;
                     }
                     self.settle(&task, &data).await?;
                 }
