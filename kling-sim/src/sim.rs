@@ -111,7 +111,22 @@ pub struct Ledger {
     pub tasks: Vec<LedgerTask>,
     pub creates: u64,
     pub costs_requests: u64,
+    /// Calls to `/account/costs` refused for coming within a second of the
+    /// one before (1302).
+    pub costs_refused: u64,
+    /// Creates refused for want of parallel slots (1303).
+    pub over_concurrency: u64,
+    /// The most slots the account's own tasks held at once, per kind
+    /// (another client's `/sim/occupy` slots not counted).
+    pub max_running: MaxRunning,
     pub deductions: Vec<Deduction>,
+}
+
+/// The most slots held at once by the account's tasks, per kind.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MaxRunning {
+    pub image: u32,
+    pub video: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +175,9 @@ struct State {
     script: VecDeque<ScriptedFate>,
     occupations: Vec<Occupation>,
     costs_requests: u64,
+    costs_refused: u64,
+    over_concurrency: u64,
+    max_running: MaxRunning,
     last_costs: Option<Instant>,
     deductions: Vec<Deduction>,
 }
@@ -206,6 +224,9 @@ impl Sim {
                 script: VecDeque::new(),
                 occupations: Vec::new(),
                 costs_requests: 0,
+                costs_refused: 0,
+                over_concurrency: 0,
+                max_running: MaxRunning::default(),
                 last_costs: None,
                 deductions: Vec::new(),
             }),
@@ -244,6 +265,7 @@ impl Sim {
         let now_instant = Instant::now();
         if let Some(last) = state.last_costs {
             if now_instant.duration_since(last) < COSTS_INTERVAL {
+                state.costs_refused += 1;
                 return Err(ApiError::new(
                     Code::RateLimited,
                     "too many requests: /account/costs allows 1 query per second",
@@ -294,6 +316,7 @@ impl Sim {
         let running = state.running_slots(kind, now);
         let limit = self.limit(kind);
         if running.saturating_add(slots) > limit {
+            state.over_concurrency += 1;
             return Err(ApiError::new(
                 Code::ConcurrencyLimit,
                 format!(
@@ -337,6 +360,12 @@ impl Sim {
             state.callbacks.insert(id.clone(), sender);
         }
         state.tasks.push(task);
+        let held = state.own_slots(kind);
+        let max = match kind {
+            Kind::Image => &mut state.max_running.image,
+            Kind::Video => &mut state.max_running.video,
+        };
+        *max = (*max).max(held);
         drop(state);
 
         let sim = Arc::clone(self);
@@ -559,6 +588,9 @@ impl Sim {
                 .collect(),
             creates: state.tasks.len() as u64,
             costs_requests: state.costs_requests,
+            costs_refused: state.costs_refused,
+            over_concurrency: state.over_concurrency,
+            max_running: state.max_running,
             deductions: state.deductions.clone(),
         }
     }
@@ -583,15 +615,19 @@ impl State {
             .and_then(|&i| self.tasks.get(i))
     }
 
-    /// Slots of `kind` held now by running tasks and by other clients.
-    fn running_slots(&mut self, kind: Kind, now: u64) -> u32 {
-        self.occupations.retain(|o| o.until > now);
-        let tasks: u32 = self
-            .tasks
+    /// Slots of `kind` held now by the account's running tasks.
+    fn own_slots(&self, kind: Kind) -> u32 {
+        self.tasks
             .iter()
             .filter(|t| t.status.is_running() && t.family.kind() == kind)
             .map(|t| t.slots)
-            .fold(0, u32::saturating_add);
+            .fold(0, u32::saturating_add)
+    }
+
+    /// Slots of `kind` held now by running tasks and by other clients.
+    fn running_slots(&mut self, kind: Kind, now: u64) -> u32 {
+        self.occupations.retain(|o| o.until > now);
+        let tasks = self.own_slots(kind);
         let others: u32 = self
             .occupations
             .iter()

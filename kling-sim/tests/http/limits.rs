@@ -34,7 +34,11 @@ async fn image_slots_are_counted_per_image() {
     sim.control(&format!("/sim/end/{id}"), json!({"outcome": "failed"})).await.ok();
     sim.script(json!([{"outcome": "succeed"}])).await;
     sim.create_images(json!({"prompt": "p", "n": 3})).await;
-    assert_eq!(sim.ledger().await["creates"], 4);
+    let ledger = sim.ledger().await;
+    assert_eq!(ledger["creates"], 4);
+    // The most the account's tasks held at once, and the refusal counted.
+    assert_eq!((ledger["max_running"]["image"].as_u64(), ledger["max_running"]["video"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(ledger["over_concurrency"], 1);
 }
 
 #[tokio::test]
@@ -59,7 +63,10 @@ async fn slots_held_by_another_client_count() {
     tokio::time::sleep(Duration::from_millis(750)).await;
     sim.post("/v1/videos/text2video", json!({"prompt": "p"})).await.ok();
     sim.create_images(json!({"prompt": "p", "n": 4})).await;
-    assert_eq!(sim.ledger().await["creates"], 2);
+    let ledger = sim.ledger().await;
+    assert_eq!(ledger["creates"], 2);
+    // Another client's slots are not the account's own tasks'.
+    assert_eq!((ledger["max_running"]["image"].as_u64(), ledger["over_concurrency"].as_u64()), (Some(4), Some(3)));
 }
 
 #[tokio::test]
