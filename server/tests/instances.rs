@@ -3,7 +3,10 @@
 //! slots or units under parallel submits spread over them, request ids
 //! idempotent across them, a change made through one reaching the event
 //! streams of another, and the tasks of an instance killed with SIGKILL
-//! ended exactly once by the others.
+//! ended exactly once by the others; and upstream mode, three instances in
+//! front of the service's simulator (kling-sim): one of them syncs at a
+//! time, any takes callbacks, none creates a task twice or over the limit,
+//! and when the syncing one is killed another takes over.
 //!
 //! Needs the test cluster of `scripts/pg` (`QW_TEST_PG_DIR`); without it
 //! the tests say so and pass without running (`scripts/test` always sets it).
@@ -39,9 +42,13 @@ struct Instance {
 
 impl Instance {
     fn start(db: &str, extra: &[&str]) -> Instance {
+        Instance::spawn(db, &[&["--addr", "127.0.0.1:0", "--dev"], extra].concat())
+    }
+
+    fn spawn(db: &str, args: &[&str]) -> Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quota-server"))
-            .args(["--addr", "127.0.0.1:0", "--db", db, "--dev", "--ping-ms", "1000", "--rate-limit", "0"])
-            .args(extra)
+            .args(["--db", db, "--ping-ms", "1000", "--rate-limit", "0"])
+            .args(args)
             .env_remove("QW_DB")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -88,16 +95,31 @@ async fn state(http: &reqwest::Client, at: &Instance, token: &str) -> ServerStat
 /// `n / 2` request ids each sent twice (to two different instances).
 /// Returns (status, body) per submit, with its request id.
 async fn fire(http: &reqwest::Client, at: &[Instance], token: &str, n: usize) -> Vec<(String, u16, Value)> {
+    fire_over(http, at, token, n, "r", Duration::ZERO).await
+}
+
+/// As [`fire`], the submits' starts spread evenly over `spread`, their
+/// request ids named `{prefix}N`.
+async fn fire_over(
+    http: &reqwest::Client,
+    at: &[Instance],
+    token: &str,
+    n: usize,
+    prefix: &str,
+    spread: Duration,
+) -> Vec<(String, u16, Value)> {
     let calls = (0..n).map(|i| {
-        let id = format!("r{}", i % (n / 2));
+        let id = format!("{prefix}{}", i % (n / 2));
+        let after = spread.mul_f64(i as f64 / n as f64);
         let url = format!("{}/api/generations", at[i % at.len()].url);
         let http = http.clone();
         let token = token.to_owned();
         async move {
+            tokio::time::sleep(after).await;
             let res = http
                 .post(url)
                 .bearer_auth(&token)
-                .json(&json!({ "kind": "image", "count": 1, "client_request_id": id }))
+                .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
                 .send()
                 .await
                 .expect("submit");
@@ -262,4 +284,237 @@ async fn the_tasks_of_a_killed_instance_end_exactly_once() {
     assert_eq!(charged, Units::whole(4 * succeeded as u64), "a success charges its cost once, a failure nothing");
     assert_eq!(spendable(&s), spendable(&before).saturating_sub(charged), "the ledger adds up");
     println!("instance killed with 6 tasks running: {succeeded} succeeded, {} failed, all ended by the others", 6 - succeeded);
+}
+
+/// A free port on the loopback, for an instance that must know its own
+/// address before it starts (its callback URL).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// An instance in upstream mode in front of `sim`, its callbacks to itself.
+fn upstream_instance(db: &str, sim: &str, dir: &std::path::Path) -> Instance {
+    let port = free_port().to_string();
+    let (addr, public) = (format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{port}"));
+    let (ak, sk) = (dir.join("access-key"), dir.join("secret-key"));
+    let args = [
+        "--addr", &addr, "--public-url", &public, "--upstream", "kling", "--upstream-url", sim,
+        "--access-key-file", ak.to_str().expect("utf-8"), "--secret-key-file", sk.to_str().expect("utf-8"),
+        "--sync-ms", "1000", "--poll-ms", "500", "--upstream-timeout-ms", "3000", "--image-limit", "4",
+    ];
+    Instance::spawn(db, &args)
+}
+
+async fn sim_ledger(http: &reqwest::Client, sim: &kling_sim::Running) -> Value {
+    let v: Value = http.get(format!("{}/sim/ledger", sim.base_url())).send().await.expect("ledger").json().await.expect("json");
+    v["data"].clone()
+}
+
+/// Polls until `ok` holds, failing after `secs` seconds with what was last seen.
+async fn eventually<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    secs: u64,
+    mut probe: impl FnMut() -> F,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let seen = probe().await;
+        if ok(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s; last seen {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The store's own record of every task, by request id: status, units
+/// charged and the service's id.
+async fn tasks_in_db(db: &tokio_postgres::Client) -> HashMap<String, (String, Units, Option<String>)> {
+    db.query("SELECT client_request_id, status, units_charged, upstream_task_id FROM tasks WHERE status <> 'refused'", &[])
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), Units::from_milli(r.get::<_, i64>(2).try_into().expect("units")), r.get(3))))
+        .collect()
+}
+
+async fn syncer(db: &tokio_postgres::Client) -> Option<String> {
+    db.query_opt("SELECT syncer FROM mirrors", &[]).await.expect("mirrors").and_then(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_in_upstream_mode_sync_once_create_once_and_take_over() {
+    let Some(url) = database("upstream").await else { return };
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("the test database");
+    tokio::spawn(conn);
+    let mut sim_config = kling_sim::Config::for_tests();
+    // Tasks of 0.2-0.6 s, a third of them failing; balances that lag.
+    sim_config.task_ms = "200..600".parse().expect("range");
+    sim_config.fail_rate = 0.3;
+    sim_config.lag_ms = 1_500;
+    let sim = kling_sim::spawn(sim_config).await.expect("simulator");
+    let dir = std::env::temp_dir().join(format!("qw-inst-upstream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("access-key"), kling_sim::Config::for_tests().access_key).expect("key");
+    std::fs::write(dir.join("secret-key"), kling_sim::Config::for_tests().secret_key).expect("key");
+    let mut at: Vec<Instance> = (0..3).map(|_| upstream_instance(&url, &sim.base_url(), &dir)).collect();
+    let http = reqwest::Client::new();
+    for i in &at {
+        eventually("the first package sync, seen on every instance", 15, || state(&http, i, "demo"), |s| {
+            s.packages_synced_at_ms.is_some()
+        })
+        .await;
+    }
+    let first = syncer(&db).await.expect("an instance syncs");
+
+    // 300 submits spread over the instances at once, each request id sent
+    // twice (to two instances); then 300 more over 3 s, while tasks end.
+    let mut answers = fire(&http, &at, "demo", 300).await;
+    answers.extend(fire_over(&http, &at, "demo", 300, "w", Duration::from_secs(3)).await);
+    let mut accepted: HashMap<String, String> = HashMap::new();
+    for (id, status, body) in &answers {
+        match status {
+            200 | 201 => {
+                let a: SubmitAccepted = serde_json::from_value(body.clone()).expect("accepted");
+                if let Some(task) = accepted.insert(id.clone(), a.task_id.clone()) {
+                    assert_eq!(task, a.task_id, "request id {id} got two tasks");
+                }
+            }
+            // Refused here for want of slots: the service never hears of it.
+            429 => assert_eq!(body["code"], 1303, "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(!accepted.is_empty());
+    eventually("every accepted task settled", 20, || state(&http, &at[2], "demo"), |s| s.running.is_empty()).await;
+
+    // A success and a failure, each ended once whichever instance the
+    // callback reaches.
+    http.post(format!("{}/sim/script", sim.base_url()))
+        .json(&json!({ "outcomes": [{ "outcome": "succeed", "ms": 400 }, { "outcome": "failed", "reason": "content moderation", "ms": 400 }] }))
+        .send()
+        .await
+        .expect("script");
+    for (i, id) in [(0, "ok-1"), (1, "fail-1")] {
+        let res = http
+            .post(format!("{}/api/generations", at[i].url))
+            .bearer_auth("demo")
+            .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(res.status(), 201, "{id}");
+    }
+    let s = eventually("the success and the failure", 15, || state(&http, &at[2], "demo"), |s| {
+        ["ok-1", "fail-1"].iter().all(|id| s.finished.iter().any(|f| f.client_request_id.as_deref() == Some(id)))
+    })
+    .await;
+    let ended = |id: &str| s.finished.iter().filter(|f| f.client_request_id.as_deref() == Some(id)).collect::<Vec<_>>();
+    assert_eq!(ended("ok-1").len(), 1);
+    assert_eq!((ended("ok-1")[0].outcome, ended("ok-1")[0].units_charged), (Outcome::Succeeded, Units::from_milli(250)));
+    assert_eq!((ended("fail-1")[0].outcome, ended("fail-1")[0].units_charged), (Outcome::Failed, Units::ZERO));
+    // Every instance takes the service's callbacks (one secret, in the
+    // database): a replay of the success's, to each, changes nothing.
+    let secret: String = db.query_one("SELECT callback_secret FROM mirrors", &[]).await.expect("secret").get(0);
+    let ok_1 = sim_ledger(&http, &sim).await["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["external_task_id"] == "ok-1")
+        .expect("ok-1 upstream")["task_id"]
+        .clone();
+    for i in &at {
+        let res = http
+            .post(format!("{}/api/upstream/callback/{secret}", i.url))
+            .json(&json!({ "task_id": ok_1, "task_status": "succeed", "final_unit_deduction": "0.25",
+                           "task_info": { "external_task_id": "ok-1" } }))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(res.status(), 200, "{}", i.url);
+        assert_eq!(res.json::<Value>().await.expect("json")["message"], "already settled");
+    }
+
+    // Tasks of the syncing instance still run when it is killed: their
+    // callbacks go to it and find no one; the next syncing instance polls them.
+    let syncing = at.iter().position(|i| first == format!("pid {}", i.child.id())).expect("the syncer is one of them");
+    http.post(format!("{}/sim/script", sim.base_url()))
+        .json(&json!({ "outcomes": [{ "outcome": "succeed", "ms": 2500 }, { "outcome": "succeed", "ms": 2500 }, { "outcome": "failed", "ms": 2500 }] }))
+        .send()
+        .await
+        .expect("script");
+    for id in ["k-1", "k-2", "k-3"] {
+        let res = http
+            .post(format!("{}/api/generations", at[syncing].url))
+            .bearer_auth("demo")
+            .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(res.status(), 201, "{id}");
+    }
+    let costs_before = sim_ledger(&http, &sim).await["costs_requests"].as_u64().expect("costs");
+    let killed = Instant::now();
+    let _ = Command::new("kill").args(["-9", &at[syncing].child.id().to_string()]).status().expect("kill -9");
+    let dead = at.remove(syncing);
+    let next = eventually("another instance syncing", 5, || syncer(&db), |s| s.as_ref().is_some_and(|s| *s != first)).await;
+    let ledger = eventually("a read of the packs by the next syncer", 5, || sim_ledger(&http, &sim), |l| {
+        l["costs_requests"].as_u64().is_some_and(|n| n > costs_before)
+    })
+    .await;
+    let took_over = killed.elapsed();
+    assert!(took_over < Duration::from_secs(5), "took over after {took_over:?}");
+    assert!(at.iter().any(|i| next == Some(format!("pid {}", i.child.id()))), "{next:?}");
+    drop(dead);
+    let s = eventually("the killed instance's tasks settled", 20, || state(&http, &at[0], "demo"), |s| s.running.is_empty()).await;
+    for id in ["k-1", "k-2", "k-3"] {
+        assert_eq!(s.finished.iter().filter(|f| f.client_request_id.as_deref() == Some(id)).count(), 1, "{id}: {:?}", s.finished);
+    }
+    let _ = ledger;
+
+    // The ledger exact: every task this server accepted was created once
+    // upstream and ended as the service says, charged what it deducted;
+    // the service was never asked more than once a second, and never had
+    // more tasks running than the limit.
+    http.post(format!("{}/sim/settings", sim.base_url())).json(&json!({ "lag_ms": 0 })).send().await.expect("settings");
+    let truth = sim_ledger(&http, &sim).await;
+    let mine = tasks_in_db(&db).await;
+    let theirs = truth["tasks"].as_array().expect("tasks");
+    assert_eq!(theirs.len(), mine.len(), "one create per accepted task: {} created, {} accepted", theirs.len(), mine.len());
+    let mut deducted = Units::ZERO;
+    for t in theirs {
+        let external = t["external_task_id"].as_str().expect("external id");
+        let (status, charged, upstream_id) = mine.get(external).unwrap_or_else(|| panic!("{external} is not this server's"));
+        assert_eq!(upstream_id.as_deref(), t["task_id"].as_str(), "{external}");
+        let want = match t["status"].as_str() {
+            Some("succeed") => "succeeded",
+            Some("failed") => "failed",
+            other => panic!("{external} still {other:?} upstream"),
+        };
+        assert_eq!(status, want, "{external}");
+        let units: Units = t["deducted"].as_str().expect("deducted").parse().expect("units");
+        assert_eq!(*charged, units, "{external}");
+        deducted += units;
+    }
+    let charged: Units = mine.values().map(|(_, c, _)| *c).sum();
+    assert_eq!(charged, deducted);
+    assert_eq!(truth["costs_refused"], 0, "a read of the packs within a second of another");
+    assert_eq!(truth["over_concurrency"], 0, "a create over the limit");
+    assert!(truth["max_running"]["image"].as_u64().is_some_and(|n| (1..=4).contains(&n)), "{}", truth["max_running"]);
+    // Once the service's figures show every deduction, the state shows them as they are.
+    let true_left: Units =
+        truth["packs"].as_array().expect("packs").iter().map(|p| p["true_remaining"].as_str().expect("units").parse::<Units>().expect("units")).sum();
+    let shown = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
+    eventually("the state to show the service's figures", 10, || state(&http, &at[1], "demo"), |s| shown(s) == true_left).await;
+    println!(
+        "upstream, 3 instances: {} of 600 submits accepted ({} ids), {} created upstream, max {} image slots running; \
+         the syncer killed, another took over in {took_over:?}",
+        answers.iter().filter(|(_, s, _)| *s == 201).count(),
+        accepted.len(),
+        theirs.len(),
+        truth["max_running"]["image"]
+    );
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
