@@ -5,8 +5,9 @@
 //! simulated worker ends the task later. Every submit comes to one
 //! [`Submitted`], which the handlers only translate into HTTP.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use crate::now_ms;
 use crate::outcome::{CallbackError, Submitted};
 use crate::sse;
 use crate::storage::Storage;
-use crate::store::{parse_task_id, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd};
+use crate::store::{parse_task_id, secret_hash, AccountId, AccountSpec, Ended, PackageSpec, SubmitOutcome, TaskEnd};
 use crate::upstream::Upstream;
 use crate::worker::Worker;
 
@@ -37,7 +38,14 @@ pub struct Service {
     ping_every: Duration,
     /// Turns true on shutdown; open event streams end on it.
     shutdown: watch::Receiver<bool>,
+    /// Accounts by their token's hash, as found in the store: a token names
+    /// its account for good (accounts are never deleted or given another
+    /// token), so each is looked up once, not on every request.
+    tokens: Arc<Mutex<HashMap<String, AccountId>>>,
 }
+
+/// Tokens remembered at most; past it the memory starts over.
+const TOKENS_KEPT: usize = 100_000;
 
 impl Service {
     pub fn new(
@@ -47,7 +55,7 @@ impl Service {
         ping_every: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        Service { store, worker, upstream, ping_every, shutdown }
+        Service { store, worker, upstream, ping_every, shutdown, tokens: Arc::default() }
     }
 
     /// Upstream mode's client, if the server fronts a service.
@@ -110,7 +118,20 @@ impl Service {
 
     /// The account a token names.
     pub async fn account_by_token(&self, token: &str) -> Result<Option<AccountId>, StoreError> {
-        self.store.account_by_token(token).await
+        let hash = secret_hash(token);
+        let known = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&hash).copied();
+        if known.is_some() {
+            return Ok(known);
+        }
+        let found = self.store.account_by_token(token).await?;
+        if let Some(account) = found {
+            let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            if tokens.len() >= TOKENS_KEPT {
+                tokens.clear();
+            }
+            tokens.insert(hash, account);
+        }
+        Ok(found)
     }
 
     /// The account of a session that has not expired.
