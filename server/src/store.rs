@@ -14,7 +14,7 @@
 pub mod pg;
 pub mod sqlite;
 
-use futures_util::future::{try_join, try_join4, try_join5};
+use futures_util::future::{try_join, try_join3, try_join4, try_join5, try_join_all};
 use quota_widget::core::reconcile::{Ledger, PackFigure, Standing, SyncReport};
 use quota_widget::core::rules::{self, Capacity, MAX_COUNT};
 use quota_widget::core::wire::{
@@ -328,9 +328,10 @@ pub(crate) type AcceptedRow = (i64, u32, Units, u64);
 /// was taken; nothing here decides anything.
 #[allow(async_fn_in_trait)]
 pub(crate) trait Rows {
-    /// Takes the account's lock (or, for a read, does nothing); false if
+    /// Takes the account's lock (or, for a read, does nothing): its
+    /// revision, which stays until this transaction changes it; `None` if
     /// there is no such account.
-    async fn lock(&self) -> Result<bool, StoreError>;
+    async fn lock(&self) -> Result<Option<u64>, StoreError>;
     async fn revision(&self) -> Result<u64, StoreError>;
     async fn pool(&self, kind: &str) -> Result<Option<PoolRow>, StoreError>;
     /// Every pool of the account, with the slots its running tasks hold.
@@ -543,12 +544,8 @@ pub(crate) async fn apply<R: Rows>(rows: &R, change: &Change, now: Millis) -> Re
 }
 
 /// The account's lock, or `Unauthorized` if there is no such account.
-async fn locked<R: Rows>(rows: &R) -> Result<(), QuotaError> {
-    if rows.lock().await? {
-        Ok(())
-    } else {
-        Err(QuotaError::Unauthorized)
-    }
+async fn locked<R: Rows>(rows: &R) -> Result<u64, QuotaError> {
+    rows.lock().await?.ok_or(QuotaError::Unauthorized)
 }
 
 /// R1-R3 by the core's `Capacity` and R2's `counts`.
@@ -557,7 +554,7 @@ async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&Upstre
     // Loaded together (PostgreSQL pipelines them on one connection; each
     // read runs after the lock is granted, so it sees the rows as the lock
     // left them).
-    let (exists, pool, prior, (in_use, reserved), packages) = try_join5(
+    let (current, pool, prior, (in_use, reserved), packages) = try_join5(
         rows.lock(),
         rows.pool(&req.kind),
         rows.accepted(&req.client_request_id),
@@ -565,7 +562,7 @@ async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&Upstre
         rows.packages(),
     )
     .await?;
-    let Some(pool) = pool.filter(|_| exists) else {
+    let (Some(current), Some(pool)) = (current, pool) else {
         return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
     };
     if let Some((id, slots, reserved_units, revision)) = prior {
@@ -586,10 +583,12 @@ async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&Upstre
         spendable: counting(&shown(&packages, now), now).into_iter().map(|(_, u)| u).sum(),
         reserved,
     };
-    let revision = rows.bump(now).await?;
+    // The lock holds the revision: the next one is known, and the saves go
+    // out together.
+    let revision = current + 1;
     let outcome = match cap.admit(slots, cost) {
         Ok(()) => {
-            let id = rows.start_task(&NewTask { req, slots, cost, revision, upstream, now }).await?;
+            let (_, id) = try_join(rows.bump(now), rows.start_task(&NewTask { req, slots, cost, revision, upstream, now })).await?;
             let accepted = SubmitAccepted {
                 task_id: task_wire_id(id),
                 client_request_id: req.client_request_id.clone(),
@@ -601,7 +600,7 @@ async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&Upstre
         }
         Err(shortfall) => {
             let refusal = Refusal::from(shortfall);
-            rows.refuse_task(req, slots, cost, refusal.message(), now).await?;
+            try_join(rows.bump(now), rows.refuse_task(req, slots, cost, refusal.message(), now)).await?;
             SubmitOutcome::Refused { refusal, revision }
         }
     };
@@ -612,10 +611,10 @@ async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&Upstre
 /// earliest expiry first (R6), or in upstream mode charged to the ledger
 /// (the service deducts; the ledger shows it until the service's figure does).
 async fn finish<R: Rows>(rows: &R, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-    let (exists, task, packages, mirror) = try_join4(rows.lock(), rows.task(task_id), rows.packages(), rows.mirror()).await?;
+    let (current, task, packages, mirror) = try_join4(rows.lock(), rows.task(task_id), rows.packages(), rows.mirror()).await?;
     // Another account's task is "not found", not "forbidden": its
     // existence is none of this account's business.
-    let Some((status, cost)) = task.filter(|_| exists) else {
+    let (Some(current), Some((status, cost))) = (current, task) else {
         return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
     };
     if status != "running" {
@@ -633,23 +632,20 @@ async fn finish<R: Rows>(rows: &R, task_id: i64, end: &TaskEnd, now: Millis) -> 
                     amount
                 }
                 None => {
-                    let mut charged = Units::ZERO;
-                    for (package, units) in rules::plan_deduction(&counting(&shown(&packages, now), now), amount) {
-                        rows.take(task_id, package, units).await?;
-                        charged += units;
-                    }
-                    charged
+                    let plan = rules::plan_deduction(&counting(&shown(&packages, now), now), amount);
+                    try_join_all(plan.iter().map(|&(package, units)| rows.take(task_id, package, units))).await?;
+                    plan.iter().map(|&(_, units)| units).sum()
                 }
             };
-            rows.end_task(task_id, "succeeded", charged, None, now).await?;
+            try_join(rows.end_task(task_id, "succeeded", charged, None, now), rows.bump(now)).await?;
             (Outcome::Succeeded, charged)
         }
         TaskEnd::Fail { reason } => {
-            rows.end_task(task_id, "failed", Units::ZERO, Some(reason), now).await?;
+            try_join(rows.end_task(task_id, "failed", Units::ZERO, Some(reason), now), rows.bump(now)).await?;
             (Outcome::Failed, Units::ZERO)
         }
     };
-    Ok(Ended { outcome, units_charged: charged, revision: rows.bump(now).await? })
+    Ok(Ended { outcome, units_charged: charged, revision: current + 1 })
 }
 
 /// The service's figures as the ledger reads them.
@@ -692,8 +688,8 @@ async fn sync<R: Rows>(rows: &R, packs: &[MirrorPack], now: Millis) -> Result<(C
             p.upstream_id
         )));
     }
-    let (exists, mirror, before) = futures_util::future::try_join3(rows.lock(), rows.mirror(), rows.packages()).await?;
-    let Some((text, _)) = mirror.filter(|_| exists) else {
+    let (current, mirror, before) = try_join3(rows.lock(), rows.mirror(), rows.packages()).await?;
+    let (Some(_), Some((text, _))) = (current, mirror) else {
         return Err(QuotaError::BadRequest("the account does not mirror a service".into()));
     };
     let mut ledger = read_ledger(&text)?;

@@ -451,8 +451,9 @@ impl<C: GenericClient> Pg<'_, C> {
 }
 
 impl<C: GenericClient> Rows for Pg<'_, C> {
-    async fn lock(&self) -> Result<bool, StoreError> {
-        Ok(self.opt("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", &[&self.account]).await?.is_some())
+    async fn lock(&self) -> Result<Option<u64>, StoreError> {
+        let row = self.opt("SELECT revision FROM accounts WHERE id = $1 FOR UPDATE", &[&self.account]).await?;
+        Ok(row.map(|r| to_u64(r.get(0))))
     }
 
     async fn revision(&self) -> Result<u64, StoreError> {

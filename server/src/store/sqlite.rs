@@ -428,9 +428,10 @@ struct Sql<'c> {
 }
 
 impl Rows for Sql<'_> {
-    async fn lock(&self) -> Result<bool, StoreError> {
-        // The immediate transaction holds the database: nothing to lock.
-        Ok(self.conn.query_row("SELECT 1 FROM accounts WHERE id = ?1", [self.account], |_| Ok(())).optional()?.is_some())
+    async fn lock(&self) -> Result<Option<u64>, StoreError> {
+        // The immediate transaction holds the database: nothing more to lock.
+        let mut stmt = self.conn.prepare_cached("SELECT revision FROM accounts WHERE id = ?1")?;
+        Ok(stmt.query_row([self.account], |r| r.get::<_, i64>(0)).optional()?.map(to_u64))
     }
 
     async fn revision(&self) -> Result<u64, StoreError> {
