@@ -339,6 +339,25 @@ async fn tasks_in_db(db: &tokio_postgres::Client) -> HashMap<String, (String, Un
         .collect()
 }
 
+/// The fates of the simulator's next tasks.
+async fn script(http: &reqwest::Client, sim: &kling_sim::Running, outcomes: Value) {
+    let res = http.post(format!("{}/sim/script", sim.base_url())).json(&json!({ "outcomes": outcomes })).send().await.expect("script");
+    assert!(res.status().is_success());
+}
+
+/// A one-image submit of the `demo` account through `at`, which must be
+/// accepted and created upstream.
+async fn created(http: &reqwest::Client, at: &Instance, id: &str) {
+    let res = http
+        .post(format!("{}/api/generations", at.url))
+        .bearer_auth("demo")
+        .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(res.status(), 201, "{id}");
+}
+
 async fn syncer(db: &tokio_postgres::Client) -> Option<String> {
     db.query_opt("SELECT syncer FROM mirrors", &[]).await.expect("mirrors").and_then(|r| r.get(0))
 }
@@ -391,21 +410,10 @@ async fn three_instances_in_upstream_mode_sync_once_create_once_and_take_over() 
 
     // A success and a failure, each ended once whichever instance the
     // callback reaches.
-    http.post(format!("{}/sim/script", sim.base_url()))
-        .json(&json!({ "outcomes": [{ "outcome": "succeed", "ms": 400 }, { "outcome": "failed", "reason": "content moderation", "ms": 400 }] }))
-        .send()
-        .await
-        .expect("script");
-    for (i, id) in [(0, "ok-1"), (1, "fail-1")] {
-        let res = http
-            .post(format!("{}/api/generations", at[i].url))
-            .bearer_auth("demo")
-            .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
-            .send()
-            .await
-            .expect("submit");
-        assert_eq!(res.status(), 201, "{id}");
-    }
+    script(&http, &sim, json!([{ "outcome": "succeed", "ms": 400 }, { "outcome": "failed", "reason": "content moderation", "ms": 400 }]))
+        .await;
+    created(&http, &at[0], "ok-1").await;
+    created(&http, &at[1], "fail-1").await;
     let s = eventually("the success and the failure", 15, || state(&http, &at[2], "demo"), |s| {
         ["ok-1", "fail-1"].iter().all(|id| s.finished.iter().any(|f| f.client_request_id.as_deref() == Some(id)))
     })
@@ -439,20 +447,10 @@ async fn three_instances_in_upstream_mode_sync_once_create_once_and_take_over() 
     // Tasks of the syncing instance still run when it is killed: their
     // callbacks go to it and find no one; the next syncing instance polls them.
     let syncing = at.iter().position(|i| first == format!("pid {}", i.child.id())).expect("the syncer is one of them");
-    http.post(format!("{}/sim/script", sim.base_url()))
-        .json(&json!({ "outcomes": [{ "outcome": "succeed", "ms": 2500 }, { "outcome": "succeed", "ms": 2500 }, { "outcome": "failed", "ms": 2500 }] }))
-        .send()
-        .await
-        .expect("script");
+    script(&http, &sim, json!([{ "outcome": "succeed", "ms": 2500 }, { "outcome": "succeed", "ms": 2500 }, { "outcome": "failed", "ms": 2500 }]))
+        .await;
     for id in ["k-1", "k-2", "k-3"] {
-        let res = http
-            .post(format!("{}/api/generations", at[syncing].url))
-            .bearer_auth("demo")
-            .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
-            .send()
-            .await
-            .expect("submit");
-        assert_eq!(res.status(), 201, "{id}");
+        created(&http, &at[syncing], id).await;
     }
     let costs_before = sim_ledger(&http, &sim).await["costs_requests"].as_u64().expect("costs");
     let killed = Instant::now();
