@@ -10,7 +10,10 @@
 //! - memory per stream: the servers' resident memory before and after
 //!   opening the streams, divided by their number.
 //!
-//! `cargo run --release -p quota-server --example load -- --pg URL`
+//! `cargo run --release -p quota-server --example load -- --pg-dir DIR [--pin]`
+//!
+//! `--pin` runs each instance on a core of its own (`taskset`), as far as
+//! the cores go; the generator and PostgreSQL share them all.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -26,9 +29,25 @@ struct Server {
     url: String,
 }
 
+/// With `--pin`, each instance runs on one core of its own where there are
+/// enough (`taskset`): instance k on core k modulo the cores.
+fn command(bin: &str, instance: usize) -> Command {
+    if !std::env::args().any(|a| a == "--pin") {
+        return Command::new(bin);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut c = Command::new("taskset");
+    c.args(["-c", &(instance % cores).to_string(), bin]);
+    c
+}
+
 impl Server {
     fn start(bin: &str, db: &str) -> Server {
-        let mut child = Command::new(bin)
+        Server::start_on(bin, db, 0)
+    }
+
+    fn start_on(bin: &str, db: &str, instance: usize) -> Server {
+        let mut child = command(bin, instance)
             .args(["--addr", "127.0.0.1:0", "--db", db, "--dev", "--no-worker", "--rate-limit", "0"])
             .args(["--max-streams-per-account", "100000", "--max-streams", "100000", "--ping-ms", "60000"])
             .stdout(Stdio::piped())
@@ -200,7 +219,7 @@ async fn main() {
     }
     for instances in [1, 3] {
         let db = fresh_pg(&pg_dir, &format!("qw_load_rs{instances}")).await;
-        let servers: Vec<Server> = (0..instances).map(|_| Server::start(&bin, &db)).collect();
+        let servers: Vec<Server> = (0..instances).map(|k| Server::start_on(&bin, &db, k)).collect();
         let rate = reserve_and_settle(&servers, clients, secs).await;
         println!("  PostgreSQL, {instances} instance{}: {rate:>7.0} /s", if instances == 1 { " " } else { "s" });
     }
@@ -217,7 +236,7 @@ async fn main() {
             pct(&d, 100)
         );
         let db = fresh_pg(&pg_dir, &format!("qw_load_fan{n}")).await;
-        let servers: Vec<Server> = (0..3).map(|_| Server::start(&bin, &db)).collect();
+        let servers: Vec<Server> = (0..3).map(|k| Server::start_on(&bin, &db, k)).collect();
         let (d, kb) = fan_out(&servers, n).await;
         println!(
             "  PostgreSQL, 3 instances, {n} streams: p50 {}, p99 {}, max {}; {kb:.1} kB per stream",
