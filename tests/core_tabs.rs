@@ -960,45 +960,24 @@ fn a_message_claiming_the_largest_epoch_leaves_a_new_leader_one_it_can_still_wri
     assert_eq!(TabMsg::read(&J(carried)), Ok(out[0].clone()), "it reads back");
 }
 
-/// A page's message table: every text replaced by its key in brackets.
-struct Keyed;
-
-impl Fmt for Keyed {
-    fn number(&self, n: u64) -> String {
-        PlainFmt.number(n)
-    }
-    fn units(&self, u: Units) -> String {
-        PlainFmt.units(u)
-    }
-    fn date(&self, at: Millis) -> String {
-        PlainFmt.date(at)
-    }
-    fn time(&self, at: Millis) -> String {
-        PlainFmt.time(at)
-    }
-    fn template(&self, m: Msg) -> &str {
-        Box::leak(format!("[{}]", m.key()).into_boxed_str())
-    }
-}
-
 #[test]
 fn refusals_among_tabs_are_worded_by_the_page_s_table() {
     let (mut l, _) = leader(&state(1));
     let mut a = join(&mut l, "A", T0);
     let mut b = join(&mut l, "B", T0);
-    a.t.word(&Keyed);
-    assert_eq!(a.t.text(Why::Handover), "[tab_handover]");
-    assert_eq!(a.t.text(Why::NoAnswer), "[tab_no_answer]");
-    assert_eq!(a.t.text(Why::Duplicate), "[tab_duplicate]");
+    a.t.word(&Keyed::new());
+    assert_eq!(a.t.text(Why::Handover), keyed(Msg::TabHandover));
+    assert_eq!(a.t.text(Why::NoAnswer), keyed(Msg::TabNoAnswer));
+    assert_eq!(a.t.text(Why::Duplicate), keyed(Msg::TabDuplicate));
     // A handover cancels A's ask with A's own words.
     posts(&a.t.submit(&mut a.q, "r1".into(), SETTLED).unwrap());
     let lead = posts(&b.t.lead(&mut b.q, SETTLED + 1));
     let out = a.take(&lead, SETTLED + 1);
-    assert_eq!(cancels(&out), vec![("r1".to_owned(), "[tab_handover]".to_owned())]);
+    assert_eq!(cancels(&out), vec![("r1".to_owned(), keyed(Msg::TabHandover))]);
     // An ask that is never answered: the page's words again.
     let mut c = join(&mut l, "C", T0);
-    c.t.word(&Keyed);
+    c.t.word(&Keyed::new());
     posts(&c.t.submit(&mut c.q, "r2".into(), SETTLED).unwrap());
     let out = c.t.tick(&mut c.q, SETTLED + 60_000);
-    assert_eq!(cancels(&out), vec![("r2".to_owned(), "[tab_no_answer]".to_owned())]);
+    assert_eq!(cancels(&out), vec![("r2".to_owned(), keyed(Msg::TabNoAnswer))]);
 }

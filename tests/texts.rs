@@ -18,59 +18,6 @@ use quota_widget::core::wire::*;
 use quota_widget::core::words::{kind_name, refused};
 use quota_widget::core::*;
 
-/// A page's table that names every message `[key]` and one more kind.
-struct Keyed {
-    table: Table,
-}
-
-impl Keyed {
-    fn new() -> Keyed {
-        let mut table = Table::default();
-        table.add_all(Msg::ALL.iter().map(|m| keyed(*m)).collect());
-        table.add("kind_audio", "[kind_audio]".into()).unwrap();
-        Keyed { table }
-    }
-}
-
-/// `[name]` and every placeholder of the English text: "[meter_label] {kind}".
-fn keyed(m: Msg) -> String {
-    let mut out = format!("[{}]", m.key());
-    let mut seen = Vec::new();
-    let mut rest = m.en();
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else { break };
-        let name = &rest[open..open + close + 1];
-        if !seen.contains(&name) {
-            seen.push(name);
-            out.push(' ');
-            out.push_str(name);
-        }
-        rest = &rest[open + close + 1..];
-    }
-    out
-}
-
-impl Fmt for Keyed {
-    fn number(&self, n: u64) -> String {
-        PlainFmt.number(n)
-    }
-    fn units(&self, u: Units) -> String {
-        PlainFmt.units(u)
-    }
-    fn date(&self, at: Millis) -> String {
-        PlainFmt.date(at)
-    }
-    fn time(&self, at: Millis) -> String {
-        PlainFmt.time(at)
-    }
-    fn template(&self, m: Msg) -> &str {
-        self.table.template(m).unwrap_or(m.en())
-    }
-    fn kind(&self, kind: &str) -> Option<&str> {
-        self.table.kind(kind)
-    }
-}
-
 /// Words the data may bring into a text (package names, the server's
 /// reasons, a kind the page does not name, a state reader's detail): not
 /// the widget's own.

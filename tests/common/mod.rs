@@ -130,3 +130,57 @@ pub fn end_running(state: &mut ServerState, n: usize, success: bool, reason: Opt
         finished_at_ms: T0,
     }
 }
+
+/// A page's table that names every message `[key]` and one more kind.
+pub struct Keyed {
+    table: quota_widget::core::Table,
+}
+
+impl Keyed {
+    pub fn new() -> Keyed {
+        let mut table = quota_widget::core::Table::default();
+        table.add_all(quota_widget::core::Msg::ALL.iter().map(|m| keyed(*m)).collect());
+        table.add("kind_audio", "[kind_audio]".into()).unwrap();
+        Keyed { table }
+    }
+}
+
+/// `[name]` and every placeholder of the English text: "[meter_label] {kind}".
+pub fn keyed(m: quota_widget::core::Msg) -> String {
+    let mut out = format!("[{}]", m.key());
+    let mut seen = Vec::new();
+    let mut rest = m.en();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open..open + close + 1];
+        if !seen.contains(&name) {
+            seen.push(name);
+            out.push(' ');
+            out.push_str(name);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+impl quota_widget::core::Fmt for Keyed {
+    fn number(&self, n: u64) -> String {
+        quota_widget::core::PlainFmt.number(n)
+    }
+    fn units(&self, u: Units) -> String {
+        quota_widget::core::PlainFmt.units(u)
+    }
+    fn date(&self, at: Millis) -> String {
+        quota_widget::core::PlainFmt.date(at)
+    }
+    fn time(&self, at: Millis) -> String {
+        quota_widget::core::PlainFmt.time(at)
+    }
+    fn template(&self, m: quota_widget::core::Msg) -> &str {
+        self.table.template(m).unwrap_or(m.en())
+    }
+    fn kind(&self, kind: &str) -> Option<&str> {
+        self.table.kind(kind)
+    }
+}
+
