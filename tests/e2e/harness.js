@@ -240,6 +240,20 @@ export async function api(server, method, path, { token, body } = {}) {
 }
 
 /** Throws unless the call answered one of the expected statuses. */
+/**
+ * A change on the server that every tab of the account must show: its video
+ * limit, set to another value than it has (setting the value it already has
+ * changes nothing, and the server keeps the revision). Returns the new
+ * revision.
+ */
+export async function changeLimit(server, token) {
+  const state = await apiOk(server, "GET", "/api/state", { token });
+  const video = state.pools.find((p) => p.kind === "video");
+  const { revision } = await apiOk(server, "PUT", "/api/dev/limits/video", { token, body: { limit: video.limit === 1 ? 2 : 1 } });
+  if (!(revision > state.revision)) throw new Error(`the limit's change left the revision at ${revision} (was ${state.revision})`);
+  return revision;
+}
+
 export async function apiOk(server, method, path, options = {}, expected = [200, 201, 204]) {
   const result = await api(server, method, path, options);
   if (!expected.includes(result.status)) {

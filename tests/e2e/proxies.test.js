@@ -33,6 +33,7 @@ import {
   SERVER_BIN,
   STATIC_DIR,
   apiOk,
+  changeLimit,
   createAccount,
   freePort,
   launchBrowser,
@@ -81,13 +82,7 @@ async function leaderOf(pages) {
   return leaders[0];
 }
 
-/** A change every tab must show: the account's video limit, flipped. Returns the new revision. */
-let flip = 1;
-async function bump(server, token) {
-  flip = flip === 1 ? 2 : 1;
-  const { revision } = await apiOk(server, "PUT", "/api/dev/limits/video", { token, body: { limit: flip } });
-  return revision;
-}
+const bump = changeLimit;
 
 /**
  * Makes a change on the server and returns, per tab, how many milliseconds
@@ -234,7 +229,11 @@ function deployConfig({ upstream, port, cert, key }) {
 /** The negative control: the document's configuration made to buffer the event stream. */
 function buffering(conf) {
   assert.match(conf, /proxy_buffering off;/, "the event stream's location turns buffering off");
-  return conf.replace(/proxy_buffering off;/, "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;");
+  // Buffers larger than a few states: with nginx's default of one memory
+  // page, the first state and one change could fill the first buffer, which
+  // nginx then passes on, and the control would see the change it is meant
+  // to miss (seen once: shown 6 ms before the change's answer came back).
+  return conf.replace(/proxy_buffering off;/, "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering; proxy_buffer_size 64k; proxy_buffers 8 64k; proxy_busy_buffers_size 128k;");
 }
 
 /**

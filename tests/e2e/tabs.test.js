@@ -11,6 +11,7 @@ import { extname, join, normalize } from "node:path";
 import {
   ROOT,
   apiOk,
+  changeLimit,
   checkPrerequisites,
   instrumentStreams,
   watchLiveAgain,
@@ -98,13 +99,8 @@ async function leaderOf(pages) {
   return leaders[0];
 }
 
-/** A change on the server that every tab must show: the video limit, flipped. Returns the new revision. */
-let flip = 1;
-async function bump(token) {
-  flip = flip === 1 ? 2 : 1;
-  const { revision } = await apiOk(server, "PUT", "/api/dev/limits/video", { token, body: { limit: flip } });
-  return revision;
-}
+/** A change on the server that every tab must show (the harness's changeLimit). Returns the new revision. */
+const bump = (token) => changeLimit(server, token);
 
 async function waitRevision(page, revision, timeout = 5_000) {
   // Polled by time: a background page's animation frames come about once a second.
