@@ -229,11 +229,7 @@ function deployConfig({ upstream, port, cert, key }) {
 /** The negative control: the document's configuration made to buffer the event stream. */
 function buffering(conf) {
   assert.match(conf, /proxy_buffering off;/, "the event stream's location turns buffering off");
-  // Buffers larger than a few states: with nginx's default of one memory
-  // page, the first state and one change could fill the first buffer, which
-  // nginx then passes on, and the control would see the change it is meant
-  // to miss (seen once: shown 6 ms before the change's answer came back).
-  return conf.replace(/proxy_buffering off;/, "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering; proxy_buffer_size 64k; proxy_buffers 8 64k; proxy_busy_buffers_size 128k;");
+  return conf.replace(/proxy_buffering off;/, "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;");
 }
 
 /**
