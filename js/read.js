@@ -20,3 +20,30 @@ export function str(o, k) {
     return undefined;
   }
 }
+
+// Whether the parsed JSON values `a` and `b` (two states the browser parsed
+// from text) are equal but for their members `skip1` and `skip2` (those
+// that change with every state): a state that repeats the last one is then
+// not read again field by field.
+export function same(a, b, skip1, skip2) {
+  return eq(a, b, skip1, skip2);
+}
+
+function eq(a, b, skip1, skip2) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!eq(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const keys = Object.keys(b);
+  if (keys.length !== Object.keys(a).length) return false;
+  for (const k of keys) {
+    if (k === skip1 || k === skip2) continue;
+    if (!Object.hasOwn(a, k) || !eq(a[k], b[k])) return false;
+  }
+  return true;
+}
+

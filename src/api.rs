@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
-use crate::core::parse::{read_state, Source};
+use crate::core::parse::{read_repeat, read_state, Source, CHANGING};
 use crate::core::wire::{ServerState, Units};
 use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, QuotaOptions, Table, Quota, Reply, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     /// The quota and, with tabs sharing a connection, this tab's part:
     /// every rule's answer comes from here.
     session: Session<PeerPart>,
+    /// Reads the states this widget takes.
+    reader: Reader,
     pub(crate) viewer: Viewer<Memo<IntlFmt>>,
     dom: Dom,
     /// The gated button, with its own attributes from before.
@@ -244,6 +246,8 @@ extern "C" {
     fn read_num(o: &JsValue, key: &JsValue) -> Option<f64>;
     #[wasm_bindgen(js_name = str)]
     fn read_str(o: &JsValue, key: &JsValue) -> Option<String>;
+    #[wasm_bindgen(js_name = same)]
+    fn same_but(a: &JsValue, b: &JsValue, skip1: &str, skip2: &str) -> bool;
 }
 
 /// Field names as JavaScript strings, made once each: a busy state reads
@@ -282,20 +286,47 @@ extern "C" {
     fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
 }
 
-/// Reads a state from JSON text, parsed by the browser.
-fn parse_json(text: &JsValue) -> Result<ServerState, String> {
-    let value = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
-    read_value(&value)
+/// Reads one widget's states with the core's reader. A state that comes
+/// as JSON text (from the server, or relayed by a tab) and repeats the last
+/// one read but for the members that change every time
+/// (`parse::CHANGING`: its revision and time) is read by `read_repeat`,
+/// without reading every field across the boundary again: `js/read.js`
+/// compares the two parsed values where they are. An object the page
+/// pushes is always read in full: the page may change it afterwards, and
+/// a copy to compare with (`structuredClone`) cost an update whose
+/// figures move more than the comparison saved.
+#[derive(Default)]
+pub(crate) struct Reader {
+    /// The last state read from text: as parsed, and as read.
+    last: RefCell<Option<(JsValue, ServerState)>>,
 }
 
-/// Reads a state from JSON text in wasm memory (a state relayed by a tab).
-pub(crate) fn read_text(text: &str) -> Result<ServerState, String> {
-    parse_json(&JsValue::from_str(text))
-}
+impl Reader {
+    /// A state the page pushed as an object.
+    fn value(&self, v: &JsValue) -> Result<ServerState, String> {
+        read_state(v).map_err(|e| e.to_string())
+    }
 
-/// Reads a state from an already parsed object.
-fn read_value(value: &JsValue) -> Result<ServerState, String> {
-    read_state(value).map_err(|e| e.to_string())
+    /// A state as JSON text, parsed by the browser: nothing but the widget
+    /// holds the parsed value.
+    fn json(&self, text: &JsValue) -> Result<ServerState, String> {
+        let v = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
+        let repeat = match &*self.last.borrow() {
+            Some((last, state)) if same_but(last, &v, CHANGING[0], CHANGING[1]) => Some(read_repeat(&v, state)),
+            _ => None,
+        };
+        if let Some(read) = repeat {
+            return read.map_err(|e| e.to_string());
+        }
+        let state = self.value(&v)?;
+        *self.last.borrow_mut() = Some((v, state.clone()));
+        Ok(state)
+    }
+
+    /// A state as JSON text in wasm memory (a state relayed by a tab).
+    fn text(&self, text: &str) -> Result<ServerState, String> {
+        self.json(&JsValue::from_str(text))
+    }
 }
 
 /// Reads `new QuotaWidget(options)` with the core's reader
@@ -592,11 +623,11 @@ impl Body for Parsed {
 }
 
 /// A state body from the connection, as the session reads it.
-struct JsBody<'a>(&'a JsValue);
+struct JsBody<'a>(&'a JsValue, &'a Reader);
 
 impl Body for JsBody<'_> {
     fn read(self) -> Result<ServerState, String> {
-        parse_json(self.0)
+        self.1.json(self.0)
     }
     fn text(&self) -> String {
         self.0.as_string().unwrap_or_default()
@@ -611,9 +642,10 @@ fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
         let inner = &mut *inner;
         // With tabs, the leading tab's session also relays what it takes.
         let s = &mut inner.session;
+        let r = &inner.reader;
         match event {
             SyncEvent::State(body) => {
-                if let Err(message) = s.server_state(JsBody(&body), now(), &read_text) {
+                if let Err(message) = s.server_state(JsBody(&body, r), now(), &|t| r.text(t)) {
                     events.push(WidgetEvent::Error { message });
                 }
             }
@@ -659,9 +691,10 @@ fn on_tab(weak: &Weak<RefCell<Inner>>, event: TabEvent) {
         let inner = &mut *inner;
         let Some(tl) = &mut inner.tabs else { return };
         let s = &mut inner.session;
+        let r = &inner.reader;
         match event {
             TabEvent::Message(data) => {
-                if let Err(message) = s.receive(&data, now(), &read_text, inner.viewer.fmt()) {
+                if let Err(message) = s.receive(&data, now(), &|t| r.text(t), inner.viewer.fmt()) {
                     events.push(WidgetEvent::Error { message });
                 }
             }
@@ -766,6 +799,7 @@ impl QuotaWidget {
         let dom = Dom::new(doc.clone(), &host, reason_host.as_ref(), &uid, &fmt);
         let inner = Rc::new(RefCell::new(Inner {
             session: Session::new(quota),
+            reader: Reader::default(),
             viewer: Viewer::new(fmt),
             dom,
             button: None,
@@ -839,8 +873,13 @@ impl QuotaWidget {
     #[wasm_bindgen(js_name = pushState)]
     pub fn push_state(&self, state: StateInput) -> Result<(), JsError> {
         let rc = self.rc()?;
-        let parsed = if state.is_string() { parse_json(&state) } else { read_value(&state) };
-        let result = rc.borrow_mut().session.server_state(Parsed(parsed), now(), &read_text);
+        let result = {
+            let mut inner = rc.borrow_mut();
+            let inner = &mut *inner;
+            let r = &inner.reader;
+            let parsed = if state.is_string() { r.json(&state) } else { r.value(&state) };
+            inner.session.server_state(Parsed(parsed), now(), &|t| r.text(t))
+        };
         match result {
             Ok(()) => {
                 flush(rc, vec![]);

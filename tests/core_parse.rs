@@ -164,3 +164,21 @@ fn the_sync_time_is_optional_and_checked() {
     let e = read_state(&J(v)).unwrap_err().to_string();
     assert!(e.contains("packages_synced_at_ms must be a whole number of milliseconds"), "{e}");
 }
+
+#[test]
+fn a_repeated_state_reads_as_the_whole_state_does() {
+    use quota_widget::core::parse::{read_repeat, CHANGING};
+    let last = full_state();
+    let mut next = serde_json::to_value(&last).unwrap();
+    next["revision"] = 10.into();
+    next["server_time_ms"] = (last.server_time_ms + 5_000).into();
+    // Only the members that change with every state differ.
+    let before = serde_json::to_value(&last).unwrap();
+    for (k, v) in next.as_object().unwrap() {
+        assert!(CHANGING.contains(&k.as_str()) || before[k] == *v, "{k} differs");
+    }
+    assert_eq!(read_repeat(&J(next.clone()), &last), read_state(&J(next.clone())), "the same state, read either way");
+    // Its revision and time are checked as a whole state's are.
+    next["revision"] = "ten".into();
+    assert_eq!(read_repeat(&J(next.clone()), &last).unwrap_err().to_string(), read_state(&J(next)).unwrap_err().to_string());
+}

@@ -520,6 +520,33 @@ fn numbers_follow_the_pages_lang_when_no_locale_is_given() {
     assert_eq!(shown, "1.000.000 units remaining");
 }
 
+/// A state that repeats the last one but for its revision and time is taken
+/// without reading it again (js/read.js compares the two); whatever else
+/// changes, and a bad revision, is still read and checked.
+#[wasm_bindgen_test]
+fn a_state_that_repeats_the_last_but_its_revision_is_taken_and_checked() {
+    let w = widget("");
+    let revision = || q(".qw-freshness").get_attribute("data-revision");
+    push(&w, &state(1, 0, 100, "", ""));
+    let repeat = state(1, 0, 100, "", "").replace(r#""revision":1"#, r#""revision":2"#);
+    push(&w, &repeat);
+    assert_eq!(revision().as_deref(), Some("2"), "the new revision is shown");
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    // A figure that moves is read, though the rest repeats.
+    push(&w, &state(3, 0, 90, "", ""));
+    assert_eq!(text(".qw-remaining"), "90 units remaining");
+    // A repeat whose revision is wrong is a bad state, as any other.
+    let bad = state(3, 0, 90, "", "").replace(r#""revision":3"#, r#""revision":"four""#);
+    assert!(w.push_state(JsValue::from_str(&bad).unchecked_into()).is_err());
+    assert!(text(".qw-error").contains("revision must be"), "{}", text(".qw-error"));
+    assert_eq!(revision().as_deref(), Some("3"), "the last good state stays");
+    // An object the page pushes is read in full.
+    let object = js_sys::JSON::parse(&state(4, 2, 80, "", "")).unwrap();
+    w.push_state(object.unchecked_into()).unwrap();
+    assert_eq!(text(".qw-remaining"), "80 units remaining");
+    assert_eq!(revision().as_deref(), Some("4"));
+}
+
 #[wasm_bindgen_test]
 fn kinds_are_named_by_the_table() {
     let w = widget(r#"{"messages":{"kind_image":"picture","kind_video":"clip"}}"#);

@@ -247,6 +247,20 @@ fn finished<S: Source>(v: &S, p: &str) -> R<FinishedTask> {
     })
 }
 
+/// The members of a state that change with every state the server sends,
+/// whatever else changed: a state equal to the last one read but for these
+/// is read by [`read_repeat`], without reading the rest again.
+pub const CHANGING: [&str; 2] = ["revision", "server_time_ms"];
+
+/// A state that repeats `last` but for [`CHANGING`]: `last` with this
+/// state's revision and time, read and checked as [`read_state`] reads them.
+pub fn read_repeat<S: Source>(v: &S, last: &ServerState) -> Result<ServerState, StateError> {
+    let read = || -> R<ServerState> {
+        Ok(ServerState { revision: u64_at(v, "", "revision")?, server_time_ms: ms_at(v, "", "server_time_ms")?, ..last.clone() })
+    };
+    read().map_err(StateError::Malformed)
+}
+
 /// Reads a state; the error names the first field at fault.
 pub fn read_state<S: Source>(v: &S) -> Result<ServerState, StateError> {
     let read = || -> R<ServerState> {
