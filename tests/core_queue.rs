@@ -271,7 +271,7 @@ fn a_store_decides_from_the_rows_it_loaded() {
         Waiting { id: 11, kind: "image".into(), slots: 1, cost: units(2) },
         Waiting { id: 12, kind: "audio".into(), slots: 1, cost: units(1) },
     ];
-    let f = Figures { pools: &pools, spendable: units(50), running_reserved: units(16), waiting: &waiting };
+    let f = Figures { pools: &pools, spendable: units(50), running_reserved: units(16), waiting: &waiting, held: &[] };
     assert_eq!(f.reserved(), units(33));
     assert_eq!(f.waiting_of("image"), 2);
     assert_eq!(f.ahead(&11), Some(1));
@@ -290,7 +290,7 @@ fn a_store_decides_from_the_rows_it_loaded() {
     assert_eq!(f.admit("image", 4, true, 10), Admission::Queue { slots: 4, cost: units(8), ahead: 2 });
     // A slot frees in the same transaction: "7" and then "11" start.
     pools[0].in_use = 1;
-    let f = Figures { pools: &pools, spendable: units(50), running_reserved: units(16), waiting: &waiting };
+    let f = Figures { pools: &pools, spendable: units(50), running_reserved: units(16), waiting: &waiting, held: &[] };
     assert_eq!(f.starts().start, [7, 9, 11]);
 }
 
@@ -300,7 +300,62 @@ fn a_limit_lowered_below_the_slots_in_use_frees_none() {
     pools[0].limit = 1;
     pools[0].in_use = 3;
     let waiting = vec![Waiting { id: 1, kind: "image".into(), slots: 1, cost: units(2) }];
-    let f = Figures { pools: &pools, spendable: units(50), running_reserved: Units::ZERO, waiting: &waiting };
+    let f = Figures { pools: &pools, spendable: units(50), running_reserved: Units::ZERO, waiting: &waiting, held: &[] };
     assert!(f.starts().is_empty());
     assert_eq!(f.admit("image", 1, false, 10), Admission::Refuse(Refusal::Slots { free: 0, needed: 1, waiting: 1 }));
+}
+
+#[test]
+fn a_held_kind_starts_nothing_and_queues_newcomers_until_released() {
+    let mut b = book(&[100], 5);
+    b.hold("image");
+    // Every image slot is free, yet none is for a newcomer while held.
+    assert_eq!(b.submit("a", "image", 1, false), Admission::Refuse(Refusal::Slots { free: 0, needed: 1, waiting: 0 }));
+    assert_eq!(b.submit("b", "image", 2, true), Admission::Queue { slots: 2, cost: units(4), ahead: 0 });
+    assert_eq!(b.submit("c", "image", 1, true), Admission::Queue { slots: 1, cost: units(2), ahead: 1 });
+    // Another kind is not held up.
+    assert_eq!(b.submit("v", "video", 1, true), Admission::Start { slots: 1, cost: units(10) });
+    // A task ending frees nothing for a held kind.
+    assert!(b.finish(&"v", true).unwrap().starts.is_empty());
+    assert_eq!(waiting_ids(&b), ["b", "c"]);
+    let s = b.release("image");
+    assert_eq!(s.start, ["b", "c"]);
+    assert!(b.held().is_empty());
+    assert_eq!(in_use(&b, "image"), 3);
+}
+
+#[test]
+fn a_request_put_back_waits_again_ahead_of_those_that_came_after_it() {
+    let mut b = book(&[100], 5);
+    b.submit("a", "image", 2, true);
+    b.submit("b", "image", 2, true);
+    b.submit("c", "image", 1, true);
+    b.submit("d", "image", 1, true);
+    assert_eq!(running_ids(&b), ["a", "b"]);
+    assert_eq!(waiting_ids(&b), ["c", "d"]);
+    let before = b.figures().reserved();
+    // The service says 1303 for "b": it goes back ahead of "c" and "d",
+    // which came after it, and its kind is held.
+    let s = b.put_back(&"b").unwrap();
+    assert!(s.is_empty(), "nothing of a held kind starts: {s:?}");
+    assert_eq!(waiting_ids(&b), ["b", "c", "d"]);
+    assert_eq!(in_use(&b, "image"), 2);
+    assert_eq!(b.figures().reserved(), before, "its units stay reserved");
+    assert_eq!(b.packages(), [units(100)], "nothing charged");
+    assert_eq!(b.figures().ahead(&"b"), Some(0));
+    // Then "a" too: it came first, so it is the head again.
+    b.put_back(&"a").unwrap();
+    assert_eq!(waiting_ids(&b), ["a", "b", "c", "d"]);
+    assert_eq!(b.put_back(&"a"), None, "only a running task can be put back");
+    // The backoff passes: they start in arrival order, within the limit.
+    let s = b.release("image");
+    assert_eq!(s.start, ["a", "b"]);
+    assert_eq!(waiting_ids(&b), ["c", "d"]);
+}
+
+#[test]
+fn holds_last_until_their_time() {
+    let holds = [("image", 1_000), ("video", 999)];
+    assert_eq!(held_kinds(holds, 999), ["image"]);
+    assert!(held_kinds(holds, 1_000).is_empty());
 }

@@ -1,6 +1,7 @@
 //! Property tests of the queue's rules (R8): random sequences of submits
 //! (sent with `queue` or not), tasks that end in success or failure (their
-//! slots free), cancels of waiting requests and changes of a pool's limit,
+//! slots free), cancels of waiting requests, changes of a pool's limit, and
+//! upstream's 1303 (a running task put back, its kind held, then released),
 //! on one account held by the core's [`Book`], against a small model
 //! written apart from it. After every step: the same answers as the model,
 //! never more running than the limit, first in first out per kind,
@@ -31,6 +32,10 @@ enum Op {
     Cancel { n: usize, running: bool },
     /// The plan sets a pool's limit.
     Limit { kind: usize, limit: u32 },
+    /// Upstream's 1303 for the n-th running task: put back, its kind held.
+    PutBack { n: usize },
+    /// A kind's hold ends.
+    Release { kind: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), any::<bool>()).prop_map(|(n, success)| Op::End { n, success }),
         2 => (any::<usize>(), prop::bool::weighted(0.1)).prop_map(|(n, running)| Op::Cancel { n, running }),
         1 => (0..2usize, 0..7u32).prop_map(|(kind, limit)| Op::Limit { kind, limit }),
+        1 => any::<usize>().prop_map(|n| Op::PutBack { n }),
+        1 => (0..2usize).prop_map(|kind| Op::Release { kind }),
     ]
 }
 
@@ -59,9 +66,10 @@ struct Model {
     packages: Vec<u64>,
     /// (id, kind, slots, cost)
     running: Vec<(u64, usize, u32, u64)>,
-    /// Per kind: (id, slots, cost), oldest first.
+    /// Per kind: (id, slots, cost), in arrival order (ids grow with it).
     queues: [VecDeque<(u64, u32, u64)>; 2],
     max_waiting: usize,
+    held: [bool; 2],
 }
 
 impl Model {
@@ -89,7 +97,7 @@ impl Model {
         let slots = if self.per_item[kind] { count } else { 1 };
         let cost = self.unit_cost[kind] * u64::from(count);
         let waits = self.queues[kind].len();
-        let free = if waits > 0 { 0 } else { self.limit[kind].saturating_sub(self.used(kind)) };
+        let free = if waits > 0 || self.held[kind] { 0 } else { self.limit[kind].saturating_sub(self.used(kind)) };
         let units = cost <= self.available();
         if slots <= free {
             if units {
@@ -114,6 +122,9 @@ impl Model {
             let (keep, drop): (VecDeque<_>, VecDeque<_>) = self.queues[k].drain(..).partition(|w| w.1 <= limit);
             self.queues[k] = keep;
             *dropped = drop.iter().map(|w| w.0).collect();
+            if self.held[k] {
+                continue;
+            }
             while let Some(&(id, slots, cost)) = self.queues[k].front() {
                 if self.used(k) + slots > limit {
                     break;
@@ -124,6 +135,17 @@ impl Model {
             }
         }
         out
+    }
+
+    /// Upstream's 1303: running task `id` goes back to its kind's queue by
+    /// arrival, and the kind is held.
+    fn put_back(&mut self, id: u64) {
+        let i = self.running.iter().position(|t| t.0 == id).unwrap();
+        let (_, kind, slots, cost) = self.running.remove(i);
+        let q = &mut self.queues[kind];
+        let at = q.iter().position(|w| w.0 > id).unwrap_or(q.len());
+        q.insert(at, (id, slots, cost));
+        self.held[kind] = true;
     }
 
     /// Ends running task `id`; gives what it charged.
@@ -182,11 +204,14 @@ fn run(
         running: vec![],
         queues: Default::default(),
         max_waiting: max_waiting as usize,
+        held: [false; 2],
     };
-    // Every request's kind, and the order queued requests arrived in.
+    // Every request's kind (ids are given in arrival order).
     let mut kinds: Vec<usize> = Vec::new();
-    let mut arrivals: [Vec<u64>; 2] = Default::default();
     let mut ever_started: std::collections::HashSet<u64> = Default::default();
+    let mut sent_with_queue: std::collections::HashSet<u64> = Default::default();
+    // Requests put back at some point: they may wait past the bound.
+    let mut put_back: std::collections::HashSet<u64> = Default::default();
     let mut charged_total = 0u64;
 
     for op in ops {
@@ -199,6 +224,9 @@ fn run(
                 let id = kinds.len() as u64;
                 kinds.push(kind);
                 let got = book.submit(id, KINDS[kind], count, queue);
+                if queue {
+                    sent_with_queue.insert(id);
+                }
                 let said = model.submit(id, kind, count, queue);
                 let got_said = match got {
                     Admission::Start { .. } => Said::Start,
@@ -213,8 +241,6 @@ fn run(
                         prop_assert_eq!(cost, pools[kind].unit_cost.times(count));
                         if matches!(got, Admission::Start { .. }) {
                             started_now.push(id);
-                        } else {
-                            arrivals[kind].push(id);
                         }
                     }
                     Admission::Refuse(r) => {
@@ -223,7 +249,7 @@ fn run(
                         prop_assert_eq!(book.waiting(), &waiting_before[..]);
                         if let Refusal::QueueFull { max } = r {
                             prop_assert_eq!(max, max_waiting);
-                            prop_assert_eq!(book.waiting().len(), max_waiting as usize);
+                            prop_assert!(book.waiting().len() >= max_waiting as usize);
                         }
                     }
                 }
@@ -281,7 +307,43 @@ fn run(
                 prop_assert_eq!(book.packages(), &packages_before[..], "a refused waiting request moved the packages");
                 started_now.extend(&s.start);
             }
+            Op::PutBack { n } => {
+                if book.running().is_empty() {
+                    continue;
+                }
+                let t = book.running()[n % book.running().len()].clone();
+                let Some(s) = book.put_back(&t.id) else {
+                    // Sent without queue: the service's refusal is its answer.
+                    prop_assert!(!sent_with_queue.contains(&t.id), "{} was sent with queue and not put back", t.id);
+                    continue;
+                };
+                prop_assert!(sent_with_queue.contains(&t.id), "{} was sent without queue, yet put back", t.id);
+                model.put_back(t.id);
+                put_back.insert(t.id);
+                let expected = model.drain();
+                prop_assert_eq!(by_kind(&kinds, &s), expected);
+                prop_assert!(!s.start.contains(&t.id), "a request put back started again at once");
+                prop_assert_eq!(book.packages(), &packages_before[..], "a request put back moved the packages");
+                let back = Waiting { id: t.id, kind: t.kind.clone(), slots: t.slots, cost: t.cost };
+                // Waiting again, unless the limit fell below what it asks
+                // (then refused at once, charged nothing).
+                prop_assert!(book.waiting().contains(&back) || s.refuse.contains(&t.id), "{} is not waiting again", t.id);
+                // It may start again later: once more, and only once.
+                ever_started.remove(&t.id);
+                started_now.extend(&s.start);
+            }
+            Op::Release { kind } => {
+                let s = book.release(KINDS[kind]);
+                model.held[kind] = false;
+                let expected = model.drain();
+                prop_assert_eq!(by_kind(&kinds, &s), expected);
+                started_now.extend(&s.start);
+            }
         }
+        prop_assert_eq!(
+            book.held().iter().map(|k| kind_of(k)).collect::<std::collections::BTreeSet<_>>(),
+            (0..2).filter(|k| model.held[*k]).collect::<std::collections::BTreeSet<_>>()
+        );
 
         // The same account as the model's.
         let mut running: Vec<u64> = book.running().iter().map(|t| t.id).collect();
@@ -313,19 +375,13 @@ fn run(
                 );
             }
         }
-        // First in first out per kind: a queued request starts only when
-        // every one queued before it of its kind has left the queue.
+        // First in first out per kind: a request starts only when every
+        // one of its kind that arrived before it (ids grow with arrival),
+        // put back or queued, has left the queue.
         for id in &started_now {
             let k = kinds[*id as usize];
-            if let Some(pos) = arrivals[k].iter().position(|x| x == id) {
-                for earlier in &arrivals[k][..pos] {
-                    prop_assert!(
-                        !book.waiting().iter().any(|w| w.id == *earlier),
-                        "{} started before {} of its kind, queued earlier",
-                        id,
-                        earlier
-                    );
-                }
+            if let Some(earlier) = book.waiting().iter().find(|w| kind_of(&w.kind) == k && w.id < *id) {
+                prop_assert!(false, "{} started before {} of its kind, which arrived earlier", id, earlier.id);
             }
             prop_assert!(ever_started.insert(*id), "{} started twice", id);
         }
@@ -343,7 +399,8 @@ fn run(
         prop_assert_eq!(f.spendable.milli(), model.packages.iter().sum::<u64>());
         prop_assert_eq!(model.available() + model.reserved(), model.packages.iter().sum::<u64>());
         // The queue's bound.
-        prop_assert!(book.waiting().len() <= max_waiting as usize);
+        // (A request put back was admitted already: the bound stops newcomers.)
+        prop_assert!(book.waiting().iter().filter(|w| !put_back.contains(&w.id)).count() <= max_waiting as usize);
         // Nothing waits that could start now: the queue moved as soon as
         // slots freed.
         prop_assert!(f.starts().is_empty(), "left waiting though it could start: {:?}", f.starts());
@@ -355,9 +412,14 @@ fn run(
         }
     }
 
-    // Every running task ends; the queue drains to nothing (every waiting
-    // request fits its pool), and what was charged is exactly what left
-    // the packages.
+    // Every hold ends and every running task ends; the queue drains to
+    // nothing (every waiting request fits its pool), and what was charged
+    // is exactly what left the packages.
+    for (k, kind) in KINDS.iter().enumerate() {
+        book.release(kind);
+        model.held[k] = false;
+        model.drain();
+    }
     let mut guard = 0;
     while let Some(t) = book.running().first().cloned() {
         let ended = book.finish(&t.id, true).unwrap();

@@ -15,12 +15,12 @@
 //!   with the rows it read and writes what they say, in the same
 //!   transaction: `admit` on a submit, `starts` after every change that
 //!   frees slots (a task ends, a waiting request is cancelled, the limit
-//!   rises).
+//!   rises, a hold ends).
 //!
 //!   ```text
 //!   // in the account's transaction (the store serialises them, as for
 //!   // today's submit, so that a request starts exactly once):
-//!   let f = Figures { pools: &pools, spendable, running_reserved, waiting: &rows };
+//!   let f = Figures { pools: &pools, spendable, running_reserved, waiting: &rows, held: &held };
 //!   match f.admit(&req.kind, req.count, req.queue, max_waiting) {
 //!       Admission::Start { slots, cost } => /* insert a running task */,
 //!       Admission::Queue { slots, cost, ahead } => /* insert a queued row: 201, place ahead + 1 */,
@@ -30,8 +30,17 @@
 //!   let Starts { start, refuse } = f.starts(); // mark `start` running, in order
 //!   ```
 //!
-//!   `rows` are the account's queued rows in arrival order (`ORDER BY` the
-//!   time queued, then the id), every kind.
+//!   `rows` are the account's queued rows in arrival order, every kind: the
+//!   order in which the account's transactions admitted them (a store's
+//!   ids grow in that order, so `ORDER BY id`), not the clock's, which
+//!   differs between instances. A request put back (below) takes its place
+//!   by arrival again: ahead of every request that came after it.
+//! - Holds ([`held_kinds`]): upstream, the service may refuse a create as
+//!   over its own concurrency (its 1303: slots taken by tasks started
+//!   elsewhere). A request that may wait is then put back in the queue
+//!   instead of refused, and its kind is held until the backoff passes:
+//!   while held, no waiting request of the kind starts and a newcomer of it
+//!   finds no slot free.
 //! - [`Book`], one account held in memory that applies those decisions:
 //!   the reference for what a store does with them, and what the property
 //!   tests drive.
@@ -41,7 +50,7 @@
 //! [`rules::plan_deduction`] (R6): nothing is restated here.
 
 use super::rules::{self, Capacity, Shortfall};
-use super::wire::{SlotPool, Units};
+use super::wire::{Millis, SlotPool, Units};
 
 /// A request waiting for its slots: a queued row. It reserves `cost` and
 /// holds no slot.
@@ -68,8 +77,17 @@ pub struct Figures<'a, Id> {
     pub spendable: Units,
     /// Units reserved by running tasks, every kind.
     pub running_reserved: Units,
-    /// Every waiting request of the account, every kind, oldest first.
+    /// Every waiting request of the account, every kind, in arrival order.
     pub waiting: &'a [Waiting<Id>],
+    /// Kinds held now ([`held_kinds`]): none of their waiting requests
+    /// starts, and a newcomer finds no slot free.
+    pub held: &'a [String],
+}
+
+/// The kinds whose hold runs at `now`, out of `(kind, held until)` pairs: a
+/// hold lasts until its time, exclusive.
+pub fn held_kinds<'k>(holds: impl IntoIterator<Item = (&'k str, Millis)>, now: Millis) -> Vec<String> {
+    holds.into_iter().filter(|&(_, until)| until > now).map(|(kind, _)| kind.to_owned()).collect()
 }
 
 /// The answer to a new request.
@@ -142,11 +160,18 @@ impl<Id: Clone + PartialEq> Figures<'_, Id> {
         count(self.waiting.iter().filter(|w| w.kind == kind))
     }
 
+    /// Whether `kind` is held ([`held_kinds`]).
+    pub fn is_held(&self, kind: &str) -> bool {
+        self.held.iter().any(|k| k == kind)
+    }
+
     /// The figures a request of `kind` is judged on. A kind with requests
-    /// waiting has no slot free for a newcomer: the waiting come first.
+    /// waiting has no slot free for a newcomer: the waiting come first. A
+    /// held kind has none either.
     pub fn capacity(&self, kind: &str) -> Option<Capacity> {
         let pool = self.pool(kind)?;
-        let in_use = if self.waiting_of(kind) > 0 { pool.in_use.max(pool.limit) } else { pool.in_use };
+        let closed = self.waiting_of(kind) > 0 || self.is_held(kind);
+        let in_use = if closed { pool.in_use.max(pool.limit) } else { pool.in_use };
         Some(Capacity { limit: pool.limit, in_use, spendable: self.spendable, reserved: self.reserved() })
     }
 
@@ -185,13 +210,13 @@ impl<Id: Clone + PartialEq> Figures<'_, Id> {
     /// are (after slots were freed): in each kind, from the oldest, every
     /// request whose slots are free once those before it started; the
     /// first that does not fit stops its kind, so none overtakes another
-    /// of its kind. Units are not judged again: they were reserved when
-    /// the request was queued.
+    /// of its kind. A held kind starts none. Units are not judged again:
+    /// they were reserved when the request was queued.
     pub fn starts(&self) -> Starts<Id> {
         let mut out = Starts::default();
         // Slots taken as requests start, and kinds stopped, per pool.
         let mut taken: Vec<u32> = self.pools.iter().map(|p| p.in_use).collect();
-        let mut stopped = vec![false; self.pools.len()];
+        let mut stopped: Vec<bool> = self.pools.iter().map(|p| self.is_held(&p.kind)).collect();
         for w in self.waiting {
             let Some(i) = self.pools.iter().position(|p| p.kind == w.kind) else {
                 out.refuse.push(w.id.clone());
@@ -267,6 +292,13 @@ pub struct Book<Id> {
     running: Vec<Task<Id>>,
     waiting: Vec<Waiting<Id>>,
     max_waiting: u32,
+    /// Kinds held (upstream: the service's 1303, until released).
+    held: Vec<String>,
+    /// Every admitted request, in arrival order: where a request put back
+    /// takes its place again.
+    arrivals: Vec<Id>,
+    /// Requests sent with `queue`: only those are put back.
+    may_wait: Vec<Id>,
 }
 
 impl<Id: Clone + PartialEq> Book<Id> {
@@ -276,7 +308,7 @@ impl<Id: Clone + PartialEq> Book<Id> {
         for p in &mut pools {
             p.in_use = 0;
         }
-        Book { pools, packages, running: Vec::new(), waiting: Vec::new(), max_waiting }
+        Book { pools, packages, running: Vec::new(), waiting: Vec::new(), max_waiting, held: Vec::new(), arrivals: Vec::new(), may_wait: Vec::new() }
     }
 
     pub fn figures(&self) -> Figures<'_, Id> {
@@ -285,6 +317,7 @@ impl<Id: Clone + PartialEq> Book<Id> {
             spendable: self.packages.iter().copied().sum(),
             running_reserved: self.running.iter().map(|t| t.cost).sum(),
             waiting: &self.waiting,
+            held: &self.held,
         }
     }
 
@@ -309,14 +342,26 @@ impl<Id: Clone + PartialEq> Book<Id> {
         self.max_waiting
     }
 
+    /// Kinds held now.
+    pub fn held(&self) -> &[String] {
+        &self.held
+    }
+
     /// A new request `id` for `count` items of `kind`: admitted, and
     /// started or queued, as [`Figures::admit`] says.
     pub fn submit(&mut self, id: Id, kind: &str, count: u32, queue: bool) -> Admission {
         let admission = self.figures().admit(kind, count, queue, self.max_waiting);
+        if queue && !matches!(admission, Admission::Refuse(_)) {
+            self.may_wait.push(id.clone());
+        }
         match admission {
-            Admission::Start { slots, cost } => self.run(Task { id, kind: kind.to_owned(), slots, cost }),
+            Admission::Start { slots, cost } => {
+                self.arrivals.push(id.clone());
+                self.run(Task { id, kind: kind.to_owned(), slots, cost });
+            }
             Admission::Queue { slots, cost, .. } => {
-                self.waiting.push(Waiting { id, kind: kind.to_owned(), slots, cost })
+                self.arrivals.push(id.clone());
+                self.waiting.push(Waiting { id, kind: kind.to_owned(), slots, cost });
             }
             Admission::Refuse(_) => {}
         }
@@ -358,6 +403,46 @@ impl<Id: Clone + PartialEq> Book<Id> {
         if let Some(p) = self.pools.iter_mut().find(|p| p.kind == kind) {
             p.limit = limit;
         }
+        self.advance()
+    }
+
+    /// Upstream: the service refused to create running task `id` as over
+    /// its own concurrency (1303). A request sent with `queue` is put back:
+    /// it gives up its slots, keeps its reservation, charges nothing, and
+    /// waits again in its place by arrival (ahead of every request that
+    /// came after it), even past the longest queue (it was admitted
+    /// already: the bound stops newcomers); its kind is held until
+    /// [`Book::release`]. `None` if `id` is not running or was sent
+    /// without `queue` (the service's refusal is then its answer: ended,
+    /// charged nothing).
+    pub fn put_back(&mut self, id: &Id) -> Option<Starts<Id>> {
+        if !self.may_wait.contains(id) {
+            return None;
+        }
+        let i = self.running.iter().position(|t| t.id == *id)?;
+        let task = self.running.remove(i);
+        if let Some(p) = self.pools.iter_mut().find(|p| p.kind == task.kind) {
+            p.in_use = p.in_use.saturating_sub(task.slots);
+        }
+        let arrival = |x: &Id| self.arrivals.iter().position(|a| a == x);
+        let mine = arrival(&task.id);
+        let at = self.waiting.iter().position(|w| arrival(&w.id) > mine).unwrap_or(self.waiting.len());
+        self.waiting.insert(at, Waiting { id: task.id, kind: task.kind.clone(), slots: task.slots, cost: task.cost });
+        self.hold(&task.kind);
+        Some(self.advance())
+    }
+
+    /// Holds `kind`: none of its waiting requests starts until released.
+    pub fn hold(&mut self, kind: &str) {
+        if !self.held.iter().any(|k| k == kind) {
+            self.held.push(kind.to_owned());
+        }
+    }
+
+    /// Ends the hold of `kind` (its backoff passed): those of its waiting
+    /// requests that fit start.
+    pub fn release(&mut self, kind: &str) -> Starts<Id> {
+        self.held.retain(|k| k != kind);
         self.advance()
     }
 
