@@ -20,6 +20,15 @@ fn full_state() -> ServerState {
     s.running.push(running("t1", "image", 2, 8, Some("c1")));
     s.finished.push(finished("t0", "video", Outcome::Failed, 0, Some("c0")));
     s.packages_synced_at_ms = Some(s.server_time_ms - 90_000);
+    s.queued.push(QueuedRequest {
+        id: "t2".into(),
+        kind: "image".into(),
+        count: 3,
+        reserved_units: units(6),
+        place: 1,
+        client_request_id: Some("c2".into()),
+        queued_at_ms: s.server_time_ms - 5_000,
+    });
     s
 }
 
@@ -124,6 +133,7 @@ fn the_reader_knows_every_wire_field() {
         ("packages[0].", &v["packages"][0]),
         ("running[0].", &v["running"][0]),
         ("finished[0].", &v["finished"][0]),
+        ("queued[0].", &v["queued"][0]),
     ] {
         for key in keys(obj) {
             let mut broken = v.clone();
@@ -132,10 +142,12 @@ fn the_reader_knows_every_wire_field() {
                 "pools[0]." => &mut broken["pools"][0],
                 "packages[0]." => &mut broken["packages"][0],
                 "running[0]." => &mut broken["running"][0],
+                "queued[0]." => &mut broken["queued"][0],
                 _ => &mut broken["finished"][0],
             };
             target.as_object_mut().unwrap().remove(&key);
-            let optional = key == "client_request_id" || key == "reason" || key == "packages_synced_at_ms";
+            let optional =
+                key == "client_request_id" || key == "reason" || key == "packages_synced_at_ms" || key == "queued";
             let result = parse_state(&broken.to_string());
             if optional {
                 assert!(result.is_ok(), "{path}{key} is optional");
@@ -148,6 +160,30 @@ fn the_reader_knows_every_wire_field() {
             }
         }
     }
+}
+
+#[test]
+fn the_queue_is_optional_and_read_like_the_other_lists() {
+    // A server without the queue sends no `queued`: read as empty.
+    let mut v = serde_json::to_value(full_state()).unwrap();
+    v.as_object_mut().unwrap().remove("queued");
+    assert_eq!(read_state(&J(v.clone())).unwrap().queued, vec![]);
+    v["queued"] = serde_json::Value::Null;
+    assert_eq!(read_state(&J(v.clone())).unwrap().queued, vec![]);
+    // serde's reading agrees (the TypeScript and conformance side).
+    let absent: ServerState = serde_json::from_str(&serde_json::to_string(&state(3)).unwrap().replace(r#","queued":[]"#, "")).unwrap();
+    assert!(absent.queued.is_empty());
+    let mut v = serde_json::to_value(full_state()).unwrap();
+    v["queued"][0]["place"] = "first".into();
+    assert_eq!(message(v), "malformed quota state: queued[0].place must be a whole number from 0 to 4294967295");
+    let mut v = serde_json::to_value(full_state()).unwrap();
+    v["queued"] = serde_json::json!({});
+    assert_eq!(message(v), "malformed quota state: queued must be a list");
+    // A queued request of a kind without a pool breaks the contract.
+    let mut s = full_state();
+    s.queued[0].kind = "audio".into();
+    let e = quota_widget::core::validate::validate(&s).unwrap_err();
+    assert_eq!(e, StateError::UnknownKind { task: "t2".into(), kind: "audio".into() });
 }
 
 #[test]

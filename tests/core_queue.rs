@@ -359,3 +359,10 @@ fn holds_last_until_their_time() {
     assert_eq!(held_kinds(holds, 999), ["image"]);
     assert!(held_kinds(holds, 1_000).is_empty());
 }
+
+#[test]
+fn places_count_within_each_kind() {
+    let w = |id: i64, kind: &str| Waiting { id, kind: kind.into(), slots: 1, cost: units(1) };
+    assert_eq!(places(&[w(1, "image"), w(2, "video"), w(3, "image"), w(4, "image")]), [1, 1, 2, 3]);
+    assert!(places::<i64>(&[]).is_empty());
+}

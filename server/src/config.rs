@@ -92,6 +92,13 @@ pub struct Config {
     #[arg(long, env = "QW_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_streams: u64,
 
+    /// Requests that may wait in the queue per account (sent with `queue`
+    /// while their slots are busy); past it such a request is refused
+    /// (429, code 1303). 0: no queue. At most 500, the longest list a
+    /// state may carry.
+    #[arg(long, env = "QW_MAX_QUEUED", default_value_t = crate::store::DEFAULT_MAX_QUEUED, value_parser = clap::value_parser!(u32).range(0..=500))]
+    pub max_queued: u32,
+
     /// Print the API's OpenAPI document (JSON) and exit; nothing is opened.
     #[arg(long)]
     pub print_openapi: bool,

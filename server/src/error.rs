@@ -1,7 +1,6 @@
 //! Typed errors. The store and the rules speak in these; only the HTTP layer
 //! (`http.rs`) turns them into status codes and `ApiError` bodies.
 
-use quota_widget::core::rules::Shortfall;
 use quota_widget::core::wire::codes;
 
 /// Failures of the storage layer itself (not of a request).
@@ -32,15 +31,10 @@ pub enum Refusal {
     /// The upstream service refused the task (its own 1303, 1101, 1102,
     /// 1301, 12xx), with its code and a message for the person.
     Upstream { code: u32, message: String },
-}
-
-impl From<Shortfall> for Refusal {
-    fn from(s: Shortfall) -> Self {
-        match s {
-            Shortfall::Slots { .. } => Refusal::OverConcurrency,
-            Shortfall::Units { .. } => Refusal::UnitsExhausted,
-        }
-    }
+    /// A request that may wait, refused all the same (code 1303): the
+    /// queue is at its longest, or the request asks more slots than the
+    /// pool's limit and could never start. The message says which.
+    Queue { message: String },
 }
 
 impl Refusal {
@@ -49,6 +43,7 @@ impl Refusal {
             Refusal::OverConcurrency => codes::OVER_CONCURRENCY,
             Refusal::UnitsExhausted => codes::UNITS_EXHAUSTED,
             Refusal::Upstream { code, .. } => *code,
+            Refusal::Queue { .. } => codes::OVER_CONCURRENCY,
         }
     }
 
@@ -57,7 +52,7 @@ impl Refusal {
         match self {
             Refusal::OverConcurrency => "parallel task over resource pack limit",
             Refusal::UnitsExhausted => "resource pack exhausted",
-            Refusal::Upstream { message, .. } => message,
+            Refusal::Upstream { message, .. } | Refusal::Queue { message } => message,
         }
     }
 }
@@ -76,6 +71,9 @@ pub enum QuotaError {
     TaskNotFound(String),
     #[error("task {0} has already ended")]
     TaskEnded(String),
+    /// A cancel of a request that is no longer queued: it runs.
+    #[error("task {0} has started: only a queued request can be cancelled")]
+    NotQueued(String),
     #[error("an account with this token already exists")]
     AccountExists,
     #[error(transparent)]

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use quota_widget::core::wire::{codes, ApiError, ServerState, SubmitAccepted, SubmitRequest};
+use quota_widget::core::wire::{codes, ApiError, Cancelled, ServerState, SubmitAccepted, SubmitRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -165,7 +165,7 @@ impl From<QuotaError> for HttpError {
             e @ QuotaError::TaskNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string())
             }
-            e @ QuotaError::TaskEnded(_) => {
+            e @ (QuotaError::TaskEnded(_) | QuotaError::NotQueued(_)) => {
                 Self::new(StatusCode::CONFLICT, codes::BAD_REQUEST, e.to_string())
             }
             e @ QuotaError::AccountExists => {
@@ -330,6 +330,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_state))
         .routes(routes!(events))
         .routes(routes!(submit))
+        .routes(routes!(cancel))
         .routes(routes!(upstream_callback))
 }
 
@@ -586,16 +587,19 @@ pub(crate) struct SubmitBody {
 }
 
 /// Starts a generation: checks free slots (R1), then available units (R2),
-/// and reserves both in one step, or refuses and records the refusal.
+/// and reserves both in one step, or refuses and records the refusal. Sent
+/// with `"queue": true`, a request whose slots are busy waits in the
+/// server's queue instead (R8): accepted with its `place`, its units
+/// reserved at once, started in order as soon as its slots are free.
 #[utoipa::path(post, path = "/api/generations", tag = "quota",
     request_body = SubmitBody,
     responses(
-        (status = 201, description = "Accepted: the task holds its slots and reserves its units until it ends.", body = SubmitAccepted),
-        (status = 200, description = "A repeat of an accepted `client_request_id`: the first answer, nothing more reserved.", body = SubmitAccepted),
+        (status = 201, description = "Accepted: the task holds its slots and reserves its units until it ends; or, sent with `queue` while its slots are busy, it waits (`place`: its place in its kind's queue, 1 next), holding no slot and reserving its units.", body = SubmitAccepted),
+        (status = 200, description = "A repeat of an accepted `client_request_id`: the first answer (with its `place` now if it still waits), nothing more reserved.", body = SubmitAccepted),
         (status = 400, description = "A malformed request (code 1200), `params` without an upstream, or in upstream mode the service's 1301 or 12xx.", body = ApiError),
         (status = 402, description = "Not enough available units (code 1102), or upstream the account in arrears (1101).", body = ApiError),
         (status = 403, description = "Upstream mode: no permission (1103), or an account other than the service's.", body = ApiError),
-        (status = 429, description = "Not enough free slots (code 1303), the account's request rate used up (1302), or upstream the service's 1302. Refused, not queued.", body = ApiError,
+        (status = 429, description = "Not enough free slots (code 1303) for a request sent without `queue`; sent with it, the queue at its longest (`--max-queued`) or more slots asked than the kind's limit (1303, the message says which); the account's request rate used up (1302), or upstream the service's 1302.", body = ApiError,
             headers(("Retry-After" = u64, description = "Seconds to wait before a retry (at least 1)."))),
         (status = 502, description = "Upstream mode: the service did not take the task (code 5001); nothing charged.", body = ApiError),
         (status = 503, description = "Upstream mode: the packages are not loaded from the service yet (code 5001).", body = ApiError,
@@ -625,6 +629,27 @@ async fn submit(
             Err(HttpError::new(StatusCode::BAD_GATEWAY, codes::UPSTREAM_UNAVAILABLE, message))
         }
     }
+}
+
+/// Cancels a queued request: it leaves the queue, its units are released,
+/// nothing is charged, and the requests behind it may start at once. Only
+/// a request that still waits can be cancelled; a repeat answers as the
+/// first cancel did.
+#[utoipa::path(delete, path = "/api/generations/{task_id}", tag = "quota",
+    params(("task_id" = String, Path, description = "The request: `task_id` of its submit's answer, or `id` in the state's `queued` list (`task-<n>`).")),
+    responses(
+        (status = 200, description = "Cancelled (or already, by an earlier call: the same answer): its units released, nothing charged. The state shows it among `finished` as `refused`, with the reason.", body = Cancelled),
+        (status = 403, description = "Upstream mode: an account other than the service's (code 1103).", body = ApiError),
+        (status = 404, description = "No such request of this account (code 1404).", body = ApiError),
+        (status = 409, description = "It has started or ended: only a queued request can be cancelled (code 1200).", body = ApiError),
+        Common,
+    ))]
+async fn cancel(
+    State(st): State<AppState>,
+    Account(account): Account,
+    axum::extract::Path(task_id): axum::extract::Path<String>,
+) -> Result<Json<Cancelled>, HttpError> {
+    Ok(Json(st.service.cancel(account, &task_id).await?))
 }
 
 /// `POST /api/upstream/callback/{secret}`: the service's task callbacks. The

@@ -149,6 +149,7 @@ mod tests {
             packages: Vec::new(),
             running: Vec::new(),
             finished: Vec::new(),
+            queued: Vec::new(),
             packages_synced_at_ms: None,
         };
         let Some(Message::State { revision, frame }) = Message::state(&state) else { panic!("a state message") };

@@ -99,7 +99,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let upstream = match upstream_settings {
-        Some(settings) => Some(Upstream::start(settings, Arc::clone(&store), shutdown_rx.clone()).await?),
+        Some(settings) => Some(Upstream::start(settings, Arc::clone(&store), config.max_queued, shutdown_rx.clone()).await?),
         None => None,
     };
     let worker = if config.no_worker || upstream.is_some() {
@@ -129,6 +129,7 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
         Arc::clone(&store),
         worker,
         upstream,
+        config.max_queued,
         Duration::from_millis(config.ping_ms),
         shutdown_rx,
     );

@@ -115,8 +115,9 @@ pub fn openapi() -> Document {
 }
 
 /// How one answer leads to the next request (OpenAPI links): an accepted
-/// submit's `task_id` names the task that the dev endpoints end. Stateful
-/// test tools (Schemathesis) follow them.
+/// submit's `task_id` names the request that `DELETE` cancels (if it is
+/// queued) and the task that the dev endpoints end. Stateful test tools
+/// (Schemathesis) follow them.
 struct Links;
 
 impl Modify for Links {
@@ -126,11 +127,15 @@ impl Modify for Links {
         };
         for status in ["200", "201"] {
             if let Some(RefOr::T(response)) = submit.responses.responses.get_mut(status) {
-                for (name, operation) in [("SucceedTask", "succeed"), ("FailTask", "fail")] {
+                let ends = [("SucceedTask", "succeed"), ("FailTask", "fail")].map(|(name, operation)| {
+                    (name, operation, format!("Ends the task as {operation}ed (only with --dev)."))
+                });
+                let cancel = ("CancelRequest", "cancel", "Cancels the request while it is queued (sent with `queue`, it waits: `place`).".to_owned());
+                for (name, operation, description) in ends.into_iter().chain([cancel]) {
                     let link = LinkBuilder::new()
                         .operation_id(operation)
                         .parameter("task_id", "$response.body#/task_id")
-                        .description(format!("Ends the task as {operation}ed (only with --dev)."))
+                        .description(description)
                         .build();
                     response.links.insert(name.to_owned(), RefOr::T(link));
                 }

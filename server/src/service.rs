@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use quota_widget::core::wire::{ServerState, SubmitRequest};
+use quota_widget::core::wire::{Cancelled, ServerState, SubmitRequest};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -35,6 +35,8 @@ pub struct Service {
     worker: Option<Worker>,
     /// Upstream mode (`--upstream`): submits go to the service.
     upstream: Option<Arc<Upstream>>,
+    /// Requests that may wait per account (`--max-queued`).
+    max_queued: u32,
     ping_every: Duration,
     /// Turns true on shutdown; open event streams end on it.
     shutdown: watch::Receiver<bool>,
@@ -52,10 +54,11 @@ impl Service {
         store: Arc<dyn Storage>,
         worker: Option<Worker>,
         upstream: Option<Arc<Upstream>>,
+        max_queued: u32,
         ping_every: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        Service { store, worker, upstream, ping_every, shutdown, tokens: Arc::default() }
+        Service { store, worker, upstream, max_queued, ping_every, shutdown, tokens: Arc::default() }
     }
 
     /// Upstream mode's client, if the server fronts a service.
@@ -63,9 +66,10 @@ impl Service {
         self.upstream.as_ref()
     }
 
-    /// R1-R3: reserves slots and units for the request, or refuses it. In
-    /// upstream mode, `params` are the service's own task fields; without
-    /// an upstream there is nothing to pass them to.
+    /// R1-R3: reserves slots and units for the request, or refuses it; sent
+    /// with `queue`, a request whose slots are busy waits (R8). In upstream
+    /// mode, `params` are the service's own task fields; without an
+    /// upstream there is nothing to pass them to.
     pub async fn submit(
         &self,
         account: AccountId,
@@ -83,12 +87,11 @@ impl Service {
                 "params are passed to an upstream service: this server runs without one".into(),
             ));
         }
-        Ok(match self.store.submit(account, req, now_ms()).await? {
+        Ok(match self.store.submit(account, req, self.max_queued, now_ms()).await? {
             SubmitOutcome::Accepted { accepted, repeat } => {
-                if !repeat {
-                    if let (Some(worker), Some(id)) = (&self.worker, parse_task_id(&accepted.task_id)) {
-                        worker.schedule(account, id);
-                    }
+                // A queued request runs once a change starts it.
+                if !repeat && accepted.place.is_none() {
+                    self.run(account, parse_task_id(&accepted.task_id).into_iter().collect());
                 }
                 Submitted::Accepted { accepted, repeat }
             }
@@ -98,7 +101,39 @@ impl Service {
 
     /// Ends a running task once: success deducts, failure releases (R3).
     pub async fn end(&self, account: AccountId, task_id: i64, end: &TaskEnd) -> Result<Ended, QuotaError> {
-        self.store.finish(account, task_id, end, now_ms()).await
+        let ended = self.store.finish(account, task_id, end, now_ms()).await?;
+        self.run(account, ended.started.clone());
+        Ok(ended)
+    }
+
+    /// Cancels a queued request (`task-<n>`): its units released, nothing
+    /// charged; the requests behind it may start.
+    pub async fn cancel(&self, account: AccountId, task_id: &str) -> Result<Cancelled, QuotaError> {
+        if let Some(up) = &self.upstream {
+            if up.account() != account {
+                return Err(QuotaError::Forbidden("in upstream mode only the service's account can cancel".into()));
+            }
+        }
+        let id = parse_task_id(task_id).ok_or_else(|| QuotaError::TaskNotFound(task_id.chars().take(40).collect()))?;
+        let (cancelled, started) = self.store.cancel(account, id, now_ms()).await?;
+        self.run(account, started);
+        Ok(cancelled)
+    }
+
+    /// Runs tasks that just started: the simulated worker's, or upstream
+    /// the service's create call. Without either (`--no-worker`) they run
+    /// until a dev endpoint ends them.
+    fn run(&self, account: AccountId, started: Vec<i64>) {
+        if started.is_empty() {
+            return;
+        }
+        if let Some(up) = &self.upstream {
+            up.launch(started);
+        } else if let Some(worker) = &self.worker {
+            for id in started {
+                worker.schedule(account, id);
+            }
+        }
     }
 
     /// The account's state now.
@@ -164,7 +199,9 @@ impl Service {
 
     /// Dev: sets a kind's slot limit; the new revision.
     pub async fn set_limit(&self, account: AccountId, kind: &str, limit: u32) -> Result<u64, QuotaError> {
-        self.store.set_limit(account, kind, limit, now_ms()).await
+        let progress = self.store.set_limit(account, kind, limit, now_ms()).await?;
+        self.run(account, progress.started);
+        Ok(progress.revision)
     }
 
     /// Dev: `data`, as it is, as a `state` event to the account's streams

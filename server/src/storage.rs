@@ -15,14 +15,14 @@ use std::sync::{mpsc, Arc};
 
 use async_trait::async_trait;
 use quota_widget::core::reconcile::{Ledger, SyncReport};
-use quota_widget::core::wire::{Millis, ServerState, SubmitRequest, Units};
+use quota_widget::core::wire::{Cancelled, Millis, ServerState, SubmitRequest, Units};
 
 use crate::error::{QuotaError, Refusal, StoreError};
 use crate::hub::Hub;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    AccountId, AccountSpec, Change, Changed, Ended, MirrorPack, PackageSpec, SubmitOutcome, TaskEnd, TaskKey,
-    UpstreamFields, UpstreamTask,
+    AccountId, AccountSpec, Busied, Change, Changed, Ended, MirrorPack, PackageSpec, Progress, SubmitOutcome, TaskEnd,
+    TaskKey, UpstreamFields, UpstreamTask,
 };
 
 #[async_trait]
@@ -64,9 +64,11 @@ pub trait Storage: Send + Sync {
         Ok(true)
     }
 
-    /// R1-R3: checks slots and units and records the task, in one step.
-    async fn submit(&self, account: AccountId, req: &SubmitRequest, now: Millis) -> Result<SubmitOutcome, QuotaError> {
-        self.submit_upstream(account, req, None, now).await
+    /// R1-R3: checks slots and units and records the task, in one step;
+    /// sent with `queue` (R8), a request whose slots are busy waits instead,
+    /// up to `max_queued` per account (its answer has a `place`).
+    async fn submit(&self, account: AccountId, req: &SubmitRequest, max_queued: u32, now: Millis) -> Result<SubmitOutcome, QuotaError> {
+        self.submit_upstream(account, req, None, max_queued, now).await
     }
     /// As `submit`; an accepted task also keeps what it is to be created
     /// upstream with (upstream mode).
@@ -75,10 +77,34 @@ pub trait Storage: Send + Sync {
         account: AccountId,
         req: &SubmitRequest,
         upstream: Option<UpstreamFields>,
+        max_queued: u32,
         now: Millis,
     ) -> Result<SubmitOutcome, QuotaError> {
-        match self.change(account, Change::Submit { req: req.clone(), upstream }, now).await? {
+        match self.change(account, Change::Submit { req: req.clone(), upstream, max_queued }, now).await? {
             Changed::Submitted(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+    /// Cancels a queued request: its units released, nothing charged. The
+    /// answer, and the queued requests that started in its place.
+    async fn cancel(&self, account: AccountId, task: i64, now: Millis) -> Result<(Cancelled, Vec<i64>), QuotaError> {
+        match self.change(account, Change::Cancel { task }, now).await {
+            Ok(Changed::Cancelled(cancelled, started)) => Ok((cancelled, started)),
+            Err(QuotaError::Unauthorized) => Err(QuotaError::TaskNotFound(crate::ids::task_wire_id(task))),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        }
+    }
+    /// Starts the queued requests that can start now (a hold ended).
+    async fn advance(&self, account: AccountId, now: Millis) -> Result<Progress, QuotaError> {
+        progress(self.change(account, Change::Advance, now).await?)
+    }
+    /// Upstream mode: the service's 1303 for a running task: its kind held
+    /// until `until`, and the task put back in the queue if it was sent
+    /// with `queue`, else refused (`refusal`), charged nothing either way.
+    async fn busy(&self, account: AccountId, task: i64, refusal: &Refusal, until: Millis, now: Millis) -> Result<Busied, QuotaError> {
+        match self.change(account, Change::Busy { task, refusal: refusal.clone(), until }, now).await? {
+            Changed::Busied(busied) => Ok(busied),
             other => Err(unexpected(&other)),
         }
     }
@@ -99,14 +125,16 @@ pub trait Storage: Send + Sync {
         }
     }
     /// Sets a pool's limit (dev). Running tasks keep their slots even if the
-    /// new limit is below what they hold; new submits see no free slot.
-    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<u64, QuotaError> {
+    /// new limit is below what they hold; new submits see no free slot. A
+    /// higher limit starts queued requests, a lower one refuses those that
+    /// could never start.
+    async fn set_limit(&self, account: AccountId, kind: &str, limit: u32, now: Millis) -> Result<Progress, QuotaError> {
         self.set_pool(account, kind, limit, None, now).await
     }
     /// Sets a pool's limit and, if given, its cost per item (upstream mode:
-    /// both come from configuration). The revision after.
-    async fn set_pool(&self, account: AccountId, kind: &str, limit: u32, unit_cost: Option<Units>, now: Millis) -> Result<u64, QuotaError> {
-        revision(self.change(account, Change::SetPool { kind: kind.to_owned(), limit, unit_cost }, now).await?)
+    /// both come from configuration).
+    async fn set_pool(&self, account: AccountId, kind: &str, limit: u32, unit_cost: Option<Units>, now: Millis) -> Result<Progress, QuotaError> {
+        progress(self.change(account, Change::SetPool { kind: kind.to_owned(), limit, unit_cost }, now).await?)
     }
     /// Makes `account` mirror an upstream service, if it does not yet, and
     /// returns the secret part of its callback URL (`secret` the first
@@ -129,8 +157,8 @@ pub trait Storage: Send + Sync {
         self.change(account, Change::Attach { task, upstream_id: upstream_id.to_owned() }, now).await.map(drop)
     }
     /// A running task the service refused: released, not charged, shown refused.
-    async fn end_refused(&self, account: AccountId, task: i64, refusal: &Refusal, now: Millis) -> Result<u64, QuotaError> {
-        revision(self.change(account, Change::EndRefused { task, refusal: refusal.clone() }, now).await?)
+    async fn end_refused(&self, account: AccountId, task: i64, refusal: &Refusal, now: Millis) -> Result<Progress, QuotaError> {
+        progress(self.change(account, Change::EndRefused { task, refusal: refusal.clone() }, now).await?)
     }
     /// Records a refusal decided before any reservation.
     async fn refuse(&self, account: AccountId, req: &SubmitRequest, refusal: &Refusal, now: Millis) -> Result<u64, QuotaError> {
@@ -157,6 +185,13 @@ pub trait Storage: Send + Sync {
 fn revision(changed: Changed) -> Result<u64, QuotaError> {
     match changed {
         Changed::Revision(revision) => Ok(revision),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn progress(changed: Changed) -> Result<Progress, QuotaError> {
+    match changed {
+        Changed::Progress(progress) => Ok(progress),
         other => Err(unexpected(&other)),
     }
 }

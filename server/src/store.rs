@@ -8,18 +8,27 @@
 //! holds the account's row lock. [`apply`] is the one place where submit,
 //! settle and the upstream mirror's changes are decided, and [`snapshot`]
 //! the one place where a state is put together; every decision comes from
-//! the core (`rules` for R1-R6, `reconcile` for the upstream ledger), and
-//! the stores' SQL only loads and saves rows.
+//! the core (`rules` for R1-R6, `queue` for the queue (R8), `reconcile`
+//! for the upstream ledger), and the stores' SQL only loads and saves rows.
+//!
+//! The queue: a request sent with `queue` while its slots are busy is a
+//! task row of status `queued`, reserving its cost and holding no slot.
+//! Every change that can free slots (a task ends or is refused, a queued
+//! request is cancelled, a limit changes, a hold ends) runs [`advance`] in
+//! its own transaction: the core's `starts` over the rows as the change
+//! left them, whose requests become `running` there and then. The lock
+//! that serialises an account's changes makes each start happen once.
 
 pub mod pg;
 pub mod sqlite;
 
 use futures_util::future::{try_join, try_join3, try_join4, try_join5, try_join_all};
 use quota_widget::core::reconcile::{Ledger, PackFigure, Standing, SyncReport};
-use quota_widget::core::rules::{self, Capacity, MAX_COUNT};
+use quota_widget::core::queue::{self, held_kinds, places, Admission, Figures, Starts, Waiting};
+use quota_widget::core::rules::{self, MAX_COUNT};
 use quota_widget::core::wire::{
-    FinishedTask, Millis, Outcome, Package, PackageStatus, RunningTask, ServerState, SlotPool, SlotRule,
-    SubmitAccepted, SubmitRequest, Units,
+    Cancelled, FinishedTask, Millis, Outcome, Package, PackageStatus, QueuedRequest, RunningTask, ServerState, SlotPool,
+    SlotRule, SubmitAccepted, SubmitRequest, Units,
 };
 
 use crate::error::{QuotaError, Refusal, StoreError};
@@ -31,6 +40,14 @@ pub const FINISHED_WINDOW: u32 = 20;
 
 /// Longest accepted `client_request_id`, to bound what a client can store.
 const MAX_REQUEST_ID_LEN: usize = 200;
+
+/// Requests that may wait per account unless configured (`--max-queued`).
+pub const DEFAULT_MAX_QUEUED: u32 = 20;
+
+/// The reason a cancelled request shows.
+const CANCELLED: &str = "cancelled while queued; nothing charged";
+/// The reason of a queued request that can never start.
+const NEVER_STARTS: &str = "the slot limit fell below what the request needs: it could never start; nothing charged";
 
 /// The kinds of work every account has, with their fixed cost and slot rule.
 pub const KINDS: [(&str, Units, SlotRule); 2] = [
@@ -123,6 +140,27 @@ pub struct Ended {
     pub outcome: Outcome,
     pub units_charged: Units,
     pub revision: u64,
+    /// Queued requests that started in the same transaction, in order:
+    /// the caller runs them (the worker, or upstream's create).
+    pub started: Vec<i64>,
+}
+
+/// What a change that may move the queue did: the revision after it, and
+/// the queued requests it started, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub revision: u64,
+    pub started: Vec<i64>,
+}
+
+/// What the service's 1303 did to a running task (upstream mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Busied {
+    /// Sent with `queue`: put back, at this place in its kind's queue.
+    /// `None`: refused, charged nothing.
+    pub place: Option<u32>,
+    pub revision: u64,
+    pub started: Vec<i64>,
 }
 
 /// A resource pack as the upstream service reports it, in the store's terms.
@@ -274,6 +312,9 @@ pub(crate) fn slot_rule_parse(s: &str) -> SlotRule {
     }
 }
 
+/// A stored end as the wire's outcome. A cancelled request shows as
+/// `refused` (never ran, charged nothing, with its reason): an outcome the
+/// wire did not know would make every older widget reject the state.
 pub(crate) fn outcome_parse(s: &str) -> Outcome {
     match s {
         "succeeded" => Outcome::Succeeded,
@@ -291,6 +332,34 @@ pub(crate) struct PoolRow {
     pub limit: u32,
     pub unit_cost: Units,
     pub rule: SlotRule,
+    /// Upstream mode: no queued request of the kind starts before this
+    /// time (the service's 1303 and its backoff); 0 for none.
+    pub held_until_ms: Millis,
+}
+
+/// A task as a change about it reads it.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskRow {
+    /// `queued`, `running`, `succeeded`, `failed`, `refused`, `cancelled`.
+    pub status: String,
+    pub kind: String,
+    pub cost: Units,
+    /// Sent with `queue`.
+    pub may_queue: bool,
+    /// The revision that ended it.
+    pub finished_revision: Option<u64>,
+}
+
+/// A queued request as stored.
+#[derive(Clone, Debug)]
+pub(crate) struct QueuedRow {
+    pub id: i64,
+    pub kind: String,
+    pub count: u32,
+    pub slots: u32,
+    pub cost: Units,
+    pub client_request_id: Option<String>,
+    pub queued_at_ms: Millis,
 }
 
 /// A package as stored, with the service's own figures in upstream mode.
@@ -308,8 +377,9 @@ pub(crate) struct PackageRow {
     pub upstream: Option<(String, Units, String)>,
 }
 
-/// A task to start: it holds `slots` and reserves `cost`, accepted at
-/// `revision`; upstream mode keeps what it is to be created with.
+/// A task to start (or, `queued`, to wait): it holds `slots` once it
+/// runs and reserves `cost`, accepted at `revision`; upstream mode keeps
+/// what it is to be created with.
 pub(crate) struct NewTask<'a> {
     pub req: &'a SubmitRequest,
     pub slots: u32,
@@ -317,11 +387,12 @@ pub(crate) struct NewTask<'a> {
     pub revision: u64,
     pub upstream: Option<&'a UpstreamFields>,
     pub now: Millis,
+    pub queued: bool,
 }
 
-/// A task accepted before under a request id: its id, slots, reserved units
-/// and the revision that accepted it.
-pub(crate) type AcceptedRow = (i64, u32, Units, u64);
+/// A task accepted before under a request id: its id, slots, reserved units,
+/// the revision that accepted it, and its status now.
+pub(crate) type AcceptedRow = (i64, u32, Units, u64, String);
 
 /// What the transactions load and save, for one account, inside the
 /// store's transaction. Loads see every change committed before the lock
@@ -344,8 +415,12 @@ pub(crate) trait Rows {
     /// The packages a state shows (not those the service stopped
     /// reporting), earliest expiry first.
     async fn packages(&self) -> Result<Vec<PackageRow>, StoreError>;
-    /// A task of the account: its status and reserved cost.
-    async fn task(&self, id: i64) -> Result<Option<(String, Units)>, StoreError>;
+    /// A task of the account.
+    async fn task(&self, id: i64) -> Result<Option<TaskRow>, StoreError>;
+    /// The account's queued requests, every kind, in arrival order (by id).
+    async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError>;
+    /// The pools' holds: `(kind, held until)`, for pools that were ever held.
+    async fn holds(&self) -> Result<Vec<(String, Millis)>, StoreError>;
     /// Running tasks, oldest first.
     async fn running(&self) -> Result<Vec<RunningTask>, StoreError>;
     /// The last `n` ended tasks, newest first.
@@ -357,12 +432,20 @@ pub(crate) trait Rows {
     /// Counts a change: the revision one up, the time of the change kept,
     /// and the other instances told (PostgreSQL). Returns the revision.
     async fn bump(&self, now: Millis) -> Result<u64, StoreError>;
-    /// Records a running task; its id.
+    /// Records a running task, or a queued one; its id.
     async fn start_task(&self, task: &NewTask<'_>) -> Result<i64, StoreError>;
+    /// Queued requests start: they run from now, started at `revision`.
+    async fn start_queued(&self, ids: &[i64], revision: u64, now: Millis) -> Result<(), StoreError>;
+    /// A running task waits again (upstream: the service's 1303); it keeps
+    /// its id, and with it its place by arrival.
+    async fn requeue(&self, id: i64) -> Result<(), StoreError>;
+    /// No queued request of `kind` starts before `until`.
+    async fn hold(&self, kind: &str, until: Millis) -> Result<(), StoreError>;
     /// Records a refused request.
     async fn refuse_task(&self, req: &SubmitRequest, slots: u32, cost: Units, reason: &str, now: Millis) -> Result<(), StoreError>;
-    /// Ends a task: `succeeded`, `failed` or `refused`, with what it was charged.
-    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, now: Millis) -> Result<(), StoreError>;
+    /// Ends a task: `succeeded`, `failed`, `refused` or `cancelled`, with
+    /// what it was charged, at `revision`.
+    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, revision: u64, now: Millis) -> Result<(), StoreError>;
     /// Takes `units` from a package for a task, and records who paid (R6).
     async fn take(&self, task: i64, package: i64, units: Units) -> Result<(), StoreError>;
     /// Sets the figure a package shows.
@@ -393,9 +476,19 @@ pub(crate) trait Rows {
 /// (`Storage::change`).
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// R1-R3: reserve slots and units, or record the refusal. Upstream
-    /// mode keeps what the task is to be created with.
-    Submit { req: SubmitRequest, upstream: Option<UpstreamFields> },
+    /// R1-R3: reserve slots and units, or (sent with `queue`, R8) wait with
+    /// the units reserved, or record the refusal. At most `max_queued`
+    /// requests of the account wait. Upstream mode keeps what the task is
+    /// to be created with.
+    Submit { req: SubmitRequest, upstream: Option<UpstreamFields>, max_queued: u32 },
+    /// Cancel a queued request: its units released, nothing charged.
+    Cancel { task: i64 },
+    /// Start what the queue can start now (a hold ended).
+    Advance,
+    /// Upstream mode: the service refused to create a running task as over
+    /// its concurrency (its 1303). Its kind is held until `until`; sent
+    /// with `queue`, it waits again, else it is refused (`refusal`).
+    Busy { task: i64, refusal: Refusal, until: Millis },
     /// End a running task once: success deducts, failure releases (R3).
     Finish { task: i64, end: TaskEnd },
     /// Add a package (dev).
@@ -420,6 +513,10 @@ pub enum Change {
 pub enum Changed {
     Submitted(SubmitOutcome),
     Ended(Ended),
+    /// A cancel, and the queued requests it let start.
+    Cancelled(Cancelled, Vec<i64>),
+    Progress(Progress),
+    Busied(Busied),
     /// A package's wire id and the new revision.
     Granted(String, u64),
     Revision(u64),
@@ -489,7 +586,18 @@ fn write_ledger(ledger: &Ledger) -> Result<String, QuotaError> {
 /// state changed (a new revision to publish).
 pub(crate) async fn apply<R: Rows>(rows: &R, change: &Change, now: Millis) -> Result<(Changed, bool), QuotaError> {
     match change {
-        Change::Submit { req, upstream } => submit(rows, req, upstream.as_ref(), now).await,
+        Change::Submit { req, upstream, max_queued } => submit(rows, req, upstream.as_ref(), *max_queued, now).await,
+        Change::Cancel { task } => cancel(rows, *task, now).await,
+        Change::Advance => {
+            let revision = locked(rows).await? + 1;
+            let starts = advance(rows, revision, now).await?;
+            if starts.is_empty() {
+                return Ok((Changed::Progress(Progress { revision: revision - 1, started: Vec::new() }), false));
+            }
+            rows.bump(now).await?;
+            Ok((Changed::Progress(Progress { revision, started: starts.start }), true))
+        }
+        Change::Busy { task, refusal, until } => busy(rows, *task, refusal, *until, now).await,
         Change::Finish { task, end } => {
             let ended = finish(rows, *task, end, now).await?;
             Ok((Changed::Ended(ended), true))
@@ -503,14 +611,17 @@ pub(crate) async fn apply<R: Rows>(rows: &R, change: &Change, now: Millis) -> Re
             Ok((Changed::Granted(package_wire_id(id), rows.bump(now).await?), true))
         }
         Change::SetPool { kind, limit, unit_cost } => {
-            locked(rows).await?;
+            let current = locked(rows).await?;
             let pool = rows.pool(kind).await?.ok_or_else(|| QuotaError::BadRequest(format!("unknown kind {kind:?}")))?;
             let unit_cost = unit_cost.unwrap_or(pool.unit_cost);
             if unit_cost == pool.unit_cost && *limit == pool.limit {
-                return Ok((Changed::Revision(rows.revision().await?), false));
+                return Ok((Changed::Progress(Progress { revision: current, started: Vec::new() }), false));
             }
             rows.set_pool(kind, *limit, unit_cost).await?;
-            Ok((Changed::Revision(rows.bump(now).await?), true))
+            // A higher limit starts waiting requests; a lower one refuses
+            // those that could never start.
+            let started = advance(rows, current + 1, now).await?.start;
+            Ok((Changed::Progress(Progress { revision: rows.bump(now).await?, started }), true))
         }
         Change::EnsureMirror { secret } => {
             locked(rows).await?;
@@ -524,13 +635,14 @@ pub(crate) async fn apply<R: Rows>(rows: &R, change: &Change, now: Millis) -> Re
             Ok((Changed::Nothing, false))
         }
         Change::EndRefused { task, refusal } => {
-            locked(rows).await?;
+            let revision = locked(rows).await? + 1;
             match rows.task(*task).await? {
-                Some((status, _)) if status == "running" => {}
+                Some(row) if row.status == "running" => {}
                 _ => return Err(QuotaError::TaskEnded(task_wire_id(*task))),
             }
-            rows.end_task(*task, "refused", Units::ZERO, Some(refusal.message()), now).await?;
-            Ok((Changed::Revision(rows.bump(now).await?), true))
+            rows.end_task(*task, "refused", Units::ZERO, Some(refusal.message()), revision, now).await?;
+            let started = advance(rows, revision, now).await?.start;
+            Ok((Changed::Progress(Progress { revision: rows.bump(now).await?, started }), true))
         }
         Change::Refuse { req, refusal } => {
             check_submit(req)?;
@@ -548,78 +660,198 @@ async fn locked<R: Rows>(rows: &R) -> Result<u64, QuotaError> {
     rows.lock().await?.ok_or(QuotaError::Unauthorized)
 }
 
-/// R1-R3 by the core's `Capacity` and R2's `counts`.
-async fn submit<R: Rows>(rows: &R, req: &SubmitRequest, upstream: Option<&UpstreamFields>, now: Millis) -> Result<(Changed, bool), QuotaError> {
+/// R1-R3 and the queue (R8) by the core's `queue::Figures` (slots and
+/// units by `rules::Capacity`, R2's `counts`).
+async fn submit<R: Rows>(
+    rows: &R,
+    req: &SubmitRequest,
+    upstream: Option<&UpstreamFields>,
+    max_queued: u32,
+    now: Millis,
+) -> Result<(Changed, bool), QuotaError> {
     check_submit(req)?;
     // Loaded together (PostgreSQL pipelines them on one connection; each
     // read runs after the lock is granted, so it sees the rows as the lock
     // left them).
-    let (current, pool, prior, (in_use, reserved), packages) = try_join5(
-        rows.lock(),
-        rows.pool(&req.kind),
-        rows.accepted(&req.client_request_id),
-        rows.in_use(&req.kind),
-        rows.packages(),
+    let ((current, pool, prior, (in_use, reserved), packages), queued) = try_join(
+        try_join5(
+            rows.lock(),
+            rows.pool(&req.kind),
+            rows.accepted(&req.client_request_id),
+            rows.in_use(&req.kind),
+            rows.packages(),
+        ),
+        rows.queued(),
     )
     .await?;
     let (Some(current), Some(pool)) = (current, pool) else {
         return Err(QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)));
     };
-    if let Some((id, slots, reserved_units, revision)) = prior {
+    let waiting = waiting_of(&queued);
+    if let Some((id, slots, reserved_units, revision, status)) = prior {
         let accepted = SubmitAccepted {
             task_id: task_wire_id(id),
             client_request_id: req.client_request_id.clone(),
             slots,
             reserved_units,
             revision,
+            place: if status == "queued" { place_of(&waiting, id) } else { None },
         };
         return Ok((Changed::Submitted(SubmitOutcome::Accepted { accepted, repeat: true }), false));
     }
-    let slots = pool.rule.slots_for(req.count);
-    let cost = pool.unit_cost.times(req.count);
-    let cap = Capacity {
-        limit: pool.limit,
-        in_use,
+    // The request's own pool: all that `admit` reads of the pools.
+    let pools = [SlotPool { kind: req.kind.clone(), limit: pool.limit, in_use, unit_cost: pool.unit_cost, slot_rule: pool.rule }];
+    let held = held_kinds([(req.kind.as_str(), pool.held_until_ms)], now);
+    let figures = Figures {
+        pools: &pools,
         spendable: counting(&shown(&packages, now), now).into_iter().map(|(_, u)| u).sum(),
-        reserved,
+        running_reserved: reserved,
+        waiting: &waiting,
+        held: &held,
     };
     // The lock holds the revision: the next one is known, and the saves go
     // out together.
     let revision = current + 1;
-    let outcome = match cap.admit(slots, cost) {
-        Ok(()) => {
-            let (_, id) = try_join(rows.bump(now), rows.start_task(&NewTask { req, slots, cost, revision, upstream, now })).await?;
-            let accepted = SubmitAccepted {
-                task_id: task_wire_id(id),
-                client_request_id: req.client_request_id.clone(),
-                slots,
-                reserved_units: cost,
-                revision,
-            };
-            SubmitOutcome::Accepted { accepted, repeat: false }
-        }
-        Err(shortfall) => {
-            let refusal = Refusal::from(shortfall);
+    let (slots, cost, queued, place) = match figures.admit(&req.kind, req.count, req.queue, max_queued) {
+        Admission::Start { slots, cost } => (slots, cost, false, None),
+        Admission::Queue { slots, cost, ahead } => (slots, cost, true, Some(ahead.saturating_add(1))),
+        Admission::Refuse(why) => {
+            let refusal = refused(why, &req.kind)?;
+            let (slots, cost) = (pool.rule.slots_for(req.count), pool.unit_cost.times(req.count));
             try_join(rows.bump(now), rows.refuse_task(req, slots, cost, refusal.message(), now)).await?;
-            SubmitOutcome::Refused { refusal, revision }
+            return Ok((Changed::Submitted(SubmitOutcome::Refused { refusal, revision }), true));
         }
     };
-    Ok((Changed::Submitted(outcome), true))
+    let task = NewTask { req, slots, cost, revision, upstream, now, queued };
+    let (_, id) = try_join(rows.bump(now), rows.start_task(&task)).await?;
+    let accepted = SubmitAccepted {
+        task_id: task_wire_id(id),
+        client_request_id: req.client_request_id.clone(),
+        slots,
+        reserved_units: cost,
+        revision,
+        place,
+    };
+    Ok((Changed::Submitted(SubmitOutcome::Accepted { accepted, repeat: false }), true))
+}
+
+/// The core's refusal as the API says it.
+fn refused(why: queue::Refusal, kind: &str) -> Result<Refusal, QuotaError> {
+    Ok(match why {
+        queue::Refusal::UnknownKind => return Err(QuotaError::BadRequest(format!("unknown kind {kind:?}"))),
+        queue::Refusal::Slots { .. } => Refusal::OverConcurrency,
+        queue::Refusal::Units { .. } => Refusal::UnitsExhausted,
+        queue::Refusal::OverLimit { needed, limit } => Refusal::Queue {
+            message: format!(
+                "the request needs {needed} slots, more than the {limit} of its kind: it could never start; nothing was queued or charged"
+            ),
+        },
+        queue::Refusal::QueueFull { max } => Refusal::Queue {
+            message: format!(
+                "{max} requests of this account wait already, the most the queue holds; nothing was queued or charged"
+            ),
+        },
+    })
+}
+
+/// Queued rows as the core's waiting requests.
+fn waiting_of(queued: &[QueuedRow]) -> Vec<Waiting<i64>> {
+    queued.iter().map(|q| Waiting { id: q.id, kind: q.kind.clone(), slots: q.slots, cost: q.cost }).collect()
+}
+
+/// The place of waiting request `id` in its kind's queue (1 starts next).
+fn place_of(waiting: &[Waiting<i64>], id: i64) -> Option<u32> {
+    let i = waiting.iter().position(|w| w.id == id)?;
+    places(waiting).get(i).copied()
+}
+
+/// Starts what the queue can start now, in the transaction of the change
+/// that let it (slots freed, a limit changed, a hold ended): the core's
+/// `starts` over the rows as the change left them. Requests that can never
+/// start are refused, charged nothing. The caller bumps the revision
+/// (`revision` is the one it bumps to).
+async fn advance<R: Rows>(rows: &R, revision: u64, now: Millis) -> Result<Starts<i64>, StoreError> {
+    let (pools, holds, queued) = try_join3(rows.pools(), rows.holds(), rows.queued()).await?;
+    if queued.is_empty() {
+        return Ok(Starts::default());
+    }
+    let waiting = waiting_of(&queued);
+    let held = held_kinds(holds.iter().map(|(kind, until)| (kind.as_str(), *until)), now);
+    // `starts` judges slots and holds only: the units were reserved when
+    // each request was queued.
+    let figures = Figures { pools: &pools, spendable: Units::ZERO, running_reserved: Units::ZERO, waiting: &waiting, held: &held };
+    let starts = figures.starts();
+    for &id in &starts.refuse {
+        rows.end_task(id, "refused", Units::ZERO, Some(NEVER_STARTS), revision, now).await?;
+    }
+    if !starts.start.is_empty() {
+        rows.start_queued(&starts.start, revision, now).await?;
+    }
+    Ok(starts)
+}
+
+/// Cancels a queued request: its units are released, nothing is charged,
+/// and those behind it may start. A repeat answers as the first did.
+async fn cancel<R: Rows>(rows: &R, task: i64, now: Millis) -> Result<(Changed, bool), QuotaError> {
+    let (current, row) = try_join(rows.lock(), rows.task(task)).await?;
+    let (Some(current), Some(row)) = (current, row) else {
+        return Err(QuotaError::TaskNotFound(task_wire_id(task)));
+    };
+    let answer = |revision| Cancelled { task_id: task_wire_id(task), units_released: row.cost, revision };
+    match row.status.as_str() {
+        "queued" => {}
+        "cancelled" => {
+            return Ok((Changed::Cancelled(answer(row.finished_revision.unwrap_or(current)), Vec::new()), false));
+        }
+        "running" => return Err(QuotaError::NotQueued(task_wire_id(task))),
+        _ => return Err(QuotaError::TaskEnded(task_wire_id(task))),
+    }
+    let revision = current + 1;
+    rows.end_task(task, "cancelled", Units::ZERO, Some(CANCELLED), revision, now).await?;
+    let started = advance(rows, revision, now).await?.start;
+    rows.bump(now).await?;
+    Ok((Changed::Cancelled(answer(revision), started), true))
+}
+
+/// Upstream mode: the service's 1303 for a running task. Its kind is held
+/// until `until`; sent with `queue` it waits again in its place (the
+/// core's put-back, `queue::Book::put_back`), else it is refused.
+async fn busy<R: Rows>(rows: &R, task: i64, refusal: &Refusal, until: Millis, now: Millis) -> Result<(Changed, bool), QuotaError> {
+    let (current, row) = try_join(rows.lock(), rows.task(task)).await?;
+    let (Some(current), Some(row)) = (current, row) else {
+        return Err(QuotaError::TaskNotFound(task_wire_id(task)));
+    };
+    if row.status != "running" {
+        return Err(QuotaError::TaskEnded(task_wire_id(task)));
+    }
+    let revision = current + 1;
+    rows.hold(&row.kind, until).await?;
+    if row.may_queue {
+        rows.requeue(task).await?;
+    } else {
+        rows.end_task(task, "refused", Units::ZERO, Some(refusal.message()), revision, now).await?;
+    }
+    let started = advance(rows, revision, now).await?.start;
+    let place = if row.may_queue { place_of(&waiting_of(&rows.queued().await?), task) } else { None };
+    rows.bump(now).await?;
+    Ok((Changed::Busied(Busied { place, revision, started }), true))
 }
 
 /// Ends a task once; a success is paid by the packages that count now,
 /// earliest expiry first (R6), or in upstream mode charged to the ledger
 /// (the service deducts; the ledger shows it until the service's figure does).
 async fn finish<R: Rows>(rows: &R, task_id: i64, end: &TaskEnd, now: Millis) -> Result<Ended, QuotaError> {
-    let (current, task, packages, mirror) = try_join4(rows.lock(), rows.task(task_id), rows.packages(), rows.mirror()).await?;
+    let ((current, task, packages, mirror), queued) =
+        try_join(try_join4(rows.lock(), rows.task(task_id), rows.packages(), rows.mirror()), rows.queued()).await?;
     // Another account's task is "not found", not "forbidden": its
     // existence is none of this account's business.
-    let (Some(current), Some((status, cost))) = (current, task) else {
+    let (Some(current), Some(TaskRow { status, cost, .. })) = (current, task) else {
         return Err(QuotaError::TaskNotFound(task_wire_id(task_id)));
     };
     if status != "running" {
         return Err(QuotaError::TaskEnded(task_wire_id(task_id)));
     }
+    let revision = current + 1;
     let (outcome, charged) = match end {
         TaskEnd::Succeed { units } => {
             let amount = units.unwrap_or(cost);
@@ -637,15 +869,18 @@ async fn finish<R: Rows>(rows: &R, task_id: i64, end: &TaskEnd, now: Millis) -> 
                     plan.iter().map(|&(_, units)| units).sum()
                 }
             };
-            try_join(rows.end_task(task_id, "succeeded", charged, None, now), rows.bump(now)).await?;
+            try_join(rows.end_task(task_id, "succeeded", charged, None, revision, now), rows.bump(now)).await?;
             (Outcome::Succeeded, charged)
         }
         TaskEnd::Fail { reason } => {
-            try_join(rows.end_task(task_id, "failed", Units::ZERO, Some(reason), now), rows.bump(now)).await?;
+            try_join(rows.end_task(task_id, "failed", Units::ZERO, Some(reason), revision, now), rows.bump(now)).await?;
             (Outcome::Failed, Units::ZERO)
         }
     };
-    Ok(Ended { outcome, units_charged: charged, revision: current + 1 })
+    // Its slots are free: the queue moves in this same transaction (read
+    // again only when something waits).
+    let started = if queued.is_empty() { Vec::new() } else { advance(rows, revision, now).await?.start };
+    Ok(Ended { outcome, units_charged: charged, revision, started })
 }
 
 /// The service's figures as the ledger reads them.
@@ -732,7 +967,8 @@ pub(crate) async fn mirror<R: Rows>(rows: &R) -> Result<Option<(Ledger, Option<M
 pub(crate) async fn snapshot<R: Rows>(rows: &R, now: Millis) -> Result<ServerState, StoreError> {
     let (revision, pools, packages, running) =
         try_join4(rows.revision(), rows.pools(), rows.packages(), rows.running()).await?;
-    let (finished, mirror) = try_join(rows.finished(FINISHED_WINDOW), rows.mirror()).await?;
+    let (finished, mirror, queued) = try_join3(rows.finished(FINISHED_WINDOW), rows.mirror(), rows.queued()).await?;
+    let places = places(&waiting_of(&queued));
     Ok(ServerState {
         revision,
         server_time_ms: now,
@@ -740,6 +976,19 @@ pub(crate) async fn snapshot<R: Rows>(rows: &R, now: Millis) -> Result<ServerSta
         packages: shown(&packages, now).into_iter().map(|(_, p)| p).collect(),
         running,
         finished,
+        queued: queued
+            .into_iter()
+            .zip(places)
+            .map(|(q, place)| QueuedRequest {
+                id: task_wire_id(q.id),
+                kind: q.kind,
+                count: q.count,
+                reserved_units: q.cost,
+                place,
+                client_request_id: q.client_request_id,
+                queued_at_ms: q.queued_at_ms,
+            })
+            .collect(),
         packages_synced_at_ms: mirror.and_then(|(_, at)| at),
     })
 }

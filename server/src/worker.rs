@@ -49,15 +49,25 @@ impl Worker {
     /// and ends it later. Must be called inside a tokio runtime.
     pub fn schedule(&self, account: AccountId, task_id: i64) {
         let (ms, end) = self.draw();
-        let store = Arc::clone(&self.store);
+        let worker = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            match store.finish(account, task_id, &end, now_ms()).await {
-                // A dev endpoint may have ended it first: nothing to do.
-                Ok(_) | Err(QuotaError::TaskEnded(_) | QuotaError::TaskNotFound(_)) => {}
-                Err(e) => eprintln!("quota-server: worker could not end task {task_id}: {e}"),
-            }
+            worker.end(account, task_id, &end).await;
         });
+    }
+
+    /// Ends a task, and runs the queued requests its end started.
+    async fn end(&self, account: AccountId, task_id: i64, end: &TaskEnd) {
+        match self.store.finish(account, task_id, end, now_ms()).await {
+            Ok(ended) => {
+                for id in ended.started {
+                    self.schedule(account, id);
+                }
+            }
+            // A dev endpoint may have ended it first: nothing to do.
+            Err(QuotaError::TaskEnded(_) | QuotaError::TaskNotFound(_)) => {}
+            Err(e) => eprintln!("quota-server: worker could not end task {task_id}: {e}"),
+        }
     }
 
     /// On a database that other instances share: once a second, ends the
@@ -93,10 +103,7 @@ impl Worker {
     /// Ends a task now with a drawn outcome.
     async fn end_now(&self, account: AccountId, task_id: i64) {
         let end = self.draw().1;
-        match self.store.finish(account, task_id, &end, now_ms()).await {
-            Ok(_) | Err(QuotaError::TaskEnded(_) | QuotaError::TaskNotFound(_)) => {}
-            Err(e) => eprintln!("quota-server: worker could not end task {task_id}: {e}"),
-        }
+        self.end(account, task_id, &end).await;
     }
 
     /// A task's duration and end, from the seeded RNG.

@@ -145,6 +145,7 @@ async fn submit(router: &Router, token: &str, kind: &str, count: u32, id: &str) 
         count,
         client_request_id: id.into(),
         prompt: Some("a cat".into()),
+        queue: false,
     })
     .expect("json");
     call(
@@ -1467,9 +1468,12 @@ async fn the_store_keeps_no_token_and_an_old_store_is_migrated() {
     assert_ne!(stored, "fresh", "the token itself is not stored");
     assert_eq!(stored.len(), 64);
     // Rows as version 4 kept them (plain tokens); the migration hashes them.
+    // (What version 6 added goes too: the pools' hold; its rebuilt tasks
+    // table is rebuilt again.)
     conn.execute_batch(
         "UPDATE accounts SET token = 'fresh';
          DROP INDEX accounts_token_hash; DROP TABLE sessions; ALTER TABLE accounts DROP COLUMN token_hash;
+         ALTER TABLE pools DROP COLUMN held_until_ms;
          INSERT INTO accounts (token, revision, created_at_ms, revised_at_ms) VALUES ('old-token', 1, 0, 0);
          PRAGMA user_version = 4;",
     )

@@ -38,6 +38,7 @@ fn every_endpoint_of_the_api_is_described() {
         ("/api/state", "get"),
         ("/api/events", "get"),
         ("/api/generations", "post"),
+        ("/api/generations/{task_id}", "delete"),
         ("/api/upstream/callback/{secret}", "post"),
         ("/api/openapi.json", "get"),
         ("/api/dev/accounts", "post"),
@@ -62,6 +63,20 @@ fn every_endpoint_of_the_api_is_described() {
     assert!(paths["/api/state"]["get"]["responses"]["304"].is_object());
     let link = &submit["201"]["links"]["FailTask"];
     assert_eq!(link["operationId"], "fail", "links in OpenAPI's spelling: {link}");
+    // The queue: a submit may wait, and its id leads to the cancel.
+    let link = &submit["201"]["links"]["CancelRequest"];
+    assert_eq!((&link["operationId"], &link["parameters"]["task_id"]), (&"cancel".into(), &"$response.body#/task_id".into()));
+    let cancel = &paths["/api/generations/{task_id}"]["delete"];
+    assert_eq!(cancel["operationId"], "cancel");
+    for status in ["200", "401", "403", "404", "409", "429", "500"] {
+        assert!(cancel["responses"].get(status).is_some(), "DELETE /api/generations/{{task_id}} has no {status}");
+    }
+    let state = &doc["components"]["schemas"]["ServerState"];
+    assert!(state["properties"].get("queued").is_some(), "the state lists the queue");
+    let required: Vec<&str> = state["required"].as_array().expect("required").iter().filter_map(|v| v.as_str()).collect();
+    assert!(!required.contains(&"queued"), "a state without the queue (an older server's) is valid: {required:?}");
+    let request = &doc["components"]["schemas"]["SubmitRequest"];
+    assert_eq!(request["properties"]["queue"]["type"], "boolean");
 }
 
 /// The server serves the same document it commits.

@@ -21,6 +21,8 @@ use quota_widget::core::rules;
 use quota_widget::core::wire::{Millis, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest, Units};
 
 const T0: Millis = 1_700_000_000_000;
+/// Requests that may wait per account, as the server's default.
+const MAXQ: u32 = quota_server::store::DEFAULT_MAX_QUEUED;
 const DAY: i64 = 86_400_000;
 
 /// Image costs 4 units an item and takes a slot an item; video costs 20
@@ -38,7 +40,12 @@ fn plan(image_limit: u32, packages: Vec<PackageSpec>) -> AccountSpec {
 }
 
 fn req(id: &str, kind: &str, count: u32) -> SubmitRequest {
-    SubmitRequest { kind: kind.into(), count, client_request_id: id.into(), prompt: None }
+    SubmitRequest { kind: kind.into(), count, client_request_id: id.into(), prompt: None, queue: false }
+}
+
+/// The same, sent with `queue`.
+fn queued(id: &str, kind: &str, count: u32) -> SubmitRequest {
+    SubmitRequest { queue: true, ..req(id, kind, count) }
 }
 
 async fn account(s: &dyn Storage, spec: &AccountSpec) -> AccountId {
@@ -46,14 +53,14 @@ async fn account(s: &dyn Storage, spec: &AccountSpec) -> AccountId {
 }
 
 async fn accept(s: &dyn Storage, a: AccountId, r: &SubmitRequest, now: Millis) -> SubmitAccepted {
-    match s.submit(a, r, now).await.expect("submit") {
+    match s.submit(a, r, MAXQ, now).await.expect("submit") {
         SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
         other => panic!("{} should be accepted anew: {other:?}", r.client_request_id),
     }
 }
 
 async fn refusal(s: &dyn Storage, a: AccountId, r: &SubmitRequest, now: Millis) -> (Refusal, u64) {
-    match s.submit(a, r, now).await.expect("submit") {
+    match s.submit(a, r, MAXQ, now).await.expect("submit") {
         SubmitOutcome::Refused { refusal, revision } => (refusal, revision),
         other => panic!("{} should be refused: {other:?}", r.client_request_id),
     }
@@ -192,7 +199,7 @@ async fn a_repeated_request_id_is_answered_once(s: &dyn Storage) {
     let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
     let first = accept(s, a, &req("r1", "image", 1), T0 + 1).await;
     let rev = s.revision(a).await.expect("revision");
-    match s.submit(a, &req("r1", "image", 1), T0 + 2).await.expect("submit") {
+    match s.submit(a, &req("r1", "image", 1), MAXQ, T0 + 2).await.expect("submit") {
         SubmitOutcome::Accepted { accepted, repeat: true } => assert_eq!(accepted, first),
         other => panic!("a repeat should get the first answer: {other:?}"),
     }
@@ -207,7 +214,7 @@ async fn a_repeated_request_id_is_answered_once(s: &dyn Storage) {
     s.finish(a, task(&first), &TaskEnd::Fail { reason: "x".into() }, T0 + 5).await.expect("finish");
     accept(s, a, &req("r3", "image", 1), T0 + 6).await;
     // An ended task's id still answers with it, and starts nothing.
-    match s.submit(a, &req("r1", "image", 1), T0 + 7).await.expect("submit") {
+    match s.submit(a, &req("r1", "image", 1), MAXQ, T0 + 7).await.expect("submit") {
         SubmitOutcome::Accepted { accepted, repeat: true } => assert_eq!(accepted.task_id, first.task_id),
         other => panic!("{other:?}"),
     }
@@ -254,7 +261,7 @@ async fn snapshots_follow_the_revisions(s: &dyn Storage) {
     let e2 = s.finish(a, task(&t2), &TaskEnd::Succeed { units: None }, T0 + 4).await.expect("finish").revision;
     let e1 = s.finish(a, task(&t1), &TaskEnd::Fail { reason: "x".into() }, T0 + 5).await.expect("finish").revision;
     let (_, g) = s.grant_package(a, &package("q", 5, 0, DAY), T0 + 6).await.expect("grant");
-    let l = s.set_limit(a, "image", 3, T0 + 7).await.expect("limit");
+    let l = s.set_limit(a, "image", 3, T0 + 7).await.expect("limit").revision;
     for rev in [t1.revision, t2.revision, r3, e2, e1, g, l] {
         expected += 1;
         assert_eq!(rev, expected);
@@ -274,7 +281,7 @@ async fn snapshots_follow_the_revisions(s: &dyn Storage) {
 async fn racing_submits_never_overshoot(s: &dyn Storage) {
     let a = account(s, &plan(5, vec![package("p", 12, 0, DAY)])).await;
     let reqs: Vec<_> = (0..12).map(|i| req(&format!("r{i}"), "image", 1)).collect();
-    let outs = join_all(reqs.iter().map(|r| s.submit(a, r, T0 + 1))).await;
+    let outs = join_all(reqs.iter().map(|r| s.submit(a, r, MAXQ, T0 + 1))).await;
     let accepted = outs.iter().filter(|o| matches!(o, Ok(SubmitOutcome::Accepted { .. }))).count();
     assert_eq!(accepted, 3, "12 units pay for 3 images of 4, though 5 slots are free: {outs:?}");
     let st = s.state(a, T0 + 1).await.expect("state");
@@ -287,7 +294,7 @@ async fn bad_requests_change_nothing(s: &dyn Storage) {
     let a = account(s, &plan(4, vec![package("p", 100, 0, DAY)])).await;
     let r0 = s.revision(a).await.expect("revision");
     for bad in [req("x", "audio", 1), req("x", "image", 0), req("x", "image", 17), req("", "image", 1)] {
-        let out = s.submit(a, &bad, T0 + 1).await;
+        let out = s.submit(a, &bad, MAXQ, T0 + 1).await;
         assert!(matches!(out, Err(QuotaError::BadRequest(_))), "{bad:?}: {out:?}");
     }
     assert_eq!(s.revision(a).await.expect("revision"), r0);
@@ -373,7 +380,7 @@ async fn a_mirrored_submit_counts_only_the_packs_the_state_counts(s: &dyn Storag
 async fn a_mirrored_success_is_charged_once(s: &dyn Storage) {
     let a = mirrored(s, vec![pack("p", "100", "online")]).await;
     let fields = UpstreamFields { family: "images".into(), params: "{\"model_name\":\"m\"}".into() };
-    let t = match s.submit_upstream(a, &req("r1", "image", 3), Some(fields.clone()), T0 + 1).await.expect("submit") {
+    let t = match s.submit_upstream(a, &req("r1", "image", 3), Some(fields.clone()), MAXQ, T0 + 1).await.expect("submit") {
         SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
         other => panic!("{other:?}"),
     };
@@ -416,6 +423,154 @@ async fn a_mirrored_success_is_charged_once(s: &dyn Storage) {
 
 fn sqlite() -> SqliteStorage {
     SqliteStorage::start(|| SqliteStore::open(":memory:", Hub::default())).expect("SQLite in memory")
+}
+
+/// The queue (R8): a request sent with `queue` while its slots are busy
+/// waits with its units reserved and no slot; it starts, in order, in the
+/// transaction that frees its slots; a cancel releases its units; nothing
+/// is charged for a wait, a cancel or a failure.
+async fn queued_requests_start_in_order_as_slots_free(s: &dyn Storage) {
+    let a = account(s, &plan(4, vec![package("p", 100, 0, DAY)])).await;
+    let t = accept(s, a, &queued("r1", "image", 4), T0 + 1).await;
+    assert_eq!(t.place, None, "it fits: it runs");
+    let b = accept(s, a, &queued("b", "image", 2), T0 + 2).await;
+    let c = accept(s, a, &queued("c", "image", 1), T0 + 3).await;
+    let d = accept(s, a, &queued("d", "image", 2), T0 + 4).await;
+    assert_eq!([b.place, c.place, d.place], [Some(1), Some(2), Some(3)]);
+    assert_eq!((b.slots, b.reserved_units), (2, u(8)));
+    let st = s.state(a, T0 + 4).await.expect("state");
+    assert_eq!(in_use(&st, "image"), 4, "waiting requests hold no slot");
+    let shown: Vec<_> = st.queued.iter().map(|q| (q.id.as_str(), q.place, q.count, q.reserved_units, q.queued_at_ms)).collect();
+    assert_eq!(
+        shown,
+        [(b.task_id.as_str(), 1, 2, u(8), T0 + 2), (c.task_id.as_str(), 2, 1, u(4), T0 + 3), (d.task_id.as_str(), 3, 2, u(8), T0 + 4)]
+    );
+    assert_eq!(st.queued[0].client_request_id.as_deref(), Some("b"));
+    // R2 counts the queue: 100 - 16 running - 20 waiting = 64 available.
+    let (why, _) = refusal(s, a, &req("v1", "video", 4), T0 + 5).await;
+    assert_eq!(why, Refusal::UnitsExhausted, "a video of 80 units is over the 64 left");
+    accept(s, a, &req("v2", "video", 3), T0 + 5).await;
+    // A repeat of a queued request is answered with its place, nothing more.
+    match s.submit(a, &queued("c", "image", 1), MAXQ, T0 + 6).await.expect("repeat") {
+        SubmitOutcome::Accepted { accepted, repeat: true } => assert_eq!(accepted, c),
+        other => panic!("a repeat: {other:?}"),
+    }
+    // Without `queue`, a newcomer finds no slot: the waiting come first.
+    let (why, _) = refusal(s, a, &req("e", "image", 1), T0 + 6).await;
+    assert_eq!(why, Refusal::OverConcurrency);
+
+    // The running task fails: "b" and "c" start in the same change; "d"
+    // (2) does not fit in the one slot left, and waits at the head.
+    let ended = s.finish(a, task(&t), &TaskEnd::Fail { reason: "x".into() }, T0 + 7).await.expect("finish");
+    assert_eq!(ended.started, [task(&b), task(&c)]);
+    let st = s.state(a, T0 + 7).await.expect("state");
+    assert_eq!(st.revision, ended.revision);
+    assert_eq!(in_use(&st, "image"), 3);
+    let running: Vec<_> = st.running.iter().filter(|r| r.kind == "image").map(|r| (r.id.as_str(), r.started_at_ms)).collect();
+    assert_eq!(running, [(b.task_id.as_str(), T0 + 7), (c.task_id.as_str(), T0 + 7)]);
+    assert_eq!(st.queued.iter().map(|q| (q.id.as_str(), q.place)).collect::<Vec<_>>(), [(d.task_id.as_str(), 1)]);
+    assert_eq!(left(&st, "p").0, u(100), "a failure, a wait and a start charge nothing");
+
+    // Cancel "d": its units come back, nothing is charged, and a second
+    // cancel answers the same.
+    let before = s.state(a, T0 + 8).await.expect("state");
+    let (cancelled, started) = s.cancel(a, task(&d), T0 + 8).await.expect("cancel");
+    assert_eq!((cancelled.task_id.as_str(), cancelled.units_released, cancelled.revision), (d.task_id.as_str(), u(8), before.revision + 1));
+    assert!(started.is_empty());
+    assert_eq!(s.cancel(a, task(&d), T0 + 9).await.expect("again").0, cancelled);
+    let st = s.state(a, T0 + 9).await.expect("state");
+    assert_eq!(st.revision, cancelled.revision, "a repeated cancel changes nothing");
+    assert!(st.queued.is_empty());
+    let shown = st.finished.iter().find(|f| f.id == d.task_id).expect("the cancel is shown");
+    assert_eq!((shown.outcome, shown.units_charged), (Outcome::Refused, Units::ZERO));
+    assert!(shown.reason.as_deref().is_some_and(|r| r.contains("cancelled")), "{shown:?}");
+    assert_eq!(left(&st, "p").0, u(100));
+    // Only a waiting request can be cancelled.
+    assert!(matches!(s.cancel(a, task(&b), T0 + 10).await, Err(QuotaError::NotQueued(_))));
+    s.finish(a, task(&b), &TaskEnd::Succeed { units: None }, T0 + 10).await.expect("success");
+    assert!(matches!(s.cancel(a, task(&b), T0 + 11).await, Err(QuotaError::TaskEnded(_))));
+    assert!(matches!(s.cancel(a, 987_654, T0 + 11).await, Err(QuotaError::TaskNotFound(_))));
+    // The request id of a cancelled request may be used again.
+    let again = accept(s, a, &queued("d", "image", 1), T0 + 12).await;
+    assert_ne!(again.task_id, d.task_id);
+    // The ledger: only the success was charged.
+    assert_eq!(left(&s.state(a, T0 + 12).await.expect("state"), "p").0, u(92));
+}
+
+/// The queue's bound and the requests it never takes: refused, recorded,
+/// charged nothing. A lowered limit refuses a waiting request that could
+/// never start; a raised one starts those that fit.
+async fn the_queue_has_a_bound(s: &dyn Storage) {
+    let a = account(s, &plan(2, vec![package("p", 100, 0, DAY)])).await;
+    accept(s, a, &req("r1", "image", 2), T0 + 1).await;
+    let w1 = match s.submit(a, &queued("w1", "image", 2), 2, T0 + 2).await.expect("submit") {
+        SubmitOutcome::Accepted { accepted, .. } => accepted,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(s.submit(a, &queued("w2", "video", 1), 2, T0 + 3).await, Ok(SubmitOutcome::Accepted { .. })));
+    accept(s, a, &queued("w3", "video", 1), T0 + 4).await;
+    let rev = s.revision(a).await.expect("revision");
+    let out = s.submit(a, &queued("w4", "image", 1), 2, T0 + 5).await.expect("submit");
+    let SubmitOutcome::Refused { refusal: Refusal::Queue { message }, revision } = out else { panic!("queue full: {out:?}") };
+    assert!(message.contains("2 requests of this account wait already"), "{message}");
+    assert_eq!(revision, rev + 1, "a refusal is recorded");
+    let out = s.submit(a, &queued("w5", "image", 3), MAXQ, T0 + 6).await.expect("submit");
+    let SubmitOutcome::Refused { refusal: Refusal::Queue { message }, .. } = out else { panic!("over the limit: {out:?}") };
+    assert!(message.contains("needs 3 slots"), "{message}");
+    let st = s.state(a, T0 + 6).await.expect("state");
+    assert_eq!(st.queued.len(), 2);
+    assert_eq!(left(&st, "p").0, u(100));
+
+    // The limit falls to 1: "w1" (2 slots) could never start.
+    let p = s.set_limit(a, "image", 1, T0 + 7).await.expect("limit");
+    assert!(p.started.is_empty());
+    let st = s.state(a, T0 + 7).await.expect("state");
+    assert_eq!(st.queued.iter().map(|q| q.kind.as_str()).collect::<Vec<_>>(), ["video"]);
+    let gone = st.finished.iter().find(|f| f.id == w1.task_id).expect("refused");
+    assert_eq!((gone.outcome, gone.units_charged), (Outcome::Refused, Units::ZERO));
+    // Raised to 4: a queued image starts at once, in the same change.
+    let w6 = accept(s, a, &queued("w6", "image", 1), T0 + 8).await;
+    assert_eq!(w6.place, Some(1));
+    let p = s.set_limit(a, "image", 4, T0 + 9).await.expect("limit");
+    assert_eq!(p.started, [task(&w6)]);
+    assert_eq!(s.state(a, T0 + 9).await.expect("state").revision, p.revision);
+}
+
+/// Upstream's 1303 for a running task: its kind is held until the backoff
+/// passes; sent with `queue` it waits again at the head of its kind's
+/// queue (by arrival), else it is refused; nothing is charged either way.
+async fn a_busy_service_puts_a_queued_request_back(s: &dyn Storage) {
+    let a = account(s, &plan(4, vec![package("p", 100, 0, DAY)])).await;
+    let t1 = accept(s, a, &queued("r1", "image", 2), T0 + 1).await;
+    let t2 = accept(s, a, &req("r2", "image", 1), T0 + 2).await;
+    let busy = Refusal::Queue { message: "busy".into() };
+    let b = s.busy(a, task(&t1), &busy, T0 + 1_000, T0 + 3).await.expect("busy");
+    assert_eq!((b.place, b.started.len()), (Some(1), 0));
+    let st = s.state(a, T0 + 3).await.expect("state");
+    assert_eq!((in_use(&st, "image"), st.queued.len()), (1, 1));
+    assert_eq!((st.queued[0].id.as_str(), st.queued[0].queued_at_ms), (t1.task_id.as_str(), T0 + 1));
+    // Held: free slots, yet a newcomer that may wait waits behind it, and
+    // one that may not is refused; a task ending starts nothing.
+    let t3 = accept(s, a, &queued("r3", "image", 1), T0 + 4).await;
+    assert_eq!(t3.place, Some(2));
+    assert_eq!(refusal(s, a, &req("r4", "image", 1), T0 + 4).await.0, Refusal::OverConcurrency);
+    let ended = s.finish(a, task(&t2), &TaskEnd::Fail { reason: "x".into() }, T0 + 5).await.expect("finish");
+    assert!(ended.started.is_empty());
+    assert!(s.advance(a, T0 + 999).await.expect("advance").started.is_empty(), "still held");
+    let r = s.revision(a).await.expect("revision");
+    assert_eq!(r, ended.revision, "a queue that did not move is no change");
+    // The hold ends: both start, the one put back first.
+    let p = s.advance(a, T0 + 1_000).await.expect("advance");
+    assert_eq!((p.started, p.revision), (vec![task(&t1), task(&t3)], r + 1));
+    // A task sent without `queue` is refused on the service's 1303.
+    let t5 = accept(s, a, &req("r5", "image", 1), T0 + 1_001).await;
+    let b = s.busy(a, task(&t5), &busy, T0 + 2_000, T0 + 1_002).await.expect("busy");
+    assert_eq!(b.place, None);
+    let st = s.state(a, T0 + 1_002).await.expect("state");
+    let f = st.finished.iter().find(|f| f.id == t5.task_id).expect("refused");
+    assert_eq!((f.outcome, f.units_charged, f.reason.as_deref()), (Outcome::Refused, Units::ZERO, Some("busy")));
+    assert_eq!(left(&st, "p").0, u(100));
+    assert!(matches!(s.busy(a, task(&t5), &busy, T0 + 2_000, T0 + 1_003).await, Err(QuotaError::TaskEnded(_))));
 }
 
 /// A fresh database on the test cluster, as the API suite makes them; `None`
@@ -473,4 +628,7 @@ on_both_stores!(
     tokens_and_sessions,
     a_mirrored_submit_counts_only_the_packs_the_state_counts,
     a_mirrored_success_is_charged_once,
+    queued_requests_start_in_order_as_slots_free,
+    the_queue_has_a_bound,
+    a_busy_service_puts_a_queued_request_back,
 );

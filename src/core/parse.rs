@@ -247,6 +247,18 @@ fn finished<S: Source>(v: &S, p: &str) -> R<FinishedTask> {
     })
 }
 
+fn queued<S: Source>(v: &S, p: &str) -> R<QueuedRequest> {
+    Ok(QueuedRequest {
+        id: str_at(v, p, "id")?,
+        kind: str_at(v, p, "kind")?,
+        count: u32_at(v, p, "count")?,
+        reserved_units: units_at(v, p, "reserved_units")?,
+        place: u32_at(v, p, "place")?,
+        client_request_id: opt_str_at(v, p, "client_request_id")?,
+        queued_at_ms: ms_at(v, p, "queued_at_ms")?,
+    })
+}
+
 /// The members of a state that change with every state the server sends,
 /// whatever else changed: a state equal to the last one read but for these
 /// is read by [`read_repeat`], without reading the rest again.
@@ -274,6 +286,11 @@ pub fn read_state<S: Source>(v: &S) -> Result<ServerState, StateError> {
             packages: items(v, "packages", package)?,
             running: items(v, "running", running)?,
             finished: items(v, "finished", finished)?,
+            // Optional: a server without the queue does not send it.
+            queued: match v.get("queued") {
+                Some(x) if !x.is_null() => items(v, "queued", queued)?,
+                _ => Vec::new(),
+            },
             packages_synced_at_ms: opt_ms_at(v, "", "packages_synced_at_ms")?,
         })
     };

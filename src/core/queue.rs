@@ -250,6 +250,16 @@ impl<Id: Clone + PartialEq> Figures<'_, Id> {
     }
 }
 
+/// The place of each waiting request within its kind (1 starts next), in
+/// the order given (arrival order): what a state shows of the queue.
+pub fn places<Id>(waiting: &[Waiting<Id>]) -> Vec<u32> {
+    waiting
+        .iter()
+        .enumerate()
+        .map(|(i, w)| count(waiting[..i].iter().filter(|x| x.kind == w.kind)).saturating_add(1))
+        .collect()
+}
+
 fn count<T>(it: impl Iterator<Item = T>) -> u32 {
     count_usize(it.count())
 }

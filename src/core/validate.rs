@@ -75,6 +75,7 @@ pub fn validate(s: &ServerState) -> Result<(), StateError> {
     count("packages", s.packages.len())?;
     count("running tasks", s.running.len())?;
     count("finished tasks", s.finished.len())?;
+    count("queued requests", s.queued.len())?;
     let kinds: Vec<&str> = s.pools.iter().map(|p| p.kind.as_str()).collect();
     for k in &kinds {
         text("kind", k)?;
@@ -103,6 +104,15 @@ pub fn validate(s: &ServerState) -> Result<(), StateError> {
         }
         if !kinds.contains(&t.kind.as_str()) {
             return Err(StateError::UnknownKind { task: t.id.clone(), kind: t.kind.clone() });
+        }
+    }
+    for q in &s.queued {
+        text("task id", &q.id)?;
+        if let Some(c) = &q.client_request_id {
+            text("client request id", c)?;
+        }
+        if !kinds.contains(&q.kind.as_str()) {
+            return Err(StateError::UnknownKind { task: q.id.clone(), kind: q.kind.clone() });
         }
     }
     for t in &s.finished {

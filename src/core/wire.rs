@@ -266,6 +266,12 @@ pub struct ServerState {
     pub running: Vec<RunningTask>,
     /// Recently ended tasks, newest first. The server keeps a short window.
     pub finished: Vec<FinishedTask>,
+    /// Requests waiting in the server's queue (sent with `queue` while
+    /// their slots were busy), in the order they start within each kind.
+    /// They hold no slot and reserve their units. Absent from a server
+    /// without the queue: read as empty.
+    #[serde(default)]
+    pub queued: Vec<QueuedRequest>,
     /// When the package figures were last read from an upstream service
     /// whose balances lag (absent when the server owns the packages): the
     /// widget says how old they are.
@@ -381,6 +387,33 @@ pub struct RunningTask {
     pub started_at_ms: Millis,
 }
 
+/// A request waiting in the server's queue: it holds no slot, reserves
+/// its units (R2 counts them), and starts, first in first out within its
+/// kind, as soon as its slots are free.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuedRequest {
+    /// The server's id of the request, which it keeps as a running task
+    /// once it starts; `DELETE /api/generations/{id}` cancels it.
+    pub id: String,
+    pub kind: String,
+    /// Items asked for.
+    pub count: u32,
+    /// Units set aside for it from the moment it was queued; deducted
+    /// only if it starts and succeeds.
+    pub reserved_units: Units,
+    /// Its place among the waiting requests of its kind: 1 starts next.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub place: u32,
+    /// The id the client sent with its submit, if any.
+    // Absent or null on the wire (serde writes null): both are declared.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
+    pub client_request_id: Option<String>,
+    /// When it began to wait.
+    pub queued_at_ms: Millis,
+}
+
 /// A task that ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -430,6 +463,16 @@ pub struct SubmitRequest {
     // Absent or null on the wire (serde writes null): both are declared.
     #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | null"))]
     pub prompt: Option<String>,
+    /// When every slot of its kind is busy: wait in the server's queue
+    /// (accepted as queued, its units reserved at once) instead of being
+    /// refused with 1303. Absent: false. A server without the queue
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub queue: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The answer to an accepted submit.
@@ -442,6 +485,25 @@ pub struct SubmitAccepted {
     pub slots: u32,
     pub reserved_units: Units,
     /// The revision that first shows the task.
+    pub revision: u64,
+    /// Only for a request that waits in the queue: its place among the
+    /// waiting requests of its kind (1 starts next). Absent: it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub place: Option<u32>,
+}
+
+/// The answer to `DELETE /api/generations/{id}`: the queued request is
+/// cancelled, its units released, nothing charged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cancelled {
+    pub task_id: String,
+    /// Units its reservation held, released.
+    pub units_released: Units,
+    /// The revision that shows it cancelled.
     pub revision: u64,
 }
 

@@ -47,6 +47,7 @@ pub fn state(revision: u64) -> ServerState {
         packages: vec![package("p1", 100, 100, 30)],
         running: vec![],
         finished: vec![],
+        queued: vec![],
         packages_synced_at_ms: None,
     }
 }

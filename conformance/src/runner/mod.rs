@@ -328,6 +328,7 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
             count,
             client_request_id: self.new_request_id(),
             prompt: Some("qw-conformance check".into()),
+            queue: false,
         }
     }
 

@@ -44,8 +44,8 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
     apply, check_package, outcome_parse, secret_hash, slot_rule_parse, slot_rule_str, snapshot, task_wire_id, to_db, to_u64,
-    units_db, units_of, AcceptedRow, AccountId, AccountSpec, Change, Changed, MirrorPack, PackageRow, PoolRow, Rows,
-    TaskKey, NewTask, UpstreamTask, KINDS, UPSTREAM_TASK_COLUMNS,
+    units_db, units_of, AcceptedRow, AccountId, AccountSpec, Change, Changed, MirrorPack, PackageRow, PoolRow, QueuedRow,
+    Rows, TaskKey, TaskRow, NewTask, UpstreamTask, KINDS, UPSTREAM_TASK_COLUMNS,
 };
 use crate::error::{QuotaError, StoreError};
 use crate::hub::{Hub, Message};
@@ -134,6 +134,21 @@ ALTER TABLE packages ADD COLUMN upstream_id TEXT, ADD COLUMN upstream_remaining 
 CREATE UNIQUE INDEX packages_upstream ON packages (account_id, upstream_id) WHERE upstream_id IS NOT NULL;
 ALTER TABLE tasks ADD COLUMN upstream_family TEXT, ADD COLUMN upstream_params TEXT, ADD COLUMN upstream_task_id TEXT;
 CREATE UNIQUE INDEX tasks_upstream ON tasks (upstream_task_id) WHERE upstream_task_id IS NOT NULL;
+"#,
+// The queue, as in the SQLite store: tasks `queued` (since `queued_at_ms`,
+// sent with `queue`: `may_queue`) and `cancelled`; a request id may be used
+// again after a refusal or a cancel; the revisions at which a task started
+// and ended; upstream mode's hold of a kind after the service's 1303.
+r#"
+ALTER TABLE tasks DROP CONSTRAINT tasks_status_check;
+ALTER TABLE tasks ADD CONSTRAINT tasks_status_check
+    CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'refused', 'cancelled'));
+DROP INDEX tasks_request_id;
+CREATE UNIQUE INDEX tasks_request_id ON tasks (account_id, client_request_id) WHERE status NOT IN ('refused', 'cancelled');
+ALTER TABLE tasks ADD COLUMN may_queue BOOLEAN NOT NULL DEFAULT FALSE, ADD COLUMN queued_at_ms BIGINT,
+    ADD COLUMN started_revision BIGINT, ADD COLUMN finished_revision BIGINT;
+UPDATE tasks SET started_revision = accepted_revision;
+ALTER TABLE pools ADD COLUMN held_until_ms BIGINT NOT NULL DEFAULT 0;
 "#];
 
 /// Whether `--db` names a PostgreSQL database.
@@ -462,12 +477,16 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
 
     async fn pool(&self, kind: &str) -> Result<Option<PoolRow>, StoreError> {
         let row = self
-            .opt("SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = $1 AND kind = $2", &[&self.account, &kind])
+            .opt(
+                "SELECT slot_limit, unit_cost, slot_rule, held_until_ms FROM pools WHERE account_id = $1 AND kind = $2",
+                &[&self.account, &kind],
+            )
             .await?;
         Ok(row.map(|p| PoolRow {
             limit: u32::try_from(p.get::<_, i64>(0)).unwrap_or(0),
             unit_cost: units_of(p.get(1)),
             rule: slot_rule_parse(p.get(2)),
+            held_until_ms: p.get(3),
         }))
     }
 
@@ -496,8 +515,8 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
     async fn accepted(&self, request_id: &str) -> Result<Option<AcceptedRow>, StoreError> {
         let row = self
             .opt(
-                "SELECT id, slots, cost, accepted_revision FROM tasks
-                 WHERE account_id = $1 AND client_request_id = $2 AND status <> 'refused'",
+                "SELECT id, slots, cost, accepted_revision, status FROM tasks
+                 WHERE account_id = $1 AND client_request_id = $2 AND status NOT IN ('refused', 'cancelled')",
                 &[&self.account, &request_id],
             )
             .await?;
@@ -507,6 +526,7 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
                 u32::try_from(p.get::<_, i64>(1)).unwrap_or(0),
                 units_of(p.get(2)),
                 to_u64(p.get::<_, Option<i64>>(3).unwrap_or(0)),
+                p.get(4),
             )
         }))
     }
@@ -546,9 +566,48 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
             .collect())
     }
 
-    async fn task(&self, id: i64) -> Result<Option<(String, Units)>, StoreError> {
-        let row = self.opt("SELECT status, cost FROM tasks WHERE id = $1 AND account_id = $2", &[&id, &self.account]).await?;
-        Ok(row.map(|r| (r.get(0), units_of(r.get(1)))))
+    async fn task(&self, id: i64) -> Result<Option<TaskRow>, StoreError> {
+        let row = self
+            .opt(
+                "SELECT status, kind, cost, may_queue, finished_revision FROM tasks WHERE id = $1 AND account_id = $2",
+                &[&id, &self.account],
+            )
+            .await?;
+        Ok(row.map(|r| TaskRow {
+            status: r.get(0),
+            kind: r.get(1),
+            cost: units_of(r.get(2)),
+            may_queue: r.get(3),
+            finished_revision: r.get::<_, Option<i64>>(4).map(to_u64),
+        }))
+    }
+
+    async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
+        let rows = self
+            .all(
+                "SELECT id, kind, count, slots, cost, client_request_id, COALESCE(queued_at_ms, started_at_ms) FROM tasks
+                 WHERE account_id = $1 AND status = 'queued' ORDER BY id",
+                &[&self.account],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueuedRow {
+                id: r.get(0),
+                kind: r.get(1),
+                count: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                slots: u32::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                cost: units_of(r.get(4)),
+                client_request_id: r.get(5),
+                queued_at_ms: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn holds(&self) -> Result<Vec<(String, Millis)>, StoreError> {
+        let rows =
+            self.all("SELECT kind, held_until_ms FROM pools WHERE account_id = $1 AND held_until_ms > 0", &[&self.account]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn running(&self) -> Result<Vec<RunningTask>, StoreError> {
@@ -576,7 +635,7 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
         let rows = self
             .all(
                 "SELECT id, kind, slots, status, units_charged, reason, client_request_id, finished_at_ms FROM tasks
-                 WHERE account_id = $1 AND status <> 'running' ORDER BY finished_at_ms DESC, id DESC LIMIT $2",
+                 WHERE account_id = $1 AND status NOT IN ('running', 'queued') ORDER BY finished_at_ms DESC, id DESC LIMIT $2",
                 &[&self.account, &i64::from(n)],
             )
             .await?;
@@ -617,23 +676,54 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
         let row = self
             .one(
                 "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                    accepted_revision, started_at_ms, upstream_family, upstream_params)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10) RETURNING id",
+                                    accepted_revision, started_at_ms, upstream_family, upstream_params,
+                                    may_queue, queued_at_ms, started_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                 &[
                     &self.account,
                     &t.req.kind,
                     &i64::from(t.req.count),
                     &i64::from(t.slots),
                     &to_db(t.cost),
+                    &if t.queued { "queued" } else { "running" },
                     &t.req.client_request_id,
                     &i64::try_from(t.revision).unwrap_or(i64::MAX),
                     &t.now,
                     &t.upstream.map(|u| u.family.as_str()),
                     &t.upstream.map(|u| u.params.as_str()),
+                    &t.req.queue,
+                    &t.queued.then_some(t.now),
+                    &(!t.queued).then(|| i64::try_from(t.revision).unwrap_or(i64::MAX)),
                 ],
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    async fn start_queued(&self, ids: &[i64], revision: u64, now: Millis) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE tasks SET status = 'running', started_at_ms = $3, started_revision = $4
+             WHERE id = ANY($1) AND account_id = $2 AND status = 'queued'",
+            &[&ids, &self.account, &now, &i64::try_from(revision).unwrap_or(i64::MAX)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn requeue(&self, id: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE tasks SET status = 'queued', queued_at_ms = COALESCE(queued_at_ms, started_at_ms), started_revision = NULL
+             WHERE id = $1 AND account_id = $2 AND status = 'running'",
+            &[&id, &self.account],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn hold(&self, kind: &str, until: Millis) -> Result<(), StoreError> {
+        self.exec("UPDATE pools SET held_until_ms = $3 WHERE account_id = $1 AND kind = $2", &[&self.account, &kind, &until])
+            .await?;
+        Ok(())
     }
 
     async fn refuse_task(&self, req: &SubmitRequest, slots: u32, cost: Units, reason: &str, now: Millis) -> Result<(), StoreError> {
@@ -647,10 +737,10 @@ impl<C: GenericClient> Rows for Pg<'_, C> {
         Ok(())
     }
 
-    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, now: Millis) -> Result<(), StoreError> {
+    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, revision: u64, now: Millis) -> Result<(), StoreError> {
         self.exec(
-            "UPDATE tasks SET status = $2, units_charged = $3, reason = $4, finished_at_ms = $5 WHERE id = $1",
-            &[&id, &status, &to_db(charged), &reason, &now],
+            "UPDATE tasks SET status = $2, units_charged = $3, reason = $4, finished_at_ms = $5, finished_revision = $6 WHERE id = $1",
+            &[&id, &status, &to_db(charged), &reason, &now, &i64::try_from(revision).unwrap_or(i64::MAX)],
         )
         .await?;
         Ok(())

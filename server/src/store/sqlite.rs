@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use super::{
     apply, check_package, check_token, outcome_parse, secret_hash, slot_rule_parse, slot_rule_str, snapshot,
     task_wire_id, to_db, to_u64, units_db, units_of, AccountId, AccountSpec, AcceptedRow, Change, Changed, MirrorPack,
-    PackageRow, PoolRow, Rows, TaskKey, NewTask, UpstreamTask, KINDS, UPSTREAM_TASK_COLUMNS,
+    PackageRow, PoolRow, QueuedRow, Rows, TaskKey, TaskRow, NewTask, UpstreamTask, KINDS, UPSTREAM_TASK_COLUMNS,
 };
 use crate::error::{QuotaError, StoreError};
 use crate::hub::{Hub, Message};
@@ -129,6 +129,53 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
 ALTER TABLE accounts ADD COLUMN token_hash TEXT;
+"#,
+// The queue (docs/api.md): a request sent with `queue` while its slots are
+// busy is a task of status `queued` until it starts (`queued_at_ms`: since
+// when it waits; `may_queue`: sent with `queue`), and a cancelled one ends
+// `cancelled`; a request id may be used again after a refusal or a cancel.
+// `started_revision` and `finished_revision` are the account's revisions at
+// which a task started and ended, so that what ran at once can be replayed.
+// Upstream mode holds a kind's queue after the service's 1303
+// (`pools.held_until_ms`). SQLite cannot change a CHECK: the table is
+// rebuilt (foreign keys are off while migrations run).
+r#"
+CREATE TABLE tasks_new (
+    id                INTEGER PRIMARY KEY,
+    account_id        INTEGER NOT NULL REFERENCES accounts(id),
+    kind              TEXT    NOT NULL,
+    count             INTEGER NOT NULL,
+    slots             INTEGER NOT NULL,
+    cost              INTEGER NOT NULL,
+    status            TEXT    NOT NULL
+                      CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'refused', 'cancelled')),
+    client_request_id TEXT,
+    units_charged     INTEGER NOT NULL DEFAULT 0,
+    reason            TEXT,
+    accepted_revision INTEGER,
+    started_at_ms     INTEGER NOT NULL,
+    finished_at_ms    INTEGER,
+    upstream_family   TEXT,
+    upstream_params   TEXT,
+    upstream_task_id  TEXT,
+    may_queue         INTEGER NOT NULL DEFAULT 0,
+    queued_at_ms      INTEGER,
+    started_revision  INTEGER,
+    finished_revision INTEGER
+);
+INSERT INTO tasks_new (id, account_id, kind, count, slots, cost, status, client_request_id, units_charged, reason,
+                       accepted_revision, started_at_ms, finished_at_ms, upstream_family, upstream_params,
+                       upstream_task_id, started_revision)
+SELECT id, account_id, kind, count, slots, cost, status, client_request_id, units_charged, reason,
+       accepted_revision, started_at_ms, finished_at_ms, upstream_family, upstream_params, upstream_task_id,
+       accepted_revision
+FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_new RENAME TO tasks;
+CREATE UNIQUE INDEX tasks_request_id ON tasks (account_id, client_request_id) WHERE status NOT IN ('refused', 'cancelled');
+CREATE INDEX tasks_by_status ON tasks (account_id, status, finished_at_ms);
+CREATE UNIQUE INDEX tasks_upstream ON tasks (upstream_task_id) WHERE upstream_task_id IS NOT NULL;
+ALTER TABLE pools ADD COLUMN held_until_ms INTEGER NOT NULL DEFAULT 0;
 "#];
 
 /// The migration after which `accounts.token_hash` is filled (index in
@@ -388,6 +435,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported,
         });
     }
+    // A migration may rebuild a table that others reference (SQLite cannot
+    // alter a CHECK): foreign keys are off while they run, and checked
+    // before they are on again.
+    conn.pragma_update(None, "foreign_keys", false)?;
     for (i, sql) in MIGRATIONS
         .iter()
         .enumerate()
@@ -405,6 +456,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
         tx.commit()?;
     }
+    let broken: Option<String> = conn.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
+    if let Some(table) = broken {
+        return Err(StoreError::Thread(format!("a migration left a row of {table} without its referenced row")));
+    }
+    conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
 }
 
@@ -441,14 +497,16 @@ impl Rows for Sql<'_> {
     }
 
     async fn pool(&self, kind: &str) -> Result<Option<PoolRow>, StoreError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT slot_limit, unit_cost, slot_rule FROM pools WHERE account_id = ?1 AND kind = ?2")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT slot_limit, unit_cost, slot_rule, held_until_ms FROM pools WHERE account_id = ?1 AND kind = ?2",
+        )?;
         let row = stmt
             .query_row(params![self.account, kind], |r| {
                 Ok(PoolRow {
                     limit: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                     unit_cost: units_of(r.get(1)?),
                     rule: slot_rule_parse(&r.get::<_, String>(2)?),
+                    held_until_ms: r.get(3)?,
                 })
             })
             .optional()?;
@@ -476,8 +534,8 @@ impl Rows for Sql<'_> {
 
     async fn accepted(&self, request_id: &str) -> Result<Option<AcceptedRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, slots, cost, accepted_revision FROM tasks
-             WHERE account_id = ?1 AND client_request_id = ?2 AND status <> 'refused'",
+            "SELECT id, slots, cost, accepted_revision, status FROM tasks
+             WHERE account_id = ?1 AND client_request_id = ?2 AND status NOT IN ('refused', 'cancelled')",
         )?;
         let row = stmt
             .query_row(params![self.account, request_id], |r| {
@@ -486,6 +544,7 @@ impl Rows for Sql<'_> {
                     u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                     units_of(r.get(2)?),
                     to_u64(r.get::<_, Option<i64>>(3)?.unwrap_or(0)),
+                    r.get(4)?,
                 ))
             })
             .optional()?;
@@ -524,9 +583,47 @@ impl Rows for Sql<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    async fn task(&self, id: i64) -> Result<Option<(String, Units)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT status, cost FROM tasks WHERE id = ?1 AND account_id = ?2")?;
-        Ok(stmt.query_row(params![id, self.account], |r| Ok((r.get(0)?, units_of(r.get(1)?)))).optional()?)
+    async fn task(&self, id: i64) -> Result<Option<TaskRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, kind, cost, may_queue, finished_revision FROM tasks WHERE id = ?1 AND account_id = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![id, self.account], |r| {
+                Ok(TaskRow {
+                    status: r.get(0)?,
+                    kind: r.get(1)?,
+                    cost: units_of(r.get(2)?),
+                    may_queue: r.get(3)?,
+                    finished_revision: r.get::<_, Option<i64>>(4)?.map(to_u64),
+                })
+            })
+            .optional()?)
+    }
+
+    async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, kind, count, slots, cost, client_request_id, COALESCE(queued_at_ms, started_at_ms) FROM tasks
+             WHERE account_id = ?1 AND status = 'queued' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([self.account], |r| {
+            Ok(QueuedRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                count: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                slots: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                cost: units_of(r.get(4)?),
+                client_request_id: r.get(5)?,
+                queued_at_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn holds(&self) -> Result<Vec<(String, Millis)>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT kind, held_until_ms FROM pools WHERE account_id = ?1 AND held_until_ms > 0")?;
+        let rows = stmt.query_map([self.account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     async fn running(&self) -> Result<Vec<RunningTask>, StoreError> {
@@ -550,7 +647,7 @@ impl Rows for Sql<'_> {
     async fn finished(&self, n: u32) -> Result<Vec<FinishedTask>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, kind, slots, status, units_charged, reason, client_request_id, finished_at_ms FROM tasks
-             WHERE account_id = ?1 AND status <> 'running' ORDER BY finished_at_ms DESC, id DESC LIMIT ?2",
+             WHERE account_id = ?1 AND status NOT IN ('running', 'queued') ORDER BY finished_at_ms DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![self.account, n], |r| {
             Ok(FinishedTask {
@@ -584,8 +681,9 @@ impl Rows for Sql<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO tasks (account_id, kind, count, slots, cost, status, client_request_id,
-                                    accepted_revision, started_at_ms, upstream_family, upstream_params)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10)",
+                                    accepted_revision, started_at_ms, upstream_family, upstream_params,
+                                    may_queue, queued_at_ms, started_revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 self.account,
@@ -593,13 +691,45 @@ impl Rows for Sql<'_> {
                 t.req.count,
                 t.slots,
                 to_db(t.cost),
+                if t.queued { "queued" } else { "running" },
                 t.req.client_request_id,
                 i64::try_from(t.revision).unwrap_or(i64::MAX),
                 t.now,
                 t.upstream.map(|u| &u.family),
-                t.upstream.map(|u| &u.params)
+                t.upstream.map(|u| &u.params),
+                t.req.queue,
+                t.queued.then_some(t.now),
+                (!t.queued).then(|| i64::try_from(t.revision).unwrap_or(i64::MAX)),
             ])?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    async fn start_queued(&self, ids: &[i64], revision: u64, now: Millis) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE tasks SET status = 'running', started_at_ms = ?3, started_revision = ?4
+             WHERE id = ?1 AND account_id = ?2 AND status = 'queued'",
+        )?;
+        for id in ids {
+            stmt.execute(params![id, self.account, now, i64::try_from(revision).unwrap_or(i64::MAX)])?;
+        }
+        Ok(())
+    }
+
+    async fn requeue(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET status = 'queued', queued_at_ms = COALESCE(queued_at_ms, started_at_ms), started_revision = NULL
+                 WHERE id = ?1 AND account_id = ?2 AND status = 'running'",
+            )?
+            .execute(params![id, self.account])?;
+        Ok(())
+    }
+
+    async fn hold(&self, kind: &str, until: Millis) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE pools SET held_until_ms = ?3 WHERE account_id = ?1 AND kind = ?2")?
+            .execute(params![self.account, kind, until])?;
+        Ok(())
     }
 
     async fn refuse_task(&self, req: &SubmitRequest, slots: u32, cost: Units, reason: &str, now: Millis) -> Result<(), StoreError> {
@@ -613,10 +743,13 @@ impl Rows for Sql<'_> {
         Ok(())
     }
 
-    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, now: Millis) -> Result<(), StoreError> {
+    async fn end_task(&self, id: i64, status: &str, charged: Units, reason: Option<&str>, revision: u64, now: Millis) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("UPDATE tasks SET status = ?2, units_charged = ?3, reason = ?4, finished_at_ms = ?5 WHERE id = ?1")?
-            .execute(params![id, status, to_db(charged), reason, now])?;
+            .prepare_cached(
+                "UPDATE tasks SET status = ?2, units_charged = ?3, reason = ?4, finished_at_ms = ?5, finished_revision = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status, to_db(charged), reason, now, i64::try_from(revision).unwrap_or(i64::MAX)])?;
         Ok(())
     }
 

@@ -5,6 +5,14 @@
 //! by polling; packages come from the service's `/account/costs` and are
 //! reconciled with the charges seen here by the core's ledger.
 //!
+//! The queue: a request sent with `queue` is created upstream only once
+//! the local count lets it start (when it is submitted, or when a change
+//! starts it from the queue: [`Upstream::launch`]). The service's 1303 for
+//! it (slots taken by tasks started elsewhere) puts it back at its place in
+//! the queue and holds its kind for the backoff; when the backoff passes
+//! the queue moves again ([`Upstream::wake_after`], and each polling
+//! round). A person is never shown a refusal that waiting would avoid.
+//!
 //! On either store. With several instances on one PostgreSQL database,
 //! every instance takes submits and callbacks, and one instance at a time
 //! (the store's `lead`) reads the packs and polls the running tasks: the
@@ -18,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quota_widget::core::backoff::backoff_ms;
-use quota_widget::core::wire::{codes, Millis, SubmitRequest, Units};
+use quota_widget::core::wire::{codes, Millis, SubmitAccepted, SubmitRequest, Units};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -83,6 +91,20 @@ pub struct Upstream {
     secret: String,
     settings: Settings,
     busy: Mutex<HashMap<String, Busy>>,
+    /// Requests that may wait per account (`--max-queued`).
+    max_queued: u32,
+}
+
+/// What a create call upstream came to.
+enum Created {
+    /// The service took it: it runs.
+    Running,
+    /// The service's 1303 for a request sent with `queue`: it waits again,
+    /// at this place.
+    Waiting(u32),
+    Refused { refusal: Refusal, retry_after_s: Option<u64> },
+    /// Failed, not charged.
+    Failed { message: String },
 }
 
 impl std::fmt::Debug for Upstream {
@@ -97,6 +119,7 @@ impl Upstream {
     pub async fn start(
         settings: Settings,
         db: Arc<dyn Storage>,
+        max_queued: u32,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Upstream>, QuotaError> {
         let client = Client::new(
@@ -116,8 +139,9 @@ impl Upstream {
         let fresh_secret = format!("{:032x}", rand::random::<u128>());
         let account = db.ensure_account(&settings.account_token, &spec, now).await?;
         let secret = db.ensure_mirror(account, &fresh_secret, now).await?;
-        db.set_pool(account, "image", image.0, Some(image.1), now).await?;
-        db.set_pool(account, "video", video.0, Some(video.1), now).await?;
+        // A raised limit may start queued requests.
+        let mut started = db.set_pool(account, "image", image.0, Some(image.1), now).await?.started;
+        started.extend(db.set_pool(account, "video", video.0, Some(video.1), now).await?.started);
         let up = Arc::new(Upstream {
             client,
             db,
@@ -125,7 +149,9 @@ impl Upstream {
             secret,
             settings,
             busy: Mutex::new(HashMap::new()),
+            max_queued,
         });
+        up.launch(started);
         tokio::spawn(Arc::clone(&up).sync_loop(shutdown.clone()));
         tokio::spawn(Arc::clone(&up).poll_loop(shutdown));
         Ok(up)
@@ -185,8 +211,9 @@ impl Upstream {
         self.busy.lock().unwrap_or_else(PoisonError::into_inner).remove(kind);
     }
 
-    /// A submit: local reservation, then the create call upstream.
-    pub async fn submit(&self, req: &SubmitRequest, params: Map<String, Value>) -> Result<Submitted, QuotaError> {
+    /// A submit: local reservation (or, sent with `queue` while its slots
+    /// are busy, a place in the queue), then the create call upstream.
+    pub async fn submit(self: &Arc<Self>, req: &SubmitRequest, params: Map<String, Value>) -> Result<Submitted, QuotaError> {
         let family = Family::for_submit(&req.kind, &params)
             .ok_or_else(|| QuotaError::BadRequest(format!("unknown kind {:?}", req.kind)))?;
         if family != Family::Images && req.count != 1 {
@@ -205,72 +232,155 @@ impl Upstream {
         if self.db.mirror(account).await?.and_then(|(_, synced_at)| synced_at).is_none() {
             return Ok(Submitted::Refused { refusal: not_synced_refusal(), retry_after_s: Some(1) });
         }
-        if let Some(wait) = self.busy_for(&req.kind) {
+        // The service is busy for this kind: a request that may wait is
+        // queued (the store holds the kind as long), another refused.
+        if let Some(wait) = self.busy_for(&req.kind).filter(|_| !req.queue) {
             let refusal = busy_refusal();
             self.db.refuse(account, req, &refusal, now).await?;
             return Ok(Submitted::Refused { refusal, retry_after_s: Some(wait.as_secs().max(1)) });
         }
-        let fields = UpstreamFields { family: family.name().to_owned(), params: params_text };
-        let reserved = self.db.submit_upstream(account, req, Some(fields), now).await?;
+        // The whole create body is kept: a queued request is created later,
+        // by whichever change starts it.
+        let body = self.create_body(req, family, params);
+        let body_text = serde_json::to_string(&body).map_err(|e| QuotaError::BadRequest(e.to_string()))?;
+        let fields = UpstreamFields { family: family.name().to_owned(), params: body_text };
+        let reserved = self.db.submit_upstream(account, req, Some(fields), self.max_queued, now).await?;
         let accepted = match reserved {
             SubmitOutcome::Refused { refusal, .. } => {
-                let retry = (refusal == Refusal::OverConcurrency).then_some(1);
+                let retry = (refusal.code() == codes::OVER_CONCURRENCY).then_some(1);
                 return Ok(Submitted::Refused { refusal, retry_after_s: retry });
             }
-            // A repeated request id never creates a second upstream task.
-            SubmitOutcome::Accepted { accepted, repeat: true } => {
-                return Ok(Submitted::Accepted { accepted, repeat: true })
+            // A repeated request id never creates a second upstream task,
+            // and a queued request is created once it starts.
+            SubmitOutcome::Accepted { accepted, repeat } if repeat || accepted.place.is_some() => {
+                return Ok(Submitted::Accepted { accepted, repeat })
             }
-            SubmitOutcome::Accepted { accepted, repeat: false } => accepted,
+            SubmitOutcome::Accepted { accepted, .. } => accepted,
         };
         let id = parse_task_id(&accepted.task_id)
             .ok_or_else(|| QuotaError::BadRequest("bad task id".into()))?;
-        let body = self.create_body(req, family, params);
-        let created = match self.client.create(family, &body).await {
+        Ok(match self.create(id, &req.kind, family, &body, &req.client_request_id).await? {
+            Created::Running => Submitted::Accepted { accepted, repeat: false },
+            Created::Waiting(place) => Submitted::Accepted { accepted: SubmitAccepted { place: Some(place), ..accepted }, repeat: false },
+            Created::Refused { refusal, retry_after_s } => Submitted::Refused { refusal, retry_after_s },
+            Created::Failed { message } => Submitted::Failed { message },
+        })
+    }
+
+    /// Creates task `id` upstream (reserved here, running locally) and
+    /// applies the service's answer: attached and settled, put back in the
+    /// queue or refused on its 1303, refused, or failed, never charged.
+    async fn create(
+        self: &Arc<Self>,
+        id: i64,
+        kind: &str,
+        family: Family,
+        body: &Map<String, Value>,
+        external_id: &str,
+    ) -> Result<Created, QuotaError> {
+        let created = match self.client.create(family, body).await {
             // The external id is taken: a create that reached the service
             // before (a retry after a restart). Find that task.
             Err(e @ KlingError::Refused { code: 1201, .. }) => {
-                self.client.query(family, &req.client_request_id).await.map_err(|_| e)
+                self.client.query(family, external_id).await.map_err(|_| e)
             }
             // Not known to have reached the service: ask before calling it
             // a failure, so that a task that runs is never lost.
             Err(e @ (KlingError::Unavailable(_) | KlingError::Protocol(_))) => {
-                self.client.query(family, &req.client_request_id).await.map_err(|_| e)
+                self.client.query(family, external_id).await.map_err(|_| e)
             }
             other => other,
         };
-        let now = now_ms();
+        let (account, now) = (self.account, now_ms());
         match created {
             Ok(data) => {
-                self.not_busy(&req.kind);
+                self.not_busy(kind);
                 self.db.attach_upstream(account, id, &data.task_id, now).await?;
                 if let Some(task) = self.db.upstream_task(TaskKey::Local(id)).await? {
                     self.settle(&task, &data).await?;
                 }
-                Ok(Submitted::Accepted { accepted, repeat: false })
+                Ok(Created::Running)
             }
             Err(KlingError::Refused { code, message, .. }) if (1000..=1004).contains(&code) => {
                 eprintln!("quota-server: the upstream service rejected this server's credentials (code {code}: {message}); check the access and secret keys");
                 let message = "the generation service rejected the server's credentials".to_owned();
                 self.fail(id, &message, now).await?;
-                Ok(Submitted::Failed { message })
+                Ok(Created::Failed { message })
+            }
+            Err(KlingError::Refused { code: kling::code::OVER_CONCURRENCY, .. }) => {
+                // Slots taken elsewhere: the kind is held for the backoff,
+                // here and for every instance (in the store); a request
+                // sent with `queue` waits again in its place.
+                let wait = self.back_off(kind);
+                let until = now.saturating_add(Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX));
+                let busied = self.db.busy(account, id, &busy_refusal(), until, now).await?;
+                self.launch(busied.started);
+                self.wake_after(wait);
+                Ok(match busied.place {
+                    Some(place) => Created::Waiting(place),
+                    None => Created::Refused { refusal: busy_refusal(), retry_after_s: Some(wait.as_secs().max(1)) },
+                })
             }
             Err(KlingError::Refused { code, message, .. }) => {
                 let refusal = upstream_refusal(code, &message);
-                let retry = if code == kling::code::OVER_CONCURRENCY || code == kling::code::RATE_LIMITED {
-                    Some(self.back_off(&req.kind).as_secs().max(1))
-                } else {
-                    None
-                };
-                self.db.end_refused(account, id, &refusal, now).await?;
-                Ok(Submitted::Refused { refusal, retry_after_s: retry })
+                let retry = (code == kling::code::RATE_LIMITED).then(|| self.back_off(kind).as_secs().max(1));
+                let progress = self.db.end_refused(account, id, &refusal, now).await?;
+                self.launch(progress.started);
+                Ok(Created::Refused { refusal, retry_after_s: retry })
             }
             Err(e) => {
                 eprintln!("quota-server: creating task-{id} upstream failed: {e}");
                 let message = format!("the generation service did not take the task ({e})");
                 self.fail(id, &message, now).await?;
-                Ok(Submitted::Failed { message })
+                Ok(Created::Failed { message })
             }
+        }
+    }
+
+    /// Creates upstream, one after another, the tasks that a change
+    /// started from the queue (they run locally, not yet upstream).
+    pub fn launch(self: &Arc<Self>, started: Vec<i64>) {
+        if started.is_empty() {
+            return;
+        }
+        let up = Arc::clone(self);
+        tokio::spawn(async move {
+            for id in started {
+                if let Err(e) = up.launch_one(id).await {
+                    eprintln!("quota-server: creating task-{id} upstream: {e}");
+                }
+            }
+        });
+    }
+
+    async fn launch_one(self: &Arc<Self>, id: i64) -> Result<(), QuotaError> {
+        let Some(task) = self.db.upstream_task(TaskKey::Local(id)).await? else { return Ok(()) };
+        if task.status != "running" || task.upstream_task_id.is_some() {
+            return Ok(());
+        }
+        let Some(family) = Family::from_name(&task.family) else { return Ok(()) };
+        let body: Map<String, Value> = serde_json::from_str(&task.params).unwrap_or_default();
+        let created: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Created, QuotaError>> + Send + '_>> =
+            Box::pin(self.create(id, &task.kind, family, &body, &task.client_request_id));
+        created.await.map(drop)
+    }
+
+    /// Once `wait` (a hold) has passed: starts what the queue can start,
+    /// and creates it upstream.
+    fn wake_after(self: &Arc<Self>, wait: Duration) {
+        let up = Arc::clone(self);
+        tokio::spawn(async move {
+            // Just past the hold's end, which the store judges by its clock.
+            tokio::time::sleep(wait + Duration::from_millis(20)).await;
+            up.advance().await;
+        });
+    }
+
+    /// Starts the queued requests that can start now, and creates them.
+    async fn advance(self: &Arc<Self>) {
+        match self.db.advance(self.account, now_ms()).await {
+            Ok(progress) => self.launch(progress.started),
+            Err(e) => eprintln!("quota-server: moving the queue: {e}"),
         }
     }
 
@@ -290,11 +400,15 @@ impl Upstream {
         body
     }
 
-    async fn fail(&self, id: i64, reason: &str, now: Millis) -> Result<(), QuotaError> {
+    async fn fail(self: &Arc<Self>, id: i64, reason: &str, now: Millis) -> Result<(), QuotaError> {
         let end = TaskEnd::Fail { reason: reason.to_owned() };
         let account = self.account;
         match self.db.finish(account, id, &end, now).await {
-            Ok(_) | Err(QuotaError::TaskEnded(_)) => Ok(()),
+            Ok(ended) => {
+                self.launch(ended.started);
+                Ok(())
+            }
+            Err(QuotaError::TaskEnded(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -302,7 +416,7 @@ impl Upstream {
     /// Applies what the service says of a task: an end settles it once
     /// (success charges the reported deduction, else the estimate; failure
     /// charges nothing); a running status changes nothing.
-    async fn settle(&self, task: &UpstreamTask, data: &TaskData) -> Result<bool, QuotaError> {
+    async fn settle(self: &Arc<Self>, task: &UpstreamTask, data: &TaskData) -> Result<bool, QuotaError> {
         let end = match data.status() {
             Ok(Status::Submitted | Status::Processing) => return Ok(false),
             Ok(Status::Succeeded) => TaskEnd::Succeed { units: Some(data.deduction().unwrap_or(task.reserved)) },
@@ -321,7 +435,11 @@ impl Upstream {
         };
         let (account, id, now) = (task.account, task.id, now_ms());
         match self.db.finish(account, id, &end, now).await {
-            Ok(_) => Ok(true),
+            Ok(ended) => {
+                // Its slots are free: the queue moved; create what started.
+                self.launch(ended.started);
+                Ok(true)
+            }
             Err(QuotaError::TaskEnded(_)) => Ok(false),
             Err(e) => Err(e),
         }
@@ -329,7 +447,7 @@ impl Upstream {
 
     /// A callback: trusted only for a task this server created, and only as
     /// far as a query of the service confirms it.
-    pub async fn callback(&self, body: &[u8]) -> Result<&'static str, CallbackError> {
+    pub async fn callback(self: &Arc<Self>, body: &[u8]) -> Result<&'static str, CallbackError> {
         let data: TaskData = serde_json::from_slice(body)
             .map_err(|e| CallbackError::Malformed(format!("invalid callback body: {e}")))?;
         let claimed = data.status().map_err(|e| CallbackError::Malformed(e.to_string()))?;
@@ -439,6 +557,9 @@ impl Upstream {
                 if let Err(e) = self.poll_once().await {
                     eprintln!("quota-server: polling tasks: {e}");
                 }
+                // A hold that ended with no wake-up here (set by an
+                // instance that stopped, or before a restart).
+                self.advance().await;
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -449,7 +570,7 @@ impl Upstream {
 
     /// One polling round over the running tasks: the fallback for callbacks
     /// that never come, the recovery after a restart, and the deadline.
-    pub async fn poll_once(&self) -> Result<(), QuotaError> {
+    pub async fn poll_once(self: &Arc<Self>) -> Result<(), QuotaError> {
         let grace = Millis::try_from(self.settings.timeout.as_millis()).unwrap_or(Millis::MAX).saturating_add(5_000);
         let deadline = Millis::try_from(self.settings.deadline.as_millis()).unwrap_or(Millis::MAX);
         for (i, task) in self.db.upstream_running().await?.into_iter().enumerate() {
