@@ -10,7 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use quota_server::{build, App, Config};
 use quota_widget::core::wire::{
-    codes, ApiError, Units, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest,
+    codes, ApiError, Cancelled, Units, Outcome, PackageStatus, ServerState, SubmitAccepted, SubmitRequest,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -1488,4 +1488,113 @@ async fn the_store_keeps_no_token_and_an_old_store_is_migrated() {
         .expect("count");
     assert_eq!(plain, 0, "no token is kept in the clear");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn submit_queued(router: &Router, token: &str, count: u32, id: &str) -> Reply {
+    let body = json!({ "kind": "image", "count": count, "client_request_id": id, "queue": true });
+    call(router, Method::POST, "/api/generations", Some(token), Some(body)).await
+}
+
+async fn cancel(router: &Router, token: &str, task: &str) -> Reply {
+    call(router, Method::DELETE, &format!("/api/generations/{task}"), Some(token), None).await
+}
+
+#[tokio::test]
+async fn a_queued_request_waits_with_its_place_and_a_cancel_releases_it() {
+    let app = app_with(config_with(&["--max-queued", "2"])).await;
+    let r = &app.router;
+    account(r, "q", 2, one_pack(100)).await;
+    account(r, "other", 2, one_pack(100)).await;
+    let first = submit_queued(r, "q", 2, "r1").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let body: Value = first.json();
+    assert!(body.get("place").is_none(), "a request that fits runs: {body}");
+    let running: SubmitAccepted = first.json();
+
+    let res = submit_queued(r, "q", 1, "q1").await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let q1: SubmitAccepted = res.json();
+    let q2: SubmitAccepted = submit_queued(r, "q", 2, "q2").await.json();
+    assert_eq!((q1.place, q2.place, q2.reserved_units), (Some(1), Some(2), u(8)));
+    // Past --max-queued: 429, code 1303, Retry-After, nothing recorded as held.
+    let full = submit_queued(r, "q", 1, "q3").await;
+    assert_eq!(full.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(full.headers.contains_key(header::RETRY_AFTER));
+    let e: ApiError = full.json();
+    assert_eq!(e.code, codes::OVER_CONCURRENCY);
+    assert!(e.message.contains("wait already"), "{}", e.message);
+    let s = state(r, "q").await;
+    let queued: Vec<_> = s.queued.iter().map(|q| (q.id.clone(), q.place, q.reserved_units)).collect();
+    assert_eq!(queued, [(q1.task_id.clone(), 1, u(4)), (q2.task_id.clone(), 2, u(8))]);
+    assert_eq!(s.pools[0].in_use, 2);
+    let text = String::from_utf8(call(r, Method::GET, "/api/state", Some("q"), None).await.body).expect("utf-8");
+    assert!(text.contains(r#""queued":[{"id":"#), "{text}");
+
+    // Cancels: only the account's own, only while queued, the same answer twice.
+    assert_eq!(cancel(r, "other", &q1.task_id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(cancel(r, "q", "task-999999").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(cancel(r, "q", "nonsense").await.status, StatusCode::NOT_FOUND);
+    let busy = cancel(r, "q", &running.task_id).await;
+    assert_eq!(busy.status, StatusCode::CONFLICT);
+    assert_eq!(busy.json::<ApiError>().code, codes::BAD_REQUEST);
+    let c = cancel(r, "q", &q1.task_id).await;
+    assert_eq!(c.status, StatusCode::OK);
+    let cancelled: Cancelled = c.json();
+    assert_eq!((cancelled.task_id.as_str(), cancelled.units_released), (q1.task_id.as_str(), u(4)));
+    assert_eq!(cancel(r, "q", &q1.task_id).await.json::<Cancelled>(), cancelled);
+    let s = state(r, "q").await;
+    assert_eq!(s.revision, cancelled.revision);
+    assert_eq!((s.queued.len(), s.queued[0].place), (1, 1));
+    assert_eq!(s.packages[0].remaining, u(100));
+
+    // The running task ends: q2 starts in that same change.
+    let ended = end(r, "q", &running.task_id, "fail", None).await;
+    assert_eq!(ended.status, StatusCode::OK);
+    let s = state(r, "q").await;
+    assert_eq!(s.running.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [q2.task_id.clone()]);
+    assert!(s.queued.is_empty());
+    assert_eq!(cancel(r, "q", &q2.task_id).await.status, StatusCode::CONFLICT);
+    // A repeat of q2's submit now answers without a place: it runs.
+    let again: SubmitAccepted = submit_queued(r, "q", 2, "q2").await.json();
+    assert_eq!((again.task_id, again.place), (q2.task_id.clone(), None));
+    assert_eq!(end(r, "q", &q2.task_id, "succeed", None).await.status, StatusCode::OK);
+    assert_eq!(state(r, "q").await.packages[0].remaining, u(92), "only the success is charged");
+}
+
+/// With the simulated worker: queued requests start as the worker ends
+/// tasks, each once, never over the limit in any state read, and the ledger is
+/// exactly the successes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_what_the_queue_starts() {
+    let config = <Config as clap::Parser>::parse_from([
+        "quota-server", "--dev", "--addr", "127.0.0.1:0", "--db", ":memory:", "--task-ms", "20..60", "--fail-rate", "0.3",
+        "--seed", "20",
+    ]);
+    let app = app_with(config).await;
+    let r = &app.router;
+    account(r, "w", 2, one_pack(1000)).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let res = submit_queued(r, "w", 1, &format!("w{i}")).await;
+        assert_eq!(res.status, StatusCode::CREATED);
+        ids.push(res.json::<SubmitAccepted>().task_id);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = state(r, "w").await;
+        assert!(s.pools[0].in_use <= 2, "over the limit: {s:?}");
+        if s.running.is_empty() && s.queued.is_empty() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the queue did not drain: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut ended: Vec<_> = s.finished.iter().map(|f| f.id.clone()).collect();
+    ended.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(ended, all, "every request ended once");
+    let charged: Units = s.finished.iter().map(|f| f.units_charged).sum();
+    assert_eq!(s.packages[0].remaining, u(1000).checked_sub(charged).expect("charged within the pack"));
+    assert!(s.finished.iter().all(|f| f.outcome == Outcome::Succeeded || f.units_charged.is_zero()));
 }
