@@ -6,7 +6,10 @@
 //! ended exactly once by the others; and upstream mode, three instances in
 //! front of the service's simulator (kling-sim): one of them syncs at a
 //! time, any takes callbacks, none creates a task twice or over the limit,
-//! and when the syncing one is killed another takes over.
+//! and when the syncing one is killed another takes over. The queue: 300
+//! queued submits over three instances against 4 slots start each once, in
+//! order, never more than 4 at a time, with the ledger exact; and a queue
+//! waiting when its instance is killed drains through the others.
 //!
 //! Needs the test cluster of `scripts/pg` (`QW_TEST_PG_DIR`); without it
 //! the tests say so and pass without running (`scripts/test` always sets it).
@@ -95,21 +98,22 @@ async fn state(http: &reqwest::Client, at: &Instance, token: &str) -> ServerStat
 /// `n / 2` request ids each sent twice (to two different instances).
 /// Returns (status, body) per submit, with its request id.
 async fn fire(http: &reqwest::Client, at: &[Instance], token: &str, n: usize) -> Vec<(String, u16, Value)> {
-    fire_over(http, at, token, n, "r", Duration::ZERO).await
+    fire_over(http, at, token, (n, n / 2), "r", Duration::ZERO, false).await
 }
 
-/// As [`fire`], the submits' starts spread evenly over `spread`, their
-/// request ids named `{prefix}N`.
+/// As [`fire`], `n` submits for `ids` request ids (`{prefix}N`), their
+/// starts spread evenly over `spread`, sent with `queue` or not.
 async fn fire_over(
     http: &reqwest::Client,
     at: &[Instance],
     token: &str,
-    n: usize,
+    (n, ids): (usize, usize),
     prefix: &str,
     spread: Duration,
+    queue: bool,
 ) -> Vec<(String, u16, Value)> {
     let calls = (0..n).map(|i| {
-        let id = format!("{prefix}{}", i % (n / 2));
+        let id = format!("{prefix}{}", i % ids);
         let after = spread.mul_f64(i as f64 / n as f64);
         let url = format!("{}/api/generations", at[i % at.len()].url);
         let http = http.clone();
@@ -119,7 +123,7 @@ async fn fire_over(
             let res = http
                 .post(url)
                 .bearer_auth(&token)
-                .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox" }))
+                .json(&json!({ "kind": "image", "count": 1, "client_request_id": id, "prompt": "a fox", "queue": queue }))
                 .send()
                 .await
                 .expect("submit");
@@ -286,6 +290,146 @@ async fn the_tasks_of_a_killed_instance_end_exactly_once() {
     println!("instance killed with 6 tasks running: {succeeded} succeeded, {} failed, all ended by the others", 6 - succeeded);
 }
 
+/// A task as the store recorded it, for the queue's audit: its id (arrival
+/// order), status, request id, slots, units charged, and the revisions at
+/// which it started and ended.
+#[derive(Debug)]
+struct Audited {
+    id: i64,
+    status: String,
+    request: String,
+    slots: i64,
+    charged: i64,
+    started: Option<i64>,
+    finished: Option<i64>,
+}
+
+async fn audit(db: &str, account: i64) -> Vec<Audited> {
+    let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls)
+        .await
+        .expect("the database answers");
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT id, status, client_request_id, slots, units_charged, started_revision, finished_revision
+             FROM tasks WHERE account_id = $1 AND status <> 'refused' ORDER BY id",
+            &[&account],
+        )
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|r| Audited {
+            id: r.get(0),
+            status: r.get(1),
+            request: r.get(2),
+            slots: r.get(3),
+            charged: r.get(4),
+            started: r.get(5),
+            finished: r.get(6),
+        })
+        .collect()
+}
+
+/// What the audit promises of a drained queue: every task ended, started
+/// once (one start revision each), in arrival order, and at no revision
+/// more slots running than `limit` (replayed from the start and end
+/// revisions: at one revision, what ended frees its slots before what
+/// starts takes them, as in the transaction). The most slots that ran at
+/// once, and the units charged.
+fn check_audit(tasks: &[Audited], limit: i64) -> (i64, i64) {
+    let mut last_start = 0;
+    let mut events: Vec<(i64, i64)> = Vec::new();
+    for t in tasks {
+        assert!(["succeeded", "failed"].contains(&t.status.as_str()), "not ended: {t:?}");
+        let (Some(started), Some(finished)) = (t.started, t.finished) else { panic!("never started or ended: {t:?}") };
+        assert!(started >= last_start, "{t:?} started before a request that arrived earlier (revision {last_start})");
+        assert!(finished > started, "{t:?}");
+        last_start = started;
+        events.push((started, t.slots));
+        events.push((finished, -t.slots));
+    }
+    // Ends before starts at one revision.
+    events.sort_by_key(|&(revision, delta)| (revision, delta));
+    let (mut running, mut most) = (0, 0);
+    for (revision, delta) in events {
+        running += delta;
+        assert!(running <= limit, "{running} slots running at revision {revision}, over the limit of {limit}");
+        most = most.max(running);
+    }
+    (most, tasks.iter().map(|t| t.charged).sum())
+}
+
+/// The store's id of the account with `token` (`GET /api/session`).
+async fn account_id(http: &reqwest::Client, at: &Instance, token: &str) -> i64 {
+    let v: Value = http.get(format!("{}/api/session", at.url)).bearer_auth(token).send().await.expect("session").json().await.expect("json");
+    v["account"].as_str().expect("signed in").parse().expect("an id")
+}
+
+async fn drained(http: &reqwest::Client, at: &Instance, token: &str, secs: u64) -> ServerState {
+    eventually("the queue drains", secs, || state(http, at, token), |s| s.running.is_empty() && s.queued.is_empty()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_start_three_hundred_queued_requests_once_in_order() {
+    let Some(db) = database("queue").await else { return };
+    let at = three(&db, &["--task-ms", "5..40", "--fail-rate", "0.3", "--seed", "20", "--max-queued", "300"]);
+    let http = reqwest::Client::new();
+    create_account(&http, &at[0], "q", 4, 10_000).await;
+    let before = state(&http, &at[0], "q").await;
+    let answers = fire_over(&http, &at, "q", (300, 300), "q", Duration::ZERO, true).await;
+    let mut waited = 0;
+    for (id, status, body) in &answers {
+        assert_eq!(*status, 201, "{id}: {body}");
+        let a: SubmitAccepted = serde_json::from_value(body.clone()).expect("accepted");
+        waited += usize::from(a.place.is_some());
+    }
+    assert!(waited >= 250, "most of 300 requests against 4 slots waited: {waited}");
+    let s = drained(&http, &at[1], "q", 90).await;
+    let tasks = audit(&db, account_id(&http, &at[0], "q").await).await;
+    assert_eq!(tasks.len(), 300, "one task per request");
+    let mut requests: Vec<&str> = tasks.iter().map(|t| t.request.as_str()).collect();
+    requests.sort_unstable();
+    requests.dedup();
+    assert_eq!(requests.len(), 300);
+    let (most, charged) = check_audit(&tasks, 4);
+    assert_eq!(most, 4, "the queue kept every slot busy");
+    let succeeded = tasks.iter().filter(|t| t.status == "succeeded").count() as i64;
+    assert_eq!(charged, succeeded * 4_000, "a success charges its 4 units once, a failure nothing");
+    let spendable = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
+    assert_eq!(spendable(&s), spendable(&before).saturating_sub(Units::from_milli(charged as u64)), "the ledger adds up");
+    println!("300 queued submits over 3 instances against 4 slots: {waited} waited, {succeeded} succeeded, all started once in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_waiting_when_its_instance_is_killed_drains_through_the_others() {
+    let Some(db) = database("killq").await else { return };
+    let mut at = three(&db, &["--task-ms", "1500..2000", "--fail-rate", "0.3", "--seed", "4"]);
+    let http = reqwest::Client::new();
+    create_account(&http, &at[1], "kq", 2, 10_000).await;
+    let before = state(&http, &at[1], "kq").await;
+    for i in 0..6 {
+        let res = http
+            .post(format!("{}/api/generations", at[0].url))
+            .bearer_auth("kq")
+            .json(&json!({ "kind": "image", "count": 1, "client_request_id": format!("kq{i}"), "queue": true }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(res.status(), 201);
+    }
+    assert_eq!(state(&http, &at[1], "kq").await.queued.len(), 4);
+    // Instance A took them all, and dies with two running and four waiting.
+    at[0].kill();
+    let s = drained(&http, &at[2], "kq", 40).await;
+    let tasks = audit(&db, account_id(&http, &at[1], "kq").await).await;
+    assert_eq!(tasks.len(), 6);
+    let (most, charged) = check_audit(&tasks, 2);
+    assert_eq!(most, 2);
+    let spendable = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
+    assert_eq!(spendable(&s), spendable(&before).saturating_sub(Units::from_milli(charged as u64)), "the ledger adds up");
+    println!("instance killed with 2 running and 4 queued: all 6 ran once, in order, through the others");
+}
+
 /// A free port on the loopback, for an instance that must know its own
 /// address before it starts (its callback URL).
 fn free_port() -> u16 {
@@ -390,7 +534,7 @@ async fn three_instances_in_upstream_mode_sync_once_create_once_and_take_over() 
     // 300 submits spread over the instances at once, each request id sent
     // twice (to two instances); then 300 more over 3 s, while tasks end.
     let mut answers = fire(&http, &at, "demo", 300).await;
-    answers.extend(fire_over(&http, &at, "demo", 300, "w", Duration::from_secs(3)).await);
+    answers.extend(fire_over(&http, &at, "demo", (300, 150), "w", Duration::from_secs(3), false).await);
     let mut accepted: HashMap<String, String> = HashMap::new();
     for (id, status, body) in &answers {
         match status {
