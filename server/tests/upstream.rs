@@ -349,6 +349,66 @@ async fn the_services_1303_is_a_refusal_with_its_reason_and_the_server_backs_off
     c.stop().await;
 }
 
+/// The queue upstream: while another client of the account holds every
+/// image slot, requests sent with `queue` wait through the service's 1303s
+/// (each puts the request back in its place and holds the kind for the
+/// backoff) and start once the slots free: none is refused, each is
+/// created once, never over the service's limit, and only successes are
+/// charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_wait_through_the_services_1303s_and_start() {
+    let c = chain(options()).await;
+    c.sim_post("/sim/occupy", json!({ "kind": "image", "slots": 4, "ms": 2500 })).await;
+    let queued = |id: &str| {
+        let mut body = image(id, 1);
+        body["queue"] = true.into();
+        body
+    };
+    let mut places = Vec::new();
+    for id in ["q1", "q2", "q3"] {
+        let (status, body, _) = c.submit(queued(id)).await;
+        assert_eq!(status, 201, "{id} is accepted, not refused: {body}");
+        places.push(body["place"].as_u64());
+    }
+    // The first was created and refused (1303): back at the head; the
+    // others wait behind it, the kind held.
+    assert_eq!(places, [Some(1), Some(2), Some(3)]);
+    assert!(c.ledger().await["over_concurrency"].as_u64().is_some_and(|n| n >= 1));
+    let s = c.state().await;
+    assert_eq!(s.queued.iter().map(|q| q.place).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(s.running.is_empty() && s.finished.is_empty(), "nothing runs, nothing is refused: {s:#?}");
+    // Without `queue`, the same moment is a refusal, as before.
+    let (status, body, _) = c.submit(image("plain", 1)).await;
+    assert_eq!((status, body["code"].as_u64()), (429, Some(1303)));
+
+    let s = c
+        .wait_state("the queued requests to run and end", |s| {
+            s.queued.is_empty()
+                && s.running.is_empty()
+                && s.finished.iter().filter(|f| f.client_request_id.as_deref().is_some_and(|r| r.starts_with('q'))).count() == 3
+        })
+        .await;
+    for id in ["q1", "q2", "q3"] {
+        let f = s.finished.iter().find(|f| f.client_request_id.as_deref() == Some(id)).expect("ended");
+        assert_eq!(f.outcome, Outcome::Succeeded, "{id}: {f:?}");
+    }
+    let ledger = c.ledger().await;
+    let tasks = ledger["tasks"].as_array().expect("tasks");
+    for id in ["q1", "q2", "q3"] {
+        let created = tasks.iter().filter(|t| t["external_task_id"] == id).count();
+        assert_eq!(created, 1, "{id} created once upstream");
+    }
+    assert!(ledger["max_running"]["image"].as_u64().is_some_and(|n| n <= 4), "{ledger}");
+    let charged: Units = s.finished.iter().map(|f| f.units_charged).sum();
+    let deducted: Units = tasks.iter().filter_map(|t| t["deducted"].as_str()).map(units).sum();
+    assert_eq!(charged, deducted, "charged here what the service deducted");
+    println!(
+        "3 queued requests behind another client's 4 slots: {} refusals of the service waited through, none shown",
+        ledger["over_concurrency"]
+    );
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_of_the_service_carry_their_codes() {
     let c = chain(options()).await;
