@@ -126,6 +126,11 @@ pub enum Check {
     /// More slots than free: 429 with code 1303 and Retry-After, nothing
     /// charged or held.
     OverSlots,
+    /// Optional: a request sent with `queue` while every slot is busy
+    /// waits (201 with its place, units reserved, no slot), and a cancel
+    /// releases it, charging nothing; a backend without the queue (1303)
+    /// is skipped.
+    Queue,
     /// A failed task charges nothing.
     Failure,
     /// A succeeded task is charged exactly once.
@@ -133,7 +138,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 16] = [
+    pub const ALL: [Check; 17] = [
         Check::Auth,
         Check::StateShape,
         Check::Etag,
@@ -148,6 +153,7 @@ impl Check {
         Check::BadRequest,
         Check::OverUnits,
         Check::OverSlots,
+        Check::Queue,
         Check::Failure,
         Check::Success,
     ];
@@ -169,6 +175,7 @@ impl Check {
             Check::BadRequest => "bad request",
             Check::OverUnits => "over units",
             Check::OverSlots => "over slots",
+            Check::Queue => "queue",
             Check::Failure => "failure",
             Check::Success => "success",
         }

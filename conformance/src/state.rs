@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use quota_widget::core::parse::{read_state, Source};
+use quota_widget::core::queue::{places, Figures, Waiting};
 use quota_widget::core::rules::{self, Capacity};
 use quota_widget::core::validate::validate;
 use quota_widget::core::wire::{Outcome, ServerState, SlotPool, Units};
@@ -83,9 +84,19 @@ fn wire_rules(s: &ServerState) -> Result<(), String> {
         ));
     }
     let mut ids = HashSet::new();
-    for id in s.running.iter().map(|t| &t.id).chain(s.finished.iter().map(|t| &t.id)) {
+    let queued = s.queued.iter().map(|q| &q.id);
+    for id in s.running.iter().map(|t| &t.id).chain(s.finished.iter().map(|t| &t.id)).chain(queued) {
         if !ids.insert(id) {
-            return Err(format!("task \"{id}\" is listed twice (running and finished, or twice in one list)"));
+            return Err(format!("task \"{id}\" is listed twice (running, queued and finished, or twice in one list)"));
+        }
+    }
+    // The queue: places count within each kind, in the list's order.
+    for (q, place) in s.queued.iter().zip(places(&waiting(s))) {
+        if q.place != place {
+            return Err(format!(
+                "queued request \"{}\" says place {}, but it is number {place} of its kind ({}) in the list",
+                q.id, q.place, q.kind
+            ));
         }
     }
     Ok(())
@@ -124,16 +135,33 @@ pub fn pool<'a>(s: &'a ServerState, kind: &str) -> Option<&'a SlotPool> {
     s.pools.iter().find(|p| p.kind == kind)
 }
 
-/// The figures a request of `kind` is judged on (R1, R2), from the core's
-/// own rules: the same numbers the widget's gate uses.
+/// The figures a request of `kind` is judged on (R1, R2 and the queue),
+/// from the core's own rules: units reserved by running and queued
+/// requests, and no slot free for a newcomer while requests of its kind
+/// wait.
 pub fn capacity(s: &ServerState, kind: &str) -> Option<Capacity> {
-    let pool = pool(s, kind)?;
-    Some(Capacity {
-        limit: pool.limit,
-        in_use: pool.in_use,
+    let waiting = waiting(s);
+    let figures = Figures {
+        pools: &s.pools,
         spendable: rules::remaining(s),
-        reserved: s.running.iter().map(|t| t.reserved_units).sum(),
-    })
+        running_reserved: s.running.iter().map(|t| t.reserved_units).sum(),
+        waiting: &waiting,
+        held: &[],
+    };
+    figures.capacity(kind)
+}
+
+/// The state's queued requests as the core's waiting requests.
+fn waiting(s: &ServerState) -> Vec<Waiting<String>> {
+    s.queued
+        .iter()
+        .map(|q| Waiting {
+            id: q.id.clone(),
+            kind: q.kind.clone(),
+            slots: pool(s, &q.kind).map_or(q.count, |p| p.slot_rule.slots_for(q.count)),
+            cost: q.reserved_units,
+        })
+        .collect()
 }
 
 /// Units left in all packages, whatever their status: only a deduction

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_status, config, proxy, reference, show, Break};
+use common::{assert_status, config, proxy, reference, reference_for_the_queue, show, Break};
 use qw_conformance::{Check, Status};
 
 /// Runs every check through a proxy that breaks `brk`; `check` must fail.
@@ -144,4 +144,14 @@ async fn charging_a_failed_task_fails_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deducting_more_than_charged_fails_success() {
     caught(Break::ChargeSuccessTwice, Check::Success).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_leaves_the_request_queued_fails_queue() {
+    let server = reference_for_the_queue().await;
+    let url = proxy(&server.url, Break::CancelIgnored).await;
+    let report = qw_conformance::run(&config(&url, true)).await;
+    assert_status(&report, Check::Queue, Status::Fail);
+    assert!(detail(&report, Check::Queue).contains("still queued"), "{}", show(&report));
+    assert_eq!(report.exit_code(), 1, "{}", show(&report));
 }

@@ -228,7 +228,8 @@ async fn a_queue_survives_kill_9_and_drains_after_a_restart() {
         }
     };
     // Tasks that would run for a minute: nothing ends before the kill.
-    let (mut child, addr) = spawn_with(&["--db", db, "--task-ms", "60000..60000"]);
+    let (child, addr) = spawn_with(&["--db", db, "--task-ms", "60000..60000"]);
+    let mut child = Killed(child);
     let mut ids = Vec::new();
     for i in 0..7 {
         let res = http
@@ -244,12 +245,21 @@ async fn a_queue_survives_kill_9_and_drains_after_a_restart() {
     }
     let before = get_state(addr.clone()).await;
     assert_eq!((before.running.len(), before.queued.len()), (4, 3), "the demo account has 4 image slots");
-    child.kill().expect("kill -9");
-    child.wait().expect("reaped");
+    child.0.kill().expect("kill -9");
+    child.0.wait().expect("reaped");
 
-    let (mut child, addr) = spawn_with(&["--db", db, "--task-ms", "20..60", "--fail-rate", "0.3", "--seed", "9"]);
+    // Back without a worker: the queue is as it was.
+    let (restarted, addr) = spawn_with(&["--db", db, "--no-worker"]);
+    let mut child = Killed(restarted);
     let after = get_state(addr.clone()).await;
     assert_eq!(after.queued, before.queued, "the same requests wait in the same places");
+    assert_eq!(after.running, before.running);
+    child.0.kill().expect("kill -9");
+    child.0.wait().expect("reaped");
+
+    // Back with a worker: the resumed tasks end, and the queue runs through.
+    let (restarted, addr) = spawn_with(&["--db", db, "--task-ms", "20..60", "--fail-rate", "0.3", "--seed", "9"]);
+    let _child = Killed(restarted);
     let deadline = Instant::now() + Duration::from_secs(10);
     let drained = loop {
         let s = get_state(addr.clone()).await;
@@ -259,8 +269,6 @@ async fn a_queue_survives_kill_9_and_drains_after_a_restart() {
         assert!(Instant::now() < deadline, "the queue did not drain: {s:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let _ = child.kill();
-    let _ = child.wait();
     let mut ended: Vec<&str> = drained.finished.iter().map(|f| f.id.as_str()).collect();
     ended.sort_unstable();
     let mut all: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -279,4 +287,14 @@ async fn a_queue_survives_kill_9_and_drains_after_a_restart() {
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "started out of order: {starts:?}");
     drop(conn);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed (SIGKILL) when dropped, a failed test's too.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

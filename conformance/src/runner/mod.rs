@@ -12,6 +12,7 @@
 
 mod basics;
 mod ends;
+mod queue;
 mod stream;
 mod submits;
 
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quota_widget::core::rules::{Shortfall, MAX_COUNT};
-use quota_widget::core::wire::{codes, Outcome, ServerState, SlotRule, SubmitAccepted, SubmitRequest, Units};
+use quota_widget::core::wire::{codes, Cancelled, Outcome, ServerState, SlotRule, SubmitAccepted, SubmitRequest, Units};
 use reqwest::Method;
 
 use crate::api::{secs, Api, Auth, EventStream, Item, Opened, Reply};
@@ -241,11 +242,13 @@ impl<F: FnMut(&CheckResult)> Run<'_, F> {
                 self.record_outcome(Check::OverUnits, outcome);
                 let outcome = self.over_slots(k).await;
                 self.record_outcome(Check::OverSlots, outcome);
+                let outcome = self.queue(k).await;
+                self.record_outcome(Check::Queue, outcome);
                 self.end_fillers().await;
                 self.outcomes(k).await;
             }
             None => {
-                for check in [Check::BadRequest, Check::OverUnits, Check::OverSlots, Check::Failure, Check::Success] {
+                for check in [Check::BadRequest, Check::OverUnits, Check::OverSlots, Check::Queue, Check::Failure, Check::Success] {
                     self.record(check, Status::Skip, "the account has no pools to submit to");
                 }
             }

@@ -41,6 +41,24 @@ impl Drop for Reference {
 /// 2 more would cost 8 of the 6 left (402), 4 would need 4 of the 3 free
 /// slots (429).
 pub async fn reference_with(tune: impl FnOnce(&mut quota_server::Config)) -> Reference {
+    let packages = json!([
+        {"name": "Test pack", "total": 10, "expires_in_ms": 30 * 86_400_000_i64},
+        {"name": "Next month", "total": 500, "effective_in_ms": 10 * 86_400_000_i64,
+         "expires_in_ms": 40 * 86_400_000_i64},
+        {"name": "Lapsed", "total": 50, "effective_in_ms": -20 * 86_400_000_i64,
+         "expires_in_ms": -86_400_000_i64}
+    ]);
+    reference_account(tune, packages).await
+}
+
+/// The reference server whose account has 100 units: enough to busy every
+/// image slot and queue one more (the queue check), too many for the
+/// over-units check.
+pub async fn reference_for_the_queue() -> Reference {
+    reference_account(|_| {}, json!([{"name": "Big pack", "total": 100, "expires_in_ms": 30 * 86_400_000_i64}])).await
+}
+
+async fn reference_account(tune: impl FnOnce(&mut quota_server::Config), packages: Value) -> Reference {
     let mut config = quota_server::Config::for_tests();
     config.ping_ms = 200;
     tune(&mut config);
@@ -58,13 +76,7 @@ pub async fn reference_with(tune: impl FnOnce(&mut quota_server::Config)) -> Ref
             "token": TOKEN,
             "image_limit": 4,
             "video_limit": 1,
-            "packages": [
-                {"name": "Test pack", "total": 10, "expires_in_ms": 30 * 86_400_000_i64},
-                {"name": "Next month", "total": 500, "effective_in_ms": 10 * 86_400_000_i64,
-                 "expires_in_ms": 40 * 86_400_000_i64},
-                {"name": "Lapsed", "total": 50, "effective_in_ms": -20 * 86_400_000_i64,
-                 "expires_in_ms": -86_400_000_i64}
-            ]
+            "packages": packages
         }))
         .send()
         .await
@@ -103,6 +115,17 @@ pub fn show(report: &Report) -> String {
     }
     out.push_str(&report.summary());
     out
+}
+
+/// Every check passed but the queue's, skipped for want of units: the
+/// account of [`reference`] has too few to busy every slot and queue one
+/// more ([`reference_for_the_queue`] has them).
+pub fn assert_ok_but_the_queue(report: &Report) {
+    for check in Check::ALL.into_iter().filter(|c| *c != Check::Queue) {
+        assert_status(report, check, Status::Ok);
+    }
+    assert_status(report, Check::Queue, Status::Skip);
+    assert!(report.get(Check::Queue).is_some_and(|r| r.detail.contains("more units")), "{}", show(report));
 }
 
 pub fn assert_status(report: &Report, check: Check, status: Status) {
@@ -164,6 +187,12 @@ pub enum Break {
     /// Not a fault: every third request is answered 429 with code 1302
     /// ("rate limited") and `Retry-After: 0`, as a backend may do.
     RateLimited,
+    /// Not a fault: a backend without the queue (an older server): `queue`
+    /// is dropped from submits and `queued` from states.
+    NoQueue,
+    /// A cancel is answered 200 and never reaches the server: the request
+    /// stays queued.
+    CancelIgnored,
 }
 
 struct Proxy {
@@ -198,6 +227,9 @@ impl Proxy {
                 v["packages"][0]["remaining"] = json!(r + 0.0005);
             }
             Break::FrozenRevision => v["revision"] = json!(1),
+            Break::NoQueue => {
+                v.as_object_mut()?.remove("queued")?;
+            }
             Break::ChargeFailure | Break::ChargeSuccessTwice => {
                 let deduct = self.memory().deduct;
                 if deduct == 0.0 {
@@ -325,6 +357,21 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             }
         }
         _ => {}
+    }
+    if p.brk == Break::NoQueue && is_submit {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&body) {
+            if v.as_object_mut().and_then(|o| o.remove("queue")).is_some() {
+                body = v.to_string().into_bytes();
+            }
+        }
+    }
+    if p.brk == Break::CancelIgnored && method == Method::DELETE {
+        if let Some(task) = path.strip_prefix("/api/generations/") {
+            let body = json!({"task_id": task, "units_released": 4, "revision": 1}).to_string();
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return respond(StatusCode::OK, h, Body::from(body));
+        }
     }
     let mut repeated = None;
     if p.brk == Break::RepeatCreatesTask && is_submit {
