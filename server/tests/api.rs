@@ -1551,7 +1551,7 @@ async fn a_queued_request_waits_with_its_place_and_a_cancel_releases_it() {
     let ended = end(r, "q", &running.task_id, "fail", None).await;
     assert_eq!(ended.status, StatusCode::OK);
     let s = state(r, "q").await;
-    assert_eq!(s.running.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [q2.task_id.clone()]);
+    assert_eq!(s.running.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [q2.task_id.as_str()]);
     assert!(s.queued.is_empty());
     assert_eq!(cancel(r, "q", &q2.task_id).await.status, StatusCode::CONFLICT);
     // A repeat of q2's submit now answers without a place: it runs.

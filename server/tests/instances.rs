@@ -90,6 +90,11 @@ async fn create_account(http: &reqwest::Client, at: &Instance, token: &str, imag
     assert_eq!(res.status(), 201);
 }
 
+/// Units left in the account's packages.
+fn spendable(s: &ServerState) -> Units {
+    s.packages.iter().map(|p| p.remaining).sum()
+}
+
 async fn state(http: &reqwest::Client, at: &Instance, token: &str) -> ServerState {
     http.get(format!("{}/api/state", at.url)).bearer_auth(token).send().await.expect("state").json().await.expect("json")
 }
@@ -260,7 +265,6 @@ async fn the_tasks_of_a_killed_instance_end_exactly_once() {
     let http = reqwest::Client::new();
     create_account(&http, &at[1], "k", 8, 10_000).await;
     let before = state(&http, &at[1], "k").await;
-    let spendable = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
     for i in 0..6 {
         let res = http
             .post(format!("{}/api/generations", at[0].url))
@@ -290,12 +294,11 @@ async fn the_tasks_of_a_killed_instance_end_exactly_once() {
     println!("instance killed with 6 tasks running: {succeeded} succeeded, {} failed, all ended by the others", 6 - succeeded);
 }
 
-/// A task as the store recorded it, for the queue's audit: its id (arrival
-/// order), status, request id, slots, units charged, and the revisions at
-/// which it started and ended.
+/// A task as the store recorded it, for the queue's audit (in id order,
+/// which is arrival order): status, request id, slots, units charged, and
+/// the revisions at which it started and ended.
 #[derive(Debug)]
 struct Audited {
-    id: i64,
     status: String,
     request: String,
     slots: i64,
@@ -311,7 +314,7 @@ async fn audit(db: &str, account: i64) -> Vec<Audited> {
     tokio::spawn(conn);
     client
         .query(
-            "SELECT id, status, client_request_id, slots, units_charged, started_revision, finished_revision
+            "SELECT status, client_request_id, slots, units_charged, started_revision, finished_revision
              FROM tasks WHERE account_id = $1 AND status <> 'refused' ORDER BY id",
             &[&account],
         )
@@ -319,13 +322,12 @@ async fn audit(db: &str, account: i64) -> Vec<Audited> {
         .expect("tasks")
         .iter()
         .map(|r| Audited {
-            id: r.get(0),
-            status: r.get(1),
-            request: r.get(2),
-            slots: r.get(3),
-            charged: r.get(4),
-            started: r.get(5),
-            finished: r.get(6),
+            status: r.get(0),
+            request: r.get(1),
+            slots: r.get(2),
+            charged: r.get(3),
+            started: r.get(4),
+            finished: r.get(5),
         })
         .collect()
 }
@@ -395,7 +397,6 @@ async fn three_instances_start_three_hundred_queued_requests_once_in_order() {
     assert_eq!(most, 4, "the queue kept every slot busy");
     let succeeded = tasks.iter().filter(|t| t.status == "succeeded").count() as i64;
     assert_eq!(charged, succeeded * 4_000, "a success charges its 4 units once, a failure nothing");
-    let spendable = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
     assert_eq!(spendable(&s), spendable(&before).saturating_sub(Units::from_milli(charged as u64)), "the ledger adds up");
     println!("300 queued submits over 3 instances against 4 slots: {waited} waited, {succeeded} succeeded, all started once in order");
 }
@@ -425,7 +426,6 @@ async fn a_queue_waiting_when_its_instance_is_killed_drains_through_the_others()
     assert_eq!(tasks.len(), 6);
     let (most, charged) = check_audit(&tasks, 2);
     assert_eq!(most, 2);
-    let spendable = |s: &ServerState| -> Units { s.packages.iter().map(|p| p.remaining).sum() };
     assert_eq!(spendable(&s), spendable(&before).saturating_sub(Units::from_milli(charged as u64)), "the ledger adds up");
     println!("instance killed with 2 running and 4 queued: all 6 ran once, in order, through the others");
 }
