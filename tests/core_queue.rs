@@ -366,3 +366,58 @@ fn places_count_within_each_kind() {
     assert_eq!(places(&[w(1, "image"), w(2, "video"), w(3, "image"), w(4, "image")]), [1, 1, 2, 3]);
     assert!(places::<i64>(&[]).is_empty());
 }
+
+/// A request waiting on the server, as the state lists it.
+fn waiting(id: &str, kind: &str, count: u32, reserved: u64, place: u32) -> QueuedRequest {
+    QueuedRequest {
+        id: id.into(),
+        kind: kind.into(),
+        count,
+        reserved_units: units(reserved),
+        place,
+        client_request_id: None,
+        queued_at_ms: T0,
+    }
+}
+
+/// The widget's gate reads the same figures as the server's queue: waiting
+/// requests reserve their units (R2) and close their kind to a request that
+/// does not queue; the remaining units never move for them (R3).
+#[test]
+fn the_widgets_gate_counts_the_servers_queue() {
+    use quota_widget::core::{Blocked, Config, Link, Quota, SubmitError};
+    let mut q = Quota::new(Config::default());
+    q.set_link(Link::Live);
+    let mut s = state(1);
+    s.pools[0].in_use = 4; // every image slot busy
+    s.running = (0..4).map(|i| running(&format!("t{i}"), "image", 1, 2, None)).collect();
+    q.apply_state(s.clone(), T0).unwrap();
+    let (remaining, available) = (q.remaining_units().unwrap(), q.available_units().unwrap());
+    assert_eq!((remaining, available), (units(100), units(92)));
+
+    // Two image requests wait: 6 units set aside, none deducted.
+    s.revision = 2;
+    s.queued = vec![waiting("q1", "image", 1, 2, 1), waiting("q2", "image", 2, 4, 2)];
+    q.apply_state(s.clone(), T0).unwrap();
+    assert_eq!(q.remaining_units(), Some(units(100)), "the headline does not move (R3)");
+    assert_eq!(q.reserved_units(), Some(units(14)));
+    assert_eq!(q.available_units(), Some(units(86)));
+
+    // A slot frees while they still wait: a request that does not queue
+    // finds the kind closed, as the server would refuse it.
+    s.revision = 3;
+    s.pools[0].in_use = 3;
+    s.running.pop();
+    q.apply_state(s.clone(), T0).unwrap();
+    assert_eq!(q.free_slots("image"), Some(0));
+    assert!(matches!(q.begin_submit("r1".into(), T0), Err(SubmitError::Blocked(Blocked::Slots { .. }))));
+    // Another kind is open.
+    q.set_request("video", 1);
+    assert!(q.begin_submit("r2".into(), T0).is_ok());
+
+    // The queue empties: the kind opens again.
+    s.revision = 4;
+    s.queued.clear();
+    q.apply_state(s, T0).unwrap();
+    assert_eq!(q.free_slots("image"), Some(1));
+}

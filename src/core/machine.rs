@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
+use super::queue::{Figures, Waiting};
 use super::rules::{self, Capacity, Shortfall};
 use super::text::Msg;
 use super::words::say;
@@ -393,15 +394,28 @@ impl Quota {
         self.holds.iter().filter(|h| h.kind == kind).map(|h| h.slots).sum()
     }
 
+    /// The server's figures as the queue's rules read them
+    /// ([`queue::Figures`]): its pools, its packages, its running tasks and
+    /// its waiting requests, which reserve their units (R2) and close
+    /// their kind to a request that does not queue.
+    fn figures<R>(&self, f: impl FnOnce(&Figures<'_, ()>) -> R) -> Option<R> {
+        let s = self.state.as_ref()?;
+        let slots = |kind: &str, count| s.pools.iter().find(|p| p.kind == kind).map_or(0, |p| p.slot_rule.slots_for(count));
+        let waiting: Vec<Waiting<()>> =
+            s.queued.iter().map(|q| Waiting { id: (), kind: q.kind.clone(), slots: slots(&q.kind, q.count), cost: q.reserved_units }).collect();
+        let running_reserved = s.running.iter().map(|t| t.reserved_units).sum();
+        Some(f(&Figures { pools: &s.pools, spendable: rules::remaining(s), running_reserved, waiting: &waiting, held: &[] }))
+    }
+
     /// The figures of a kind's pool that a request is judged on: the
-    /// server's, with this tab's holds counted as taken.
+    /// server's ([`Quota::figures`]), with this tab's holds counted as
+    /// taken.
     fn capacity(&self, kind: &str) -> Option<Capacity> {
-        let pool = self.pool(kind)?;
+        let cap = self.figures(|f| f.capacity(kind))??;
         Some(Capacity {
-            limit: pool.limit,
-            in_use: pool.in_use.saturating_add(self.held_slots(kind)),
-            spendable: self.remaining_units()?,
-            reserved: self.reserved_units()?.saturating_add(self.held_units()),
+            in_use: cap.in_use.saturating_add(self.held_slots(kind)),
+            reserved: cap.reserved.saturating_add(self.held_units()),
+            ..cap
         })
     }
 
@@ -417,8 +431,10 @@ impl Quota {
         Some(rules::remaining(s))
     }
 
+    /// Units the server sets aside: for running tasks and for waiting
+    /// requests.
     pub fn reserved_units(&self) -> Option<Units> {
-        Some(self.state.as_ref()?.running.iter().map(|t| t.reserved_units).sum())
+        self.figures(|f| f.reserved())
     }
 
     pub fn held_units(&self) -> Units {
