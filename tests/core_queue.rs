@@ -402,6 +402,11 @@ fn the_widgets_gate_counts_the_servers_queue() {
     assert_eq!(q.remaining_units(), Some(units(100)), "the headline does not move (R3)");
     assert_eq!(q.reserved_units(), Some(units(14)));
     assert_eq!(q.available_units(), Some(units(86)));
+    let mut viewer = quota_widget::core::Viewer::new(quota_widget::core::PlainFmt);
+    let vm = viewer.view(&q, T0);
+    let u = vm.units.as_ref().unwrap();
+    assert_eq!(u.remaining_text, "100 units remaining");
+    assert_eq!(u.detail_text, "Running and queued requests hold 14 · 86 can be spent now");
 
     // A slot frees while they still wait: a request that does not queue
     // finds the kind closed, as the server would refuse it.

@@ -128,6 +128,20 @@ fn every_text_of_the_view_comes_from_the_table() {
     let mut next = q.state().unwrap().clone();
     next.revision = 4;
     next.packages.iter_mut().for_each(|p| p.remaining = p.total);
+    // A request waits on the server: the note says what it holds.
+    next.queued = vec![QueuedRequest {
+        id: "w1".into(),
+        kind: "image".into(),
+        count: 1,
+        reserved_units: units(2),
+        place: 1,
+        client_request_id: None,
+        queued_at_ms: T0,
+    }];
+    q.apply_state(next.clone(), T0).unwrap();
+    seen += check(&mut viewer, &mut q, T0, "a request waits");
+    next.revision = 5;
+    next.queued.clear();
     q.apply_state(next, T0).unwrap();
     // A bad state after a good one: the error line over the last good figures.
     q.report_error("malformed quota state: not valid JSON".into());

@@ -24,6 +24,7 @@ export default [
   "{n} 小时前", // age_hours
   "剩余 {units} 点", // units_remaining
   "运行中的任务占用 {held} 点 · 现在可用 {available} 点", // units_note
+  "运行中和排队中的请求占用 {held} 点 · 现在可用 {available} 点", // units_note_queued
   "{kind}生成并发", // meter_label
   "{limit} 个中已用 {in_use} 个", // meter_text
   "{limit} 个中已用 {in_use} 个，{held} 个正在提交", // meter_text_held

@@ -62,6 +62,7 @@ messages! {
     // The figures.
     UnitsRemaining = "units_remaining": "one={units} unit remaining|other={units} units remaining",
     UnitsNote = "units_note": "Running tasks hold {held} · {available} can be spent now",
+    UnitsNoteQueued = "units_note_queued": "Running and queued requests hold {held} · {available} can be spent now",
     MeterLabel = "meter_label": "{kind} generation slots",
     MeterText = "meter_text": "{in_use} of {limit} in use",
     MeterTextHeld = "meter_text_held": "{in_use} of {limit} in use, {held} being submitted",

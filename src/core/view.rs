@@ -358,8 +358,8 @@ impl AttemptIn<String> {
     }
 }
 
-/// (remaining, reserved, held, available, low)
-type UnitsIn = (Units, Units, Units, Units, bool);
+/// (remaining, reserved, held, available, low, whether requests wait)
+type UnitsIn = (Units, Units, Units, Units, bool, bool);
 /// (slots, cost, available, cost of one item, estimate, kind)
 type CostIn = (u32, Units, Units, Units, bool, String);
 
@@ -417,15 +417,17 @@ impl<F: Fmt> Viewer<F> {
                 q.held_units(),
                 available,
                 available < q.config.low_units,
+                state.is_some_and(|s| !s.queued.is_empty()),
             );
-            self.units.one(input, |k, i| k == i, |i| *i, |&(remaining, reserved, held, available, low)| {
+            self.units.one(input, |k, i| k == i, |i| *i, |&(remaining, reserved, held, available, low, queued)| {
                 // Only while something is held: at rest, what can be spent
                 // is the remaining figure, which the headline already says.
                 let taken = reserved.saturating_add(held);
                 let detail_text = if taken.is_zero() {
                     String::new()
                 } else {
-                    say(f, Msg::UnitsNote, None, &[("held", &f.units(taken)), ("available", &f.units(available))])
+                    let m = if queued { Msg::UnitsNoteQueued } else { Msg::UnitsNote };
+                    say(f, m, None, &[("held", &f.units(taken)), ("available", &f.units(available))])
                 };
                 UnitsView {
                     remaining,
