@@ -662,8 +662,7 @@ fn on_sync(weak: &Weak<RefCell<Inner>>, event: SyncEvent) {
 
 /// Joins the tabs of this endpoint and account: follows whoever leads and
 /// queues to lead. False when the browser cannot (no Web Locks or no
-/// BroadcastChannel), or in a build without tabs: the widget then connects
-/// by itself.
+/// BroadcastChannel): the widget then connects by itself.
 fn join_tabs(rc: &Rc<RefCell<Inner>>, doc: &Document, opts: &SyncOptions, account: &str) -> bool {
     let weak = Rc::downgrade(rc);
     let Some(link) = TabLink::open(doc, &opts.endpoint, account, move |e| on_tab(&weak, e)) else {
