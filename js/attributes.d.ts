@@ -36,10 +36,17 @@ export interface QuotaWidgetAttributes {
   account?: string;
   /** "off" gives this tab a connection of its own. Shared by default. */
   tabs?: "on" | "off";
+  /**
+   * Present: a request whose slots are all busy waits in the server's queue
+   * instead of being blocked (the button says "Queue · starts when a slot
+   * frees, 2 ahead"), and queued requests are listed with a Cancel button,
+   * which dispatches quota-cancel. Absent, "off" or "false": off.
+   */
+  queue?: boolean | "" | "on" | "off";
 }
 
 /** Names of the DOM events that the element dispatches. */
 export type QuotaWidgetEventName = Exclude<keyof QuotaWidgetElementEventMap, keyof HTMLElementEventMap>;
 
-/** The element's own events by name: quota-ready, quota-change, quota-error, quota-hold, quota-announce. */
+/** The element's own events by name: quota-ready, quota-change, quota-error, quota-hold, quota-announce, quota-cancel. */
 export type QuotaWidgetEvents = { [K in QuotaWidgetEventName]: QuotaWidgetElementEventMap[K] };

@@ -28,6 +28,8 @@ export interface QuotaWidgetElementEventMap extends HTMLElementEventMap {
   "quota-error": CustomEvent<EventOf<"error">>;
   "quota-hold": CustomEvent<EventOf<"hold">>;
   "quota-announce": CustomEvent<EventOf<"announce">>;
+  /** A queued request's Cancel button was pressed: send DELETE /api/generations/{taskId}. */
+  "quota-cancel": CustomEvent<EventOf<"cancel">>;
 }
 
 export interface QuotaWidgetElement {

@@ -27,7 +27,7 @@ const REQUEST_ATTRIBUTES = new Set(["kind", "count"]);
 // Attributes that only change which button is gated: applied with setButton().
 const TARGET_ATTRIBUTES = new Set(["button", "form"]);
 // Any other observed attribute re-creates the widget.
-const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms", "account", "tabs"];
+const OBSERVED = ["button", "form", "reason", "kind", "count", "endpoint", "locale", "expiring-soon-days", "stale-after-ms", "account", "tabs", "queue"];
 
 const DEFAULT_KIND = "image";
 const DEFAULT_COUNT = 1;
@@ -203,6 +203,8 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         staleAfterMs: integerAttribute(this, "stale-after-ms"),
         account: this.getAttribute("account") || undefined,
         tabs: /^(off|false)$/i.test(this.getAttribute("tabs") ?? "") ? false : undefined,
+        // A boolean attribute: present (and not "false" or "off") queues.
+        queue: this.hasAttribute("queue") && !/^(off|false)$/i.test(this.getAttribute("queue")) ? true : undefined,
       };
       for (const [key, value] of Object.entries(optional)) {
         if (value !== undefined) options[key] = value;

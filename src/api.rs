@@ -17,7 +17,7 @@ use web_sys::{Document, Element, HtmlFormElement, HtmlInputElement};
 
 use crate::core::parse::{read_repeat, read_state, Source, CHANGING};
 use crate::core::wire::{ServerState, Units};
-use crate::core::{settle, Config, Hold, HoldEnd, Memo, Msg, QuotaOptions, Table, Quota, Reply, SubmitError, ViewModel, Viewer};
+use crate::core::{settle, Config, Gate, Hold, HoldEnd, Memo, Msg, QuotaOptions, Table, Quota, Reply, SubmitError, ViewModel, Viewer};
 use crate::dom::Dom;
 use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
@@ -64,6 +64,10 @@ pub struct HeldRequest {
     pub request_id: String,
     pub kind: String,
     pub count: u32,
+    /// Send it as `queue`: true with the `queue` option, so that the
+    /// server queues the request rather than refusing it when its slots
+    /// are busy (it starts at once when they are free).
+    pub queue: bool,
 }
 
 /// What the core made of a submit's answer (`settleSubmit`). `message` is
@@ -95,6 +99,10 @@ pub enum WidgetEvent {
     Hold { request_id: String, slots: u32, cost: Units },
     /// A message for the user, also given to the page's live region.
     Announce { message: String },
+    /// The person asked to cancel a queued request (its row's cancel
+    /// button): send `DELETE /api/generations/{taskId}`. The server's next
+    /// state shows it cancelled, its units released, nothing charged.
+    Cancel { task_id: String },
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -136,6 +144,8 @@ pub(crate) struct Inner {
     /// The gate's listeners, on the button and its form.
     listeners: Vec<EventListener>,
     ticker: Option<Interval>,
+    /// Clicks on the attempt list's cancel buttons.
+    cancel_click: Option<EventListener>,
     pub(crate) sync: Option<Sync>,
     subscribers: Vec<(u32, Function)>,
     next_subscriber: u32,
@@ -411,7 +421,9 @@ impl Inner {
     /// `aria-disabled` and the reason tied to it (not the native `disabled`,
     /// which takes it out of the tab order); its clicks and its form's
     /// submits are stopped by the gate's listeners.
-    fn apply_button(&self, enabled: bool) {
+    /// The reason is also tied to an enabled button that will queue its
+    /// request (`described`), which says so.
+    fn apply_button(&self, enabled: bool, described: bool) {
         let Some((b, saved)) = &self.button else { return };
         let reason_id = self.dom.reason_id();
         if enabled {
@@ -421,7 +433,7 @@ impl Inner {
         }
         let mut ids = String::new();
         let own = saved.described_by.as_deref().unwrap_or("").split_whitespace().filter(|t| *t != reason_id);
-        for t in own.chain((!enabled).then_some(reason_id.as_str())) {
+        for t in own.chain(described.then_some(reason_id.as_str())) {
             if !ids.is_empty() {
                 ids.push(' ');
             }
@@ -489,9 +501,9 @@ fn restore(e: &Element, name: &str, value: &Option<String>) {
     };
 }
 
-impl From<&Hold> for HeldRequest {
-    fn from(h: &Hold) -> Self {
-        HeldRequest { request_id: h.id.clone(), kind: h.kind.clone(), count: h.count }
+impl HeldRequest {
+    fn of(h: &Hold, queue: bool) -> Self {
+        HeldRequest { request_id: h.id.clone(), kind: h.kind.clone(), count: h.count, queue }
     }
 }
 
@@ -545,8 +557,8 @@ fn gate(rc: &Rc<RefCell<Inner>>, button: Option<Element>, form: Option<Element>)
     };
     inner.button = Some((button, saved));
     inner.form = form;
-    let enabled = inner.session.quota.blocked(now()).is_none();
-    inner.apply_button(enabled);
+    let gate = inner.session.quota.gate(now());
+    inner.apply_button(gate.is_ok(), gate != Ok(Gate::Start));
 }
 
 /// The gate's decision for a click or submit event: a hold, or the event
@@ -585,8 +597,9 @@ pub(crate) fn flush(rc: &Rc<RefCell<Inner>>, mut events: Vec<WidgetEvent>) {
         let vm = inner.viewer.view(&inner.session.quota, t);
         let last = inner.dom.last();
         if last != Some(&vm) {
-            if last.map(|l| l.enabled) != Some(vm.enabled) {
-                inner.apply_button(vm.enabled);
+            let described = !vm.reason.is_empty();
+            if last.map(|l| (l.enabled, !l.reason.is_empty())) != Some((vm.enabled, described)) {
+                inner.apply_button(vm.enabled, described);
             }
             if !inner.subscribers.is_empty() {
                 events.push(WidgetEvent::Change { view: vm.clone() });
@@ -790,6 +803,7 @@ impl QuotaWidget {
         };
         let mut quota = Quota::new(config);
         quota.set_request(options.kind.as_deref().unwrap_or("image"), options.count.unwrap_or(1));
+        quota.set_queue(options.queue == Some(true));
 
         let uid = format!("qw{}", NEXT_UID.fetch_add(1, Ordering::Relaxed));
         // The page's language when the dashboard names none.
@@ -806,6 +820,7 @@ impl QuotaWidget {
             request_field: options.request_id_field.unwrap_or_else(|| "client_request_id".to_owned()),
             listeners: Vec::new(),
             ticker: None,
+            cancel_click: None,
             sync: None,
             subscribers: Vec::new(),
             next_subscriber: 1,
@@ -824,6 +839,17 @@ impl QuotaWidget {
             }
         });
         inner.borrow_mut().ticker = Some(ticker);
+        // One listener for every cancel button of the attempt list.
+        let weak = Rc::downgrade(&inner);
+        let list = inner.borrow().dom.attempt_list();
+        let cancel_click = EventListener::new(&list, "click", move |e| {
+            let target = e.target().and_then(|t| t.dyn_into::<Element>().ok());
+            let task = target.and_then(|t| t.closest("button[data-task]").ok().flatten()).and_then(|b| b.get_attribute("data-task"));
+            if let (Some(task_id), Some(rc)) = (task, weak.upgrade()) {
+                flush(&rc, vec![WidgetEvent::Cancel { task_id }]);
+            }
+        });
+        inner.borrow_mut().cancel_click = Some(cancel_click);
         if let Some(endpoint) = options.endpoint {
             let weak = Rc::downgrade(&inner);
             let opts = SyncOptions {
@@ -914,13 +940,14 @@ impl QuotaWidget {
             let id = inner.gate_hold.take();
             id.and_then(|id| inner.session.quota.holds().iter().find(|h| h.id == id).cloned())
         };
+        let queue = rc.borrow().session.quota.queue();
         if let Some(h) = claimed {
-            return Ok(Ts::new_unchecked(to_js(&HeldRequest::from(&h))));
+            return Ok(Ts::new_unchecked(to_js(&HeldRequest::of(&h, queue))));
         }
         let hold = rc.borrow_mut().begin();
         match hold {
             Ok(hold) => {
-                let request = HeldRequest::from(&hold);
+                let request = HeldRequest::of(&hold, queue);
                 flush(rc, vec![hold.into()]);
                 Ok(Ts::new_unchecked(to_js(&request)))
             }
@@ -1072,6 +1099,7 @@ impl QuotaWidget {
                 let waiting = inner.tabs.take().map(|mut tl| tl.drop_waiting()).unwrap_or_default();
                 inner.sync = None;
                 inner.ticker = None;
+                inner.cancel_click = None;
                 inner.subscribers.clear();
                 inner.release_button();
                 inner.dom.remove();

@@ -30,6 +30,8 @@ pub struct Dom {
     last: Option<ViewModel>,
     uid: String,
     next_id: std::cell::Cell<u32>,
+    /// The cancel buttons' text, in the page's language.
+    cancel_word: String,
 }
 
 /// Rows by key, in page order. A Vec: lists are short, and a hash map
@@ -63,6 +65,10 @@ struct PackageRow {
 
 struct AttemptRow {
     el: Element,
+    text: Element,
+    /// A queued request's cancel button, kept while it waits, so that
+    /// keyboard focus stays on it as its place moves.
+    cancel: Option<Element>,
     last: Option<Rc<AttemptView>>,
 }
 
@@ -151,12 +157,18 @@ impl Dom {
             last: None,
             uid: uid.to_owned(),
             next_id: std::cell::Cell::new(0),
+            cancel_word: words(Msg::CancelButton),
         }
     }
 
     /// The view model on the page, if any has been rendered.
     pub fn last(&self) -> Option<&ViewModel> {
         self.last.as_ref()
+    }
+
+    /// The attempt list, where the cancel buttons of queued requests are.
+    pub fn attempt_list(&self) -> Element {
+        self.attempts.clone()
     }
 
     pub fn reason_id(&self) -> String {
@@ -317,14 +329,46 @@ impl Dom {
         }
         if changed(&|l| l.attempts != vm.attempts) {
             let doc = &self.doc;
+            let cancel_word = &self.cancel_word;
             reconcile(&mut self.attempt_rows, &self.attempts, &vm.attempts, |a| &a.key, |_| {
-                AttemptRow { el: el(doc, "li", "qw-attempt"), last: None }
+                let e = el(doc, "li", "qw-attempt");
+                let text = el(doc, "span", "qw-attempt-text");
+                let _ = e.append_child(&text);
+                AttemptRow { el: e, text, cancel: None, last: None }
             }, |r| &r.el, |row, a| {
-                if row.last.as_ref() != Some(a) {
-                    Self::text(&row.el, &a.text);
-                    set_attr(&row.el, "data-status", status_name(a.status));
-                    row.last = Some(Rc::clone(a));
+                if row.last.as_ref() == Some(a) {
+                    return;
                 }
+                let old = row.last.take();
+                if old.as_ref().map(|o| &o.text) != Some(&a.text) {
+                    Self::text(&row.text, &a.text);
+                }
+                if old.as_ref().map(|o| o.status) != Some(a.status) {
+                    set_attr(&row.el, "data-status", status_name(a.status));
+                }
+                match (&a.task_id, &row.cancel) {
+                    (Some(task), cancel) => {
+                        let b = cancel.clone().unwrap_or_else(|| {
+                            // A real button: reachable by Tab, pressed by
+                            // Enter or Space; the widget's one listener on
+                            // the list takes its clicks.
+                            let b = el(doc, "button", "qw-cancel");
+                            set_attr(&b, "type", "button");
+                            b.set_text_content(Some(cancel_word));
+                            let _ = row.el.append_child(&b);
+                            b
+                        });
+                        set_attr(&b, "data-task", task);
+                        set_attr(&b, "aria-label", &a.cancel_label);
+                        row.cancel = Some(b);
+                    }
+                    (None, Some(b)) => {
+                        b.remove();
+                        row.cancel = None;
+                    }
+                    (None, None) => {}
+                }
+                row.last = Some(Rc::clone(a));
             });
         }
         self.last = Some(vm);
@@ -339,6 +383,7 @@ fn status_name(s: AttemptStatus) -> &'static str {
         AttemptStatus::Failed => "failed",
         AttemptStatus::Refused => "refused",
         AttemptStatus::TimedOut => "timed_out",
+        AttemptStatus::Queued => "queued",
     }
 }
 
@@ -367,7 +412,6 @@ fn reconcile<T, R>(
         }
         return;
     }
-    let old_order: Vec<String> = keyed.rows.iter().map(|(k, _)| k.clone()).collect();
     let mut old = std::mem::take(&mut keyed.rows);
     for (k, r) in &old {
         if !items.iter().any(|item| key(item) == k) {
@@ -383,10 +427,16 @@ fn reconcile<T, R>(
         update(&mut row, item);
         keyed.rows.push((k.clone(), row));
     }
-    if !old_order.iter().eq(items.iter().map(&key)) {
-        // appendChild moves an existing node: this puts every row in order.
-        for (_, r) in &keyed.rows {
-            let _ = parent.append_child(elem(r));
+    // Every row in order, moving only those out of place: a row that stays
+    // where it was keeps its focus (a queued request's cancel button as
+    // the one before it leaves). insertBefore moves an existing node.
+    let mut next = parent.first_child();
+    for (_, r) in &keyed.rows {
+        let e: &web_sys::Node = elem(r);
+        if next.as_ref() == Some(e) {
+            next = e.next_sibling();
+        } else {
+            let _ = parent.insert_before(e, next.as_ref());
         }
     }
 }

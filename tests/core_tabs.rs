@@ -533,7 +533,7 @@ fn while_no_tab_is_live_submit_is_blocked_with_the_reason() {
     assert_eq!((a.q.link(), b.q.link()), (Link::Connecting, Link::Connecting));
     assert_eq!(a.t.submit(&mut a.q, "r2".into(), t), Err(SubmitError::Blocked(Blocked::Connecting)));
     // An ask that comes anyway (a tab that saw the old leader live) is denied.
-    let asked = TabMsg::Ask { from: "A".into(), id: "r2".into(), kind: "image".into(), count: 1 };
+    let asked = TabMsg::Ask { from: "A".into(), id: "r2".into(), kind: "image".into(), count: 1, queue: false };
     assert!(matches!(&posts(&b.take(&[asked], t))[..], [TabMsg::Denied { reason, .. }] if reason == Msg::TabHandover.en()));
     let t2 = t + TabConfig::default().settle_ms;
     assert_eq!(b.t.next_deadline(&b.q), Some(t2), "the shell wakes the leader when it settles");
@@ -585,7 +585,7 @@ fn a_new_leader_counts_the_holds_the_old_one_granted() {
         matches!(c.t.submit(&mut c.q, "rc".into(), t2), Err(SubmitError::Blocked(Blocked::Slots { free: 0, .. }))),
         "C's own gate sees the slot taken"
     );
-    let asked = TabMsg::Ask { from: "C".into(), id: "rc".into(), kind: "image".into(), count: 1 };
+    let asked = TabMsg::Ask { from: "C".into(), id: "rc".into(), kind: "image".into(), count: 1, queue: false };
     assert!(matches!(&posts(&b.take(&[asked], t2))[..], [TabMsg::Denied { .. }]));
 }
 
@@ -665,8 +665,8 @@ fn every_message_reads_back_as_written() {
         TabMsg::Current { stamp: Stamp { at: ms, epoch: EXACT, seq: EXACT, ..stamp() }, revision: 10 },
         TabMsg::Bye { from: "a".into(), epoch: 0 },
         TabMsg::Bye { from: "a".repeat(200), epoch: EXACT },
-        TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "video clip".into(), count: 1 },
-        TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "image".into(), count: u32::MAX },
+        TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "video clip".into(), count: 1, queue: true },
+        TabMsg::Ask { from: "a".into(), id: "qw-1".into(), kind: "image".into(), count: u32::MAX, queue: false },
         TabMsg::Grant { stamp: stamp(), hold: shared("r1") },
         TabMsg::Grant { stamp: stamp(), hold: SharedHold { cost: Units::from_milli(1), ..big } },
         TabMsg::Denied { stamp: stamp(), to: "a".into(), id: "r1".into(), reason: "All image slots are busy: 0 of 4 free.".into() },
@@ -686,8 +686,12 @@ fn every_message_reads_back_as_written() {
     }
 
     // The wire form, pinned.
-    let ask = TabMsg::Ask { from: "a".into(), id: "50% off".into(), kind: "image".into(), count: 2 };
+    let ask = TabMsg::Ask { from: "a".into(), id: "50% off".into(), kind: "image".into(), count: 2, queue: false };
     assert_eq!(carried(&ask), json!({ "t": "ask", "from": "a", "id": "50% off", "kind": "image", "count": 2 }));
+    let queued = TabMsg::Ask { from: "a".into(), id: "50% off".into(), kind: "image".into(), count: 2, queue: true };
+    assert_eq!(carried(&queued), json!({ "t": "ask", "from": "a", "id": "50% off", "kind": "image", "count": 2, "queue": true }));
+    let bad = json!({ "t": "ask", "from": "a", "id": "r", "kind": "image", "count": 2, "queue": "yes" });
+    assert_eq!(read_msg(&bad).unwrap_err().to_string(), "malformed tab message: ask.queue must be true or false");
     let stamp_json = json!({ "leader": "tab 1", "epoch": 1_795_000_000_000u64, "seq": 7, "at": T0 });
     assert_eq!(
         carried(&TabMsg::Grant { stamp: stamp(), hold: shared("r1") }),

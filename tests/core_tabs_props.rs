@@ -803,7 +803,7 @@ fn message() -> impl Strategy<Value = TabMsg> {
         (stamp(), link()).prop_map(|(stamp, link)| TabMsg::Link { stamp, link }).boxed(),
         (stamp(), whole()).prop_map(|(stamp, revision)| TabMsg::Current { stamp, revision }).boxed(),
         (text(), whole()).prop_map(|(from, epoch)| TabMsg::Bye { from, epoch }).boxed(),
-        (text(), text(), text(), any::<u32>()).prop_map(|(from, id, kind, count)| TabMsg::Ask { from, id, kind, count }).boxed(),
+        (text(), text(), text(), any::<u32>(), any::<bool>()).prop_map(|(from, id, kind, count, queue)| TabMsg::Ask { from, id, kind, count, queue }).boxed(),
         (stamp(), hold()).prop_map(|(stamp, hold)| TabMsg::Grant { stamp, hold }).boxed(),
         (stamp(), text(), text(), text()).prop_map(|(stamp, to, id, reason)| TabMsg::Denied { stamp, to, id, reason }).boxed(),
         (text(), end()).prop_map(|(id, end)| TabMsg::Ended { id, end }).boxed(),

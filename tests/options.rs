@@ -22,6 +22,7 @@ fn every_option() -> QuotaOptions {
         poll_ms: Some(2_500),
         events: Some(false),
         tabs: Some(false),
+        queue: Some(true),
         account: Some("acct-1".into()),
         request_id_field: Some("rid".into()),
     }
@@ -35,7 +36,7 @@ fn every_option_reads_back_under_its_declared_name() {
     // Every field is written under a name, and each name is read: an option
     // left out of the object reads as absent.
     let names: Vec<String> = written.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 14);
     for name in &names {
         let mut one = written.clone();
         one.as_object_mut().unwrap().remove(name);
@@ -61,6 +62,7 @@ fn a_wrong_option_is_an_error_that_names_it() {
         (json!({"pollMs": 4294967296.0}), "options.pollMs must be a whole number"),
         (json!({"endpoint": 7}), "options.endpoint must be a string or null"),
         (json!({"events": "no"}), "options.events must be true or false"),
+        (json!({"queue": "yes"}), "options.queue must be true or false"),
         (json!({"tabs": 0}), "options.tabs must be true or false"),
     ];
     for (input, want) in cases {

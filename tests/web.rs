@@ -607,3 +607,74 @@ fn a_language_table_and_the_pages_own_wording_combine_in_order() {
     let msg: js_sys::Error = JsValue::from(err).unchecked_into();
     assert!(String::from(msg.message()).contains("one text per message"), "{}", String::from(msg.message()));
 }
+
+/// A state whose image slots are all busy, with `queued` waiting.
+fn busy_with_queue(revision: u64, queued: &str) -> String {
+    let s = state(revision, 4, 100, r#"{"id":"t0","kind":"image","slots":4,"reserved_units":8,"started_at_ms":1}"#, "");
+    format!(r#"{},"queued":[{queued}]}}"#, s.trim_end().trim_end_matches('}'))
+}
+
+#[wasm_bindgen_test]
+fn with_the_queue_a_busy_kind_queues_and_a_queued_request_is_cancelled_from_its_row() {
+    let w = widget(r#"{"queue":true}"#);
+    let f = recorder();
+    w.subscribe_id(f.clone().unchecked_into()).unwrap();
+    push(&w, &busy_with_queue(1, ""));
+    let button = q("#go");
+    // Usable, and it says what will happen, tied to the button.
+    assert_eq!(button.get_attribute("aria-disabled"), None, "{}", text(".qw-reason"));
+    assert_eq!(text(".qw-reason"), "Queue · starts when a slot frees, 0 ahead");
+    let described = button.get_attribute("aria-describedby").unwrap();
+    assert_eq!(described, format!("hint {}", q(".qw-reason").id()));
+    let v: JsValue = w.view().unwrap().js_value();
+    assert_eq!(get(&v, "queues"), JsValue::TRUE);
+    // submit() sends the request with `queue: true`.
+    let request: JsValue = w.begin_hold().unwrap().js_value();
+    assert_eq!(get(&request, "queue"), JsValue::TRUE);
+    let id = get(&request, "requestId").as_string().unwrap();
+    assert_eq!(text(".qw-units-detail"), "Running tasks hold 10 · 90 can be spent now");
+
+    // The server queues it: listed with its place and a cancel button.
+    let row = |place: u32| {
+        format!(r#"{{"id":"g7","kind":"image","count":1,"reserved_units":2,"place":{place},"client_request_id":"{id}","queued_at_ms":1}}"#)
+    };
+    let other = r#"{"id":"g6","kind":"image","count":1,"reserved_units":2,"place":1,"queued_at_ms":1}"#;
+    push(&w, &busy_with_queue(2, &format!("{other},{}", row(2))));
+    assert_eq!(text(".qw-remaining"), "100 units remaining", "a queued request moves no remaining unit");
+    assert_eq!(text(".qw-units-detail"), "Running and queued requests hold 12 · 88 can be spent now");
+    assert_eq!(text(".qw-reason"), "Queue · starts when a slot frees, 2 ahead");
+    let queued = doc().query_selector_all(".qw-attempt[data-status=\"queued\"]").unwrap();
+    assert_eq!(queued.length(), 2);
+    let mine: Element = queued.item(1).unwrap().unchecked_into();
+    assert_eq!(mine.query_selector(".qw-attempt-text").unwrap().unwrap().text_content().unwrap(), "Image ×1 · queued, place 2 · 2 units reserved");
+    let cancel: web_sys::HtmlElement = mine.query_selector("button.qw-cancel").unwrap().unwrap().unchecked_into();
+    assert_eq!(cancel.get_attribute("type").as_deref(), Some("button"), "never submits the dashboard's form");
+    assert_eq!(cancel.text_content().as_deref(), Some("Cancel"));
+    assert_eq!(cancel.get_attribute("aria-label").as_deref(), Some("Cancel the queued request: Image ×1, place 2"));
+    assert!(cancel.tab_index() >= 0, "reachable by keyboard");
+    cancel.focus().unwrap();
+
+    // Its place moves: the same button, still focused.
+    push(&w, &busy_with_queue(3, &row(1)));
+    let again = q(".qw-attempt[data-status=\"queued\"] button.qw-cancel");
+    assert!(again == *cancel.unchecked_ref::<Element>(), "the button is kept as its place moves");
+    assert_eq!(doc().active_element().as_ref(), Some(cancel.unchecked_ref::<Element>()));
+    assert_eq!(again.get_attribute("aria-label").as_deref(), Some("Cancel the queued request: Image ×1, place 1"));
+
+    // Pressed, it asks the page to cancel that request.
+    cancel.click();
+    let events = recorded(&f);
+    let asked: Vec<JsValue> = events.iter().filter(|e| get(e, "type").as_string().as_deref() == Some("cancel")).collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(get(&asked[0], "taskId").as_string().as_deref(), Some("g7"));
+
+    // Cancelled: the row loses its button and reads as not charged.
+    let done = format!(
+        r#"{{"id":"g7","kind":"image","slots":1,"outcome":"refused","units_charged":0,"reason":"cancelled while queued; nothing charged","client_request_id":"{id}","finished_at_ms":1}}"#
+    );
+    let s = state(4, 4, 100, r#"{"id":"t0","kind":"image","slots":4,"reserved_units":8,"started_at_ms":1}"#, &done);
+    push(&w, &s);
+    assert!(doc().query_selector("button.qw-cancel").unwrap().is_none());
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    drop(w);
+}

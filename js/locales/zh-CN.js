@@ -19,6 +19,7 @@ export default [
   "{kind}并发已全部占用：{limit} 个中空闲 {free} 个，此请求需要 {needed} 个。", // blocked_slots
   "点数不足：此请求需要 {cost} 点，现在可用 {available} 点。", // blocked_units
   "请在 {seconds} 秒后重试：{why}。", // blocked_wait
+  "排队 · 有空闲并发时开始，前面还有 {ahead} 个", // gate_queue
   "{n} 秒前", // age_seconds
   "{n} 分钟前", // age_minutes
   "{n} 小时前", // age_hours
@@ -41,6 +42,9 @@ export default [
   "{kind} ×{count} · {how} · {time}", // attempt_at
   "提交中，占用 {units} 点", // attempt_sending
   "运行中，预留 {units} 点", // attempt_running
+  "排队中，第 {place} 位 · 预留 {units} 点", // attempt_queued
+  "取消", // cancel_button
+  "取消排队中的请求：{kind} ×{count}，第 {place} 位", // cancel_label
   "已完成，扣除 {units} 点", // attempt_done
   "被拒绝，未扣费", // attempt_refused
   "未确认，未扣费", // attempt_timed_out

@@ -1,11 +1,12 @@
 //! The state machine. Every method takes the clock as a value (`now`, local
 //! milliseconds since the epoch) and does no I/O.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt as stdfmt;
 
-use super::queue::{Figures, Waiting};
-use super::rules::{self, Capacity, Shortfall};
+use super::queue::{Admission, Figures, Refusal, Waiting};
+use super::rules::{self, Capacity};
 use super::text::Msg;
 use super::words::say;
 use super::validate::{validate, StateError};
@@ -63,9 +64,30 @@ pub struct Hold {
     pub id: String,
     pub kind: String,
     pub count: u32,
+    /// Slots it holds: 0 for a request that will wait in the server's
+    /// queue (R8), which holds no slot until it starts ([`Hold::waits`]).
     pub slots: u32,
     pub cost: Units,
     pub begun_at: Millis,
+}
+
+impl Hold {
+    /// Whether it will wait in the server's queue: it was begun while its
+    /// kind had no slot free for it, with the queue on ([`Gate::Queue`]).
+    pub fn waits(&self) -> bool {
+        self.slots == 0
+    }
+}
+
+/// What a submit of the current request does when the gate is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Its slots are free and the units suffice: it starts.
+    Start,
+    /// Every slot it needs is busy, or requests of its kind wait already,
+    /// and the units suffice: sent with `queue`, it waits on the server
+    /// behind `ahead` requests of its kind (R8), its units reserved.
+    Queue { ahead: u32 },
 }
 
 /// How a hold ended.
@@ -158,6 +180,9 @@ pub struct Quota {
     pub(crate) holds: Vec<Hold>,
     pub(crate) kind: String,
     pub(crate) count: u32,
+    /// Whether a request may wait in the server's queue when its slots are
+    /// busy (the `queue` option).
+    pub(crate) queue: bool,
     pub(crate) local: VecDeque<LocalAttempt>,
     pub(crate) error: Option<String>,
     /// Until when the server asked submits to wait, and why.
@@ -216,6 +241,7 @@ impl Quota {
             holds: Vec::new(),
             kind: "image".to_owned(),
             count: 1,
+            queue: false,
             local: VecDeque::new(),
             error: None,
             wait: None,
@@ -264,6 +290,16 @@ impl Quota {
         self.count = count;
     }
 
+    /// Whether a request whose slots are busy may wait in the server's
+    /// queue (R8) instead of being blocked: the `queue` option.
+    pub fn set_queue(&mut self, queue: bool) {
+        self.queue = queue;
+    }
+
+    pub fn queue(&self) -> bool {
+        self.queue
+    }
+
     /// The server asked submits to wait until local time `until`
     /// (`Retry-After`), because of `why` (worded): the gate stays closed,
     /// with that reason, until then.
@@ -308,14 +344,8 @@ impl Quota {
         let before = self.state.as_ref().map(|s| Snapshot::of(self, s));
         // The server's figures now count every task it shows, so the holds
         // for those tasks end: counting both would block twice (R1, R3).
-        let shown: Vec<&str> = next
-            .running
-            .iter()
-            .filter_map(|t| t.client_request_id.as_deref())
-            .chain(next.finished.iter().filter_map(|t| t.client_request_id.as_deref()))
-            .collect();
-        self.holds.retain(|h| !shown.contains(&h.id.as_str()));
-        self.local.retain(|a| !shown.contains(&a.hold.id.as_str()));
+        self.holds.retain(|h| !next.shows_request(&h.id));
+        self.local.retain(|a| !next.shows_request(&a.hold.id));
         if let Some(before) = before {
             self.announce_changes(&before, &next);
         }
@@ -329,13 +359,13 @@ impl Quota {
     /// hold on its slots and units (R7). `id` is the client request id.
     pub fn begin_submit(&mut self, id: String, now: Millis) -> Result<Hold, SubmitError> {
         self.expire_holds(now);
-        if let Some(b) = self.blocked(now) {
-            return Err(SubmitError::Blocked(b));
-        }
+        let gate = self.gate(now).map_err(SubmitError::Blocked)?;
         if self.holds.iter().any(|h| h.id == id) {
             return Err(SubmitError::DuplicateId(id));
         }
         let (slots, cost) = self.demand().expect("the gate checked the kind");
+        // A request that will wait holds no slot, only its units (R8).
+        let slots = if gate == Gate::Start { slots } else { 0 };
         let hold = Hold { id, kind: self.kind.clone(), count: self.count, slots, cost, begun_at: now };
         self.holds.push(hold.clone());
         Ok(hold)
@@ -390,33 +420,46 @@ impl Quota {
         Some((pool.slot_rule.slots_for(self.count), pool.unit_cost.times(self.count)))
     }
 
+    /// Slots this tab's holds of `kind` take; a hold that will wait takes
+    /// none.
     pub(crate) fn held_slots(&self, kind: &str) -> u32 {
         self.holds.iter().filter(|h| h.kind == kind).map(|h| h.slots).sum()
     }
 
     /// The server's figures as the queue's rules read them
-    /// ([`queue::Figures`]): its pools, its packages, its running tasks and
+    /// ([`Figures`]): its pools, its packages, its running tasks and
     /// its waiting requests, which reserve their units (R2) and close
-    /// their kind to a request that does not queue.
-    fn figures<R>(&self, f: impl FnOnce(&Figures<'_, ()>) -> R) -> Option<R> {
+    /// their kind to a request that does not queue. With `holds`, this
+    /// tab's holds count as the server will count them: a hold that starts
+    /// takes its slots and reserves its units, one that will wait joins
+    /// the end of its kind's queue.
+    fn counted(&self, holds: bool) -> Option<Counted<'_>> {
         let s = self.state.as_ref()?;
         let slots = |kind: &str, count| s.pools.iter().find(|p| p.kind == kind).map_or(0, |p| p.slot_rule.slots_for(count));
-        let waiting: Vec<Waiting<()>> =
+        let mut waiting: Vec<Waiting<()>> =
             s.queued.iter().map(|q| Waiting { id: (), kind: q.kind.clone(), slots: slots(&q.kind, q.count), cost: q.reserved_units }).collect();
-        let running_reserved = s.running.iter().map(|t| t.reserved_units).sum();
-        Some(f(&Figures { pools: &s.pools, spendable: rules::remaining(s), running_reserved, waiting: &waiting, held: &[] }))
+        let mut running_reserved = s.running.iter().map(|t| t.reserved_units).sum();
+        let mut pools = Cow::Borrowed(&s.pools[..]);
+        if holds && !self.holds.is_empty() {
+            let pools = pools.to_mut();
+            for h in &self.holds {
+                if h.waits() {
+                    waiting.push(Waiting { id: (), kind: h.kind.clone(), slots: slots(&h.kind, h.count), cost: h.cost });
+                } else {
+                    running_reserved += h.cost;
+                    if let Some(p) = pools.iter_mut().find(|p| p.kind == h.kind) {
+                        p.in_use = p.in_use.saturating_add(h.slots);
+                    }
+                }
+            }
+        }
+        Some(Counted { pools, waiting, running_reserved, spendable: rules::remaining(s) })
     }
 
     /// The figures of a kind's pool that a request is judged on: the
-    /// server's ([`Quota::figures`]), with this tab's holds counted as
-    /// taken.
+    /// server's, with this tab's holds counted ([`Quota::counted`]).
     fn capacity(&self, kind: &str) -> Option<Capacity> {
-        let cap = self.figures(|f| f.capacity(kind))??;
-        Some(Capacity {
-            in_use: cap.in_use.saturating_add(self.held_slots(kind)),
-            reserved: cap.reserved.saturating_add(self.held_units()),
-            ..cap
-        })
+        self.counted(true)?.figures().capacity(kind)
     }
 
     /// Free slots of a kind (R1): limit - in use - held locally.
@@ -434,7 +477,7 @@ impl Quota {
     /// Units the server sets aside: for running tasks and for waiting
     /// requests.
     pub fn reserved_units(&self) -> Option<Units> {
-        self.figures(|f| f.reserved())
+        Some(self.counted(false)?.figures().reserved())
     }
 
     pub fn held_units(&self) -> Units {
@@ -462,37 +505,53 @@ impl Quota {
 
     /// Why submit is blocked now, or `None` when the gate is open.
     pub fn blocked(&self, now: Millis) -> Option<Blocked> {
+        self.gate(now).err()
+    }
+
+    /// What a submit of the current request would do now: start, wait in
+    /// the server's queue (with the `queue` option), or nothing, and why.
+    /// The slot, unit and queue rules are the queue's
+    /// ([`Figures::admit`]), with this tab's holds counted.
+    pub fn gate(&self, now: Millis) -> Result<Gate, Blocked> {
         if self.state.is_none() {
-            return Some(Blocked::NoState);
+            return Err(Blocked::NoState);
         }
         match self.link {
-            Link::Connecting => return Some(Blocked::Connecting),
-            Link::Reconnecting { .. } => return Some(Blocked::Reconnecting),
-            Link::Paused => return Some(Blocked::Paused),
+            Link::Connecting => return Err(Blocked::Connecting),
+            Link::Reconnecting { .. } => return Err(Blocked::Reconnecting),
+            Link::Paused => return Err(Blocked::Paused),
             Link::Manual | Link::Live => {}
         }
         let age = self.age(now).unwrap_or(0);
         if age > self.config.stale_after_ms {
-            return Some(Blocked::Stale { age_ms: age });
+            return Err(Blocked::Stale { age_ms: age });
         }
         if let Some((until, why)) = &self.wait {
             if *until > now {
-                return Some(Blocked::Wait { left_ms: until - now, why: why.clone() });
+                return Err(Blocked::Wait { left_ms: until - now, why: why.clone() });
             }
         }
         if self.count == 0 {
-            return Some(Blocked::EmptyRequest);
+            return Err(Blocked::EmptyRequest);
         }
-        let Some(pool) = self.pool(&self.kind) else {
-            return Some(Blocked::UnknownKind { kind: self.kind.clone() });
-        };
-        let (needed, cost) = self.demand()?;
-        match self.capacity(&self.kind)?.admit(needed, cost) {
-            Ok(()) => None,
-            Err(Shortfall::Slots { free }) => {
-                Some(Blocked::Slots { kind: self.kind.clone(), free, needed, limit: pool.limit })
+        let kind = &self.kind;
+        let admission = self.counted(true).map(|c| c.figures().admit(kind, self.count, self.queue, u32::MAX));
+        let limit = self.pool(kind).map_or(0, |p| p.limit);
+        match admission {
+            Some(Admission::Start { .. }) => Ok(Gate::Start),
+            Some(Admission::Queue { ahead, .. }) => Ok(Gate::Queue { ahead }),
+            Some(Admission::Refuse(Refusal::Slots { free, needed, .. })) => {
+                Err(Blocked::Slots { kind: kind.clone(), free, needed, limit })
             }
-            Err(Shortfall::Units { available }) => Some(Blocked::Units { available, cost }),
+            Some(Admission::Refuse(Refusal::OverLimit { needed, limit })) => {
+                Err(Blocked::Slots { kind: kind.clone(), free: 0, needed, limit })
+            }
+            Some(Admission::Refuse(Refusal::Units { available, cost })) => Err(Blocked::Units { available, cost }),
+            // No limit is set on the queue here: the server says when its
+            // own is reached.
+            Some(Admission::Refuse(Refusal::UnknownKind | Refusal::QueueFull { .. })) | None => {
+                Err(Blocked::UnknownKind { kind: kind.clone() })
+            }
         }
     }
 
@@ -520,6 +579,21 @@ impl Quota {
                 Outcome::Refused => Announcement::Refused,
             });
         }
+    }
+}
+
+/// The server's figures as [`Quota::counted`] gathers them, owned, for
+/// the queue's rules to read ([`Counted::figures`]).
+struct Counted<'a> {
+    pools: Cow<'a, [SlotPool]>,
+    waiting: Vec<Waiting<()>>,
+    running_reserved: Units,
+    spendable: Units,
+}
+
+impl Counted<'_> {
+    fn figures(&self) -> Figures<'_, ()> {
+        Figures { pools: &self.pools, spendable: self.spendable, running_reserved: self.running_reserved, waiting: &self.waiting, held: &[] }
     }
 }
 

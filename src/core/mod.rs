@@ -24,7 +24,7 @@ pub mod wire;
 pub use fmt::{Fmt, Memo, PlainFmt, Table};
 pub use options::QuotaOptions;
 pub use session::{Alone, Body, Peers, Session};
-pub use machine::{Blocked, Config, Hold, HoldEnd, Link, Quota, SubmitError};
+pub use machine::{Blocked, Config, Gate, Hold, HoldEnd, Link, Quota, SubmitError};
 pub use submit::{settle, Reply, Settled, Verdict};
 pub use tabs::{Why, SharedHold, Stamp, StateText, TabCmd, TabConfig, TabId, TabMsg, TabMsgError, Tabs};
 pub use text::Msg;

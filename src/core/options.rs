@@ -11,7 +11,7 @@ use serde::Serialize;
 #[cfg(target_arch = "wasm32")]
 use tsify::Tsify;
 
-use super::parse::{opt_str_at, opt_u32_at, Source, R};
+use super::parse::{opt_bool_at, opt_str_at, opt_u32_at, Source};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -59,6 +59,14 @@ pub struct QuotaOptions {
     /// as does a browser without Web Locks or `BroadcastChannel`.
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub tabs: Option<bool>,
+    /// Let a request whose slots are all busy wait in the server's queue
+    /// instead of being blocked: while the units suffice the button stays
+    /// usable and says so ("Queue · starts when a slot frees, 2 ahead"),
+    /// `submit()` sends the request with `queue: true`, and queued requests
+    /// are listed with a cancel button. Needs a server with the queue.
+    /// Default false.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub queue: Option<bool>,
     /// The signed-in account, as a name that is not a
     /// secret (an id); tabs share only with tabs of the same `endpoint` and
     /// `account`. Default: none, which is right while the session cookie
@@ -69,14 +77,6 @@ pub struct QuotaOptions {
     /// id on submit. Default "client_request_id".
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub request_id_field: Option<String>,
-}
-
-/// An optional flag: absent or null is `None`.
-fn opt_flag<S: Source>(v: &S, key: &'static str) -> R<Option<bool>> {
-    match v.get(key) {
-        Some(x) if !x.is_null() => x.boolean().map(Some).ok_or_else(|| format!("options.{key} must be true or false")),
-        _ => Ok(None),
-    }
 }
 
 impl QuotaOptions {
@@ -90,10 +90,10 @@ impl QuotaOptions {
         // option (about 300 bytes of the package, gzipped).
         const TEXTS: [&str; 5] = ["endpoint", "kind", "locale", "account", "requestIdField"];
         const WHOLES: [&str; 6] = ["count", "staleAfterMs", "holdTimeoutMs", "expiringSoonDays", "lowUnits", "pollMs"];
-        const FLAGS: [&str; 2] = ["events", "tabs"];
+        const FLAGS: [&str; 3] = ["events", "tabs", "queue"];
         let mut t: [Option<String>; 5] = Default::default();
         let mut w = [None; 6];
-        let mut f = [None; 2];
+        let mut f = [None; 3];
         for (slot, key) in t.iter_mut().zip(TEXTS) {
             *slot = opt_str_at(v, "options", key)?;
         }
@@ -101,11 +101,11 @@ impl QuotaOptions {
             *slot = opt_u32_at(v, "options", key)?;
         }
         for (slot, key) in f.iter_mut().zip(FLAGS) {
-            *slot = opt_flag(v, key)?;
+            *slot = opt_bool_at(v, "options", key)?;
         }
         let [endpoint, kind, locale, account, request_id_field] = t;
         let [count, stale_after_ms, hold_timeout_ms, expiring_soon_days, low_units, poll_ms] = w;
-        let [events, tabs] = f;
+        let [events, tabs, queue] = f;
         Ok(QuotaOptions {
             endpoint,
             kind,
@@ -118,6 +118,7 @@ impl QuotaOptions {
             poll_ms,
             events,
             tabs,
+            queue,
             account,
             request_id_field,
         })

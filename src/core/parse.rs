@@ -142,6 +142,14 @@ pub(super) fn opt_str_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<O
     }
 }
 
+/// An optional flag: absent or null is `None`.
+pub(super) fn opt_bool_at<S: Source>(v: &S, path: &str, key: &'static str) -> R<Option<bool>> {
+    match v.get(key) {
+        Some(x) if !x.is_null() => x.boolean().map(Some).ok_or_else(|| format!("{} must be true or false", at(path, key))),
+        _ => Ok(None),
+    }
+}
+
 /// One of `names`, as its index.
 pub(super) fn one_of<S: Source>(v: &S, path: &str, key: &'static str, names: &[&str]) -> R<usize> {
     let s = v.string_at(key);

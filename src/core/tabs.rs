@@ -28,7 +28,7 @@ use super::fmt::Fmt;
 use super::text::Msg;
 use super::words::say;
 use super::machine::{Applied, Blocked, Hold, HoldEnd, Link, Quota, SubmitError};
-use super::parse::{at, field, ms_at, MAX_SAFE, one_of, str_at, u32_at, u64_at, units_at, Source, R};
+use super::parse::{at, field, ms_at, MAX_SAFE, one_of, opt_bool_at, str_at, u32_at, u64_at, units_at, Source, R};
 use super::validate::MAX_TEXT;
 use super::wire::{Millis, ServerState, Units};
 
@@ -112,8 +112,18 @@ pub enum TabMsg {
     /// A tab goes away, or a leader stops leading (`epoch` is then its
     /// epoch, else 0).
     Bye { from: TabId, epoch: u64 },
-    /// A follower asks to submit `count` items of `kind`.
-    Ask { from: TabId, id: String, kind: String, count: u32 },
+    /// A follower asks to submit `count` items of `kind`; with `queue`, it
+    /// may wait in the server's queue when the slots are busy (R8). Absent
+    /// on the channel: false (as a tab of the release before the queue
+    /// asks), and written only when true.
+    Ask {
+        from: TabId,
+        id: String,
+        kind: String,
+        count: u32,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queue: bool,
+    },
     /// The leader granted a hold (a follower's or its own): every tab counts
     /// it, and its origin sends the request.
     Grant { stamp: Stamp, hold: SharedHold },
@@ -445,7 +455,7 @@ impl Tabs {
                 let expires_at = hold.begun_at + q.config().hold_timeout_ms;
                 let asked = Some(now + self.config.ask_timeout_ms);
                 self.own.push(Own { id: hold.id.clone(), expires_at, asked });
-                let ask = TabMsg::Ask { from: self.id.clone(), id: hold.id, kind: hold.kind, count: hold.count };
+                let ask = TabMsg::Ask { from: self.id.clone(), id: hold.id, kind: hold.kind, count: hold.count, queue: q.queue() };
                 out.push(TabCmd::Post(ask));
             }
         }
@@ -575,7 +585,7 @@ impl Tabs {
                     self.fail_asks(q, now, Why::Handover, |_| true, &mut out);
                 }
             }
-            TabMsg::Ask { from, id, kind, count } => self.decide(q, from, id, &kind, count, now, f, &mut out),
+            TabMsg::Ask { from, id, kind, count, queue } => self.decide(q, from, id, (&kind, count, queue), now, f, &mut out),
             TabMsg::Grant { stamp, hold } => {
                 // The answer first: a grant counts, whichever leader made it.
                 if hold.origin == self.id {
@@ -627,7 +637,7 @@ impl Tabs {
     /// The leader's answer to an ask: the same gate as its own submits,
     /// over a quota that counts every tab's holds.
     #[allow(clippy::too_many_arguments)]
-    fn decide(&mut self, q: &mut Quota, from: TabId, id: String, kind: &str, count: u32, now: Millis, f: &dyn Fmt, out: &mut Vec<TabCmd>) {
+    fn decide(&mut self, q: &mut Quota, from: TabId, id: String, request: (&str, u32, bool), now: Millis, f: &dyn Fmt, out: &mut Vec<TabCmd>) {
         let Role::Leader { epoch, since } = self.role else { return };
         if from == self.id {
             return;
@@ -656,7 +666,7 @@ impl Tabs {
             // That hold already ended: its asker waits no more.
             return;
         }
-        match q.begin_submit_for(id.clone(), kind, count, now) {
+        match q.begin_submit_for(id.clone(), request, now) {
             Ok(hold) => {
                 let expires_at = hold.begun_at + q.config().hold_timeout_ms;
                 self.remote.push(Remote { id, origin: from.clone(), expires_at });
@@ -875,10 +885,7 @@ fn share(h: &Hold, origin: &str, expires_at: Millis) -> SharedHold {
 /// Whether the state shown has a task for request `id`: then the server's
 /// figures count it, and a hold for it would count it twice.
 fn shows_request(q: &Quota, id: &str) -> bool {
-    let Some(s) = q.state() else { return false };
-    let running = s.running.iter().filter_map(|t| t.client_request_id.as_deref());
-    let finished = s.finished.iter().filter_map(|t| t.client_request_id.as_deref());
-    running.chain(finished).any(|c| c == id)
+    q.state().is_some_and(|s| s.shows_request(id))
 }
 
 /// What another tab's holds need from the quota.
@@ -901,15 +908,17 @@ impl Quota {
         Some(self.holds.remove(i))
     }
 
-    /// Begins a submit of `count` items of `kind` for another tab: the
-    /// gate and hold of [`Quota::begin_submit`], with this tab's own
-    /// request left as it was.
-    pub(crate) fn begin_submit_for(&mut self, id: String, kind: &str, count: u32, now: Millis) -> Result<Hold, SubmitError> {
+    /// Begins a submit of `count` items of `kind`, which may wait in the
+    /// queue with `queue`, for another tab: the gate and hold of
+    /// [`Quota::begin_submit`], with this tab's own request left as it was.
+    pub(crate) fn begin_submit_for(&mut self, id: String, (kind, count, queue): (&str, u32, bool), now: Millis) -> Result<Hold, SubmitError> {
         let own_kind = std::mem::replace(&mut self.kind, kind.to_owned());
         let own_count = std::mem::replace(&mut self.count, count);
+        let own_queue = std::mem::replace(&mut self.queue, queue);
         let result = self.begin_submit(id, now);
         self.kind = own_kind;
         self.count = own_count;
+        self.queue = own_queue;
         result
     }
 }
@@ -1098,6 +1107,7 @@ impl TabMsg {
                     id: text_at(v, p, "id", MAX_TEXT)?,
                     kind: text_at(v, p, "kind", MAX_TEXT)?,
                     count: u32_at(v, p, "count")?,
+                    queue: opt_bool_at(v, p, "queue")?.unwrap_or(false),
                 },
                 7 => TabMsg::Grant { stamp: stamp_at(v, p)?, hold: hold(&field(v, p, "hold")?, &at(p, "hold"))? },
                 8 => TabMsg::Denied {

@@ -55,6 +55,8 @@ messages! {
     BlockedSlots = "blocked_slots": "All {kind} slots are busy: {free} of {limit} free, this request needs {needed}.",
     BlockedUnits = "blocked_units": "Not enough units: this request uses {cost}, {available} can be spent.",
     BlockedWait = "blocked_wait": "Try again in {seconds} s: {why}.",
+    // What an enabled submit does when its slots are busy (the queue).
+    GateQueue = "gate_queue": "Queue · starts when a slot frees, {ahead} ahead",
     // Ages, for the freshness line.
     AgeSeconds = "age_seconds": "{n} s ago",
     AgeMinutes = "age_minutes": "{n} min ago",
@@ -80,6 +82,9 @@ messages! {
     AttemptAt = "attempt_at": "{kind} ×{count} · {how} · {time}",
     AttemptSending = "attempt_sending": "sending, {units} units held",
     AttemptRunning = "attempt_running": "running, {units} units reserved",
+    AttemptQueued = "attempt_queued": "queued, place {place} · {units} units reserved",
+    CancelButton = "cancel_button": "Cancel",
+    CancelLabel = "cancel_label": "Cancel the queued request: {kind} ×{count}, place {place}",
     AttemptDone = "attempt_done": "done, {units} units charged",
     AttemptRefused = "attempt_refused": "refused, not charged",
     AttemptTimedOut = "attempt_timed_out": "not confirmed, not charged",

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::fmt::Fmt;
 use super::text::Msg;
 use super::words::{age, kind_name, kind_title, say};
-use super::machine::{Blocked, HoldEnd, Link, Quota};
+use super::machine::{Blocked, Gate, HoldEnd, Link, Quota};
 use super::rules::counts;
 use super::wire::{Millis, Outcome, Package, PackageStatus, SlotPool, Units};
 #[cfg(target_arch = "wasm32")]
@@ -53,8 +53,13 @@ pub struct ViewModel {
     pub enabled: bool,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "BlockedKind | null"))]
     pub blocked: Option<Blocked>,
-    /// Why submit is blocked, for the user; empty when enabled.
+    /// Why submit is blocked, for the user; when enabled, what a submit
+    /// will do if it does not start at once ("Queue · starts when a slot
+    /// frees, 2 ahead"); else empty.
     pub reason: String,
+    /// Whether a submit now waits in the server's queue instead of starting
+    /// (the `queue` option, every slot of its kind busy, units enough).
+    pub queues: bool,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "UnitsView | null"))]
     pub units: Option<Rc<UnitsView>>,
     #[cfg_attr(target_arch = "wasm32", tsify(type = "MeterView[]"))]
@@ -161,6 +166,9 @@ pub enum AttemptStatus {
     Refused,
     #[serde(rename = "timed_out")]
     TimedOut,
+    /// Waiting in the server's queue: no slot yet, its units reserved.
+    #[serde(rename = "queued")]
+    Queued,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -172,6 +180,15 @@ pub struct AttemptView {
     pub charged: Units,
     /// "Image ×4 · failed, not charged: content moderation".
     pub text: String,
+    /// For a queued request: the server's id, which
+    /// `DELETE /api/generations/{id}` cancels; its row has a cancel button.
+    #[serde(rename = "taskId")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string | null"))]
+    pub task_id: Option<String>,
+    /// For a queued request: the cancel button's accessible name
+    /// ("Cancel the queued Image ×1, 2nd in line"); else empty.
+    #[serde(rename = "cancelLabel")]
+    pub cancel_label: String,
 }
 
 impl Blocked {
@@ -328,8 +345,10 @@ struct AttemptIn<S> {
     /// Units held, reserved or charged, by status.
     amount: Units,
     reason: Option<S>,
-    /// When it ended; `None` while it runs.
+    /// When it ended; `None` while it runs or waits.
     at: Option<Millis>,
+    /// A queued request's server id and place (1 starts next).
+    queued: Option<(S, u32)>,
 }
 
 impl AttemptIn<&str> {
@@ -342,6 +361,7 @@ impl AttemptIn<&str> {
             amount: self.amount,
             reason: self.reason.map(str::to_owned),
             at: self.at,
+            queued: self.queued.map(|(id, place)| (id.to_owned(), place)),
         }
     }
 }
@@ -355,6 +375,7 @@ impl AttemptIn<String> {
             && self.amount == o.amount
             && self.reason.as_deref() == o.reason
             && self.at == o.at
+            && self.queued.as_ref().map(|(id, p)| (id.as_str(), *p)) == o.queued
     }
 }
 
@@ -370,7 +391,7 @@ type CostIn = (u32, Units, Units, Units, bool, String);
 /// from [`Quota`], and a fresh `Viewer` builds the same view model.
 pub struct Viewer<F> {
     fmt: F,
-    reason: Option<(Blocked, String)>,
+    reason: Option<(Result<Gate, Blocked>, String)>,
     units: Rows<UnitsIn, UnitsView>,
     meters: Rows<(SlotPool, u32), MeterView>,
     packages: Rows<(Package, bool, bool), PackageView>,
@@ -398,16 +419,29 @@ impl<F: Fmt> Viewer<F> {
     /// What the page should show at local time `now`.
     pub fn view(&mut self, q: &Quota, now: Millis) -> ViewModel {
         let f = &self.fmt;
-        let blocked = q.blocked(now);
-        let reason = match (&blocked, &self.reason) {
-            (None, _) => String::new(),
-            (Some(b), Some((last, text))) if b == last => text.clone(),
-            (Some(b), _) => {
-                let text = b.message(f);
-                self.reason = Some((b.clone(), text.clone()));
+        let gate = q.gate(now);
+        let reason = match (&gate, &self.reason) {
+            (Ok(Gate::Start), _) => String::new(),
+            (g, Some((last, text))) if g == last => text.clone(),
+            (g, _) => {
+                let text = match g {
+                    Err(b) => b.message(f),
+                    Ok(g) => {
+                        let ahead = if let Gate::Queue { ahead } = g { *ahead } else { 0 };
+                        say(
+                            f,
+                            Msg::GateQueue,
+                            Some(f64::from(ahead)),
+                            &[("ahead", &f.number(u64::from(ahead))), ("kind", &kind_name(f, &q.kind))],
+                        )
+                    }
+                };
+                self.reason = Some((g.clone(), text.clone()));
                 text
             }
         };
+        let queues = matches!(gate, Ok(Gate::Queue { .. }));
+        let blocked = gate.err();
         let state = q.state.as_ref();
         let units = state.map(|_| {
             let available = q.available_units().unwrap_or_default();
@@ -565,6 +599,7 @@ impl<F: Fmt> Viewer<F> {
             enabled: blocked.is_none(),
             blocked,
             reason,
+            queues,
             units,
             meters,
             packages,
@@ -583,14 +618,21 @@ impl<F: Fmt> Viewer<F> {
         // then ended ones (the server's and the locally ended), by time.
         let mut all: Vec<(i64, AttemptIn<&str>)> = Vec::new();
         for h in &q.holds {
-            let a = AttemptIn { key: &*h.id, status: AttemptStatus::Sending, kind: &*h.kind, count: h.count, amount: h.cost, reason: None, at: None };
+            let a = AttemptIn { key: &*h.id, status: AttemptStatus::Sending, kind: &*h.kind, count: h.count, amount: h.cost, reason: None, at: None, queued: None };
             all.push((i64::MAX, a));
         }
         if let Some(s) = &q.state {
             for t in &s.running {
                 let key = t.client_request_id.as_deref().unwrap_or(&t.id);
-                let a = AttemptIn { key, status: AttemptStatus::Running, kind: &*t.kind, count: t.slots, amount: t.reserved_units, reason: None, at: None };
+                let a = AttemptIn { key, status: AttemptStatus::Running, kind: &*t.kind, count: t.slots, amount: t.reserved_units, reason: None, at: None, queued: None };
                 all.push((i64::MAX - 1, a));
+            }
+            // Every queued request is listed, in the order they start.
+            for t in &s.queued {
+                let key = t.client_request_id.as_deref().unwrap_or(&t.id);
+                let queued = Some((&*t.id, t.place));
+                let a = AttemptIn { key, status: AttemptStatus::Queued, kind: &*t.kind, count: t.count, amount: t.reserved_units, reason: None, at: None, queued };
+                all.push((i64::MAX - 2, a));
             }
             for t in &s.finished {
                 let key = t.client_request_id.as_deref().unwrap_or(&t.id);
@@ -599,7 +641,7 @@ impl<F: Fmt> Viewer<F> {
                     Outcome::Failed => AttemptStatus::Failed,
                     Outcome::Refused => AttemptStatus::Refused,
                 };
-                let a = AttemptIn { key, status, kind: &*t.kind, count: t.slots, amount: t.units_charged, reason: t.reason.as_deref(), at: Some(t.finished_at_ms) };
+                let a = AttemptIn { key, status, kind: &*t.kind, count: t.slots, amount: t.units_charged, reason: t.reason.as_deref(), at: Some(t.finished_at_ms), queued: None };
                 all.push((t.finished_at_ms, a));
             }
         }
@@ -609,7 +651,7 @@ impl<F: Fmt> Viewer<F> {
                 HoldEnd::TimedOut => AttemptStatus::TimedOut,
                 _ => AttemptStatus::Failed,
             };
-            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: Units::ZERO, reason: l.reason.as_deref(), at: Some(l.at) };
+            let a = AttemptIn { key: &*l.hold.id, status, kind: &*l.hold.kind, count: l.hold.count, amount: Units::ZERO, reason: l.reason.as_deref(), at: Some(l.at), queued: None };
             all.push((l.at, a));
         }
         // Newest first. An insertion sort: a few dozen entries at most, and
@@ -623,7 +665,10 @@ impl<F: Fmt> Viewer<F> {
         }
         let mut shown: Vec<AttemptIn<&str>> = Vec::new();
         for (_, a) in all {
-            if shown.len() < q.config.max_attempts && !shown.iter().any(|s| s.key == a.key) {
+            // A queued request is always listed: its row is where it is
+            // cancelled.
+            let room = shown.len() < q.config.max_attempts || a.queued.is_some();
+            if room && !shown.iter().any(|s| s.key == a.key) {
                 shown.push(a);
             }
         }
@@ -633,15 +678,32 @@ impl<F: Fmt> Viewer<F> {
             let how = match a.status {
                 AttemptStatus::Sending => say(f, Msg::AttemptSending, Some(a.amount.to_number()), &[("units", &units())]),
                 AttemptStatus::Running => say(f, Msg::AttemptRunning, Some(a.amount.to_number()), &[("units", &units())]),
+                AttemptStatus::Queued => {
+                    let place = f.number(a.queued.map_or(0, |(_, p)| p).into());
+                    say(f, Msg::AttemptQueued, Some(a.amount.to_number()), &[("units", &units()), ("place", &place)])
+                }
                 status => ended(status, a.amount, a.reason, f),
             };
             let time = a.at.map(|at| f.time(at)).unwrap_or_default();
-            let args = [("kind", &*kind_title(f, a.kind)), ("count", &f.number(a.count.into())), ("how", &how), ("time", &time)];
+            let kind = kind_title(f, a.kind);
+            let count = f.number(a.count.into());
+            let args = [("kind", &*kind), ("count", &count), ("how", &how), ("time", &time)];
+            let cancel_label = match a.queued {
+                Some((_, place)) => say(
+                    f,
+                    Msg::CancelLabel,
+                    Some(a.count.into()),
+                    &[("kind", &*kind), ("count", &count), ("place", &f.number(place.into()))],
+                ),
+                None => String::new(),
+            };
             AttemptView {
                 key: a.key.to_owned(),
                 status: a.status,
                 charged: if a.status == AttemptStatus::Succeeded { a.amount } else { Units::ZERO },
                 text: say(f, if a.at.is_some() { Msg::AttemptAt } else { Msg::Attempt }, Some(a.count.into()), &args),
+                task_id: a.queued.map(|(id, _)| id.to_owned()),
+                cancel_label,
             }
         })
     }

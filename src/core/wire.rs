@@ -279,6 +279,19 @@ pub struct ServerState {
     pub packages_synced_at_ms: Option<Millis>,
 }
 
+impl ServerState {
+    /// Whether the state shows the request the client sent as `id` (its
+    /// `client_request_id`): running, waiting in the queue, or ended. The
+    /// server's figures then count it, and a client's hold for it would
+    /// count it twice.
+    pub fn shows_request(&self, id: &str) -> bool {
+        let is = |c: &Option<String>| c.as_deref() == Some(id);
+        self.running.iter().any(|t| is(&t.client_request_id))
+            || self.queued.iter().any(|t| is(&t.client_request_id))
+            || self.finished.iter().any(|t| is(&t.client_request_id))
+    }
+}
+
 /// Concurrent generation slots of one kind of work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]

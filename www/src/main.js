@@ -87,8 +87,39 @@ function onRequestChange() {
   widget?.setRequest(kind, count);
 }
 
+/**
+ * Cancels a queued request (its Cancel button in the widget's list): the
+ * server releases its units and its next state drops it from every tab.
+ */
+async function cancelQueued(taskId) {
+  let response;
+  try {
+    response = await fetch(`${API}/generations/${encodeURIComponent(taskId)}`, {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+  } catch {
+    setStatus("Could not reach the server to cancel. Try again.", "error");
+    return;
+  }
+  if (response.status === 401) {
+    showSignIn("Your session has ended. Sign in again.");
+  } else if (!response.ok) {
+    // It started meanwhile, or was already cancelled: the list shows which.
+    const answer = await readJson(response);
+    setStatus(`Not cancelled: ${answer?.message ?? `HTTP ${response.status}`}.`, "info");
+  } else {
+    setStatus("Cancelled. Its units are released; nothing was charged.", "ok");
+  }
+}
+
 /** Keeps the count's limit and the status line in step with the widget. */
 function onWidgetEvent(event) {
+  if (event.type === "cancel") {
+    cancelQueued(event.taskId);
+    return;
+  }
   if (event.type !== "change") return;
   const images = event.view.meters.find((m) => m.kind === "image");
   if (images && String(images.limit) !== countSelect.dataset.limit) {
@@ -117,12 +148,12 @@ async function onSubmit(event) {
   if (!widget) return;
   let outcome;
   try {
-    outcome = await widget.submit(({ requestId, kind, count }) =>
+    outcome = await widget.submit(({ requestId, kind, count, queue }) =>
       fetch(`${API}/generations`, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ kind, count, client_request_id: requestId, prompt: promptInput.value }),
+        body: JSON.stringify({ kind, count, client_request_id: requestId, prompt: promptInput.value, queue }),
       }),
     );
   } catch (blocked) {
@@ -193,6 +224,10 @@ async function showDashboard(account) {
     account,
     kind,
     count,
+    // With every slot busy, Generate queues the request on the server
+    // (its units reserved, started the moment a slot frees) instead of
+    // refusing it; queued requests are listed with a Cancel button.
+    queue: true,
   });
   unsubscribe = widget.subscribe(onWidgetEvent);
 }
