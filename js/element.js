@@ -163,7 +163,9 @@ export function defineQuotaWidget(tagName = "quota-widget") {
 
     attributeChangedCallback(name, oldValue, newValue) {
       if (oldValue === newValue || !this.#widget) return;
-      if (REQUEST_ATTRIBUTES.has(name)) {
+      if (name === "queue") {
+        this.#widget.setQueue(this.#queue());
+      } else if (REQUEST_ATTRIBUTES.has(name)) {
         try {
           const { kind, count } = this.#request();
           this.#widget.setRequest(kind, count);
@@ -185,6 +187,11 @@ export function defineQuotaWidget(tagName = "quota-widget") {
       };
     }
 
+    /** A boolean attribute: present, and not "false" or "off", queues. */
+    #queue() {
+      return this.hasAttribute("queue") && !/^(off|false)$/i.test(this.getAttribute("queue"));
+    }
+
     /** The locale attribute, else the nearest lang: the page's language. */
     #locale() {
       return this.getAttribute("locale") || this.closest("[lang]")?.lang || undefined;
@@ -203,8 +210,7 @@ export function defineQuotaWidget(tagName = "quota-widget") {
         staleAfterMs: integerAttribute(this, "stale-after-ms"),
         account: this.getAttribute("account") || undefined,
         tabs: /^(off|false)$/i.test(this.getAttribute("tabs") ?? "") ? false : undefined,
-        // A boolean attribute: present (and not "false" or "off") queues.
-        queue: this.hasAttribute("queue") && !/^(off|false)$/i.test(this.getAttribute("queue")) ? true : undefined,
+        queue: this.#queue() || undefined,
       };
       for (const [key, value] of Object.entries(optional)) {
         if (value !== undefined) options[key] = value;

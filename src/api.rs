@@ -926,6 +926,16 @@ impl QuotaWidget {
         Ok(())
     }
 
+    /// Turns the `queue` option on or off: whether a request whose slots
+    /// are all busy may wait in the server's queue.
+    #[wasm_bindgen(js_name = setQueue)]
+    pub fn set_queue(&self, queue: bool) -> Result<(), JsError> {
+        let rc = self.rc()?;
+        rc.borrow_mut().session.quota.set_queue(queue);
+        flush(rc, vec![]);
+        Ok(())
+    }
+
     /// Begins a submit for `submit()`: takes the hold and returns the
     /// request it is for (the hold the gate just took for a form's submit,
     /// if `submit()` runs in its handler). Throws, with the reason, when

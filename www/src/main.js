@@ -33,6 +33,7 @@ const countSelect = $("#count");
 const countHint = $("#count-hint");
 const countLabel = $("#count-label");
 const promptInput = $("#prompt");
+const queueBox = $("#queue");
 const statusLine = $("#submit-status");
 
 /** @type {QuotaWidget | null} */
@@ -227,7 +228,7 @@ async function showDashboard(account) {
     // With every slot busy, Generate queues the request on the server
     // (its units reserved, started the moment a slot frees) instead of
     // refusing it; queued requests are listed with a Cancel button.
-    queue: true,
+    queue: queueBox.checked,
   });
   unsubscribe = widget.subscribe(onWidgetEvent);
 }
@@ -297,6 +298,7 @@ async function onSignOut() {
 async function start() {
   kindSelect.addEventListener("change", onRequestChange);
   countSelect.addEventListener("change", onRequestChange);
+  queueBox.addEventListener("change", () => widget?.setQueue(queueBox.checked));
   form.addEventListener("submit", onSubmit);
   signinForm.addEventListener("submit", onSignIn);
   signOut.addEventListener("click", onSignOut);
