@@ -212,6 +212,50 @@ describe("upstream mode: dashboard → quota-server → the service's simulator"
     }
   });
 
+  test("with the queue, the service's 1303s are waited through: the requests start when its slots free, none shown as refused", { timeout: 90_000 }, async () => {
+    const c = await chain();
+    try {
+      // Another client of the same account holds every image slot upstream
+      // for 3 s; quota-server's own count sees them all free.
+      await c.sim.control("/sim/occupy", { kind: "image", slots: 4, ms: 3_000 });
+      await c.page.locator("#queue").check();
+      await c.page.evaluate(() => {
+        window.__qwRefusedSeen = 0;
+        window.__qwQueuedSeen = 0;
+        const tick = () => {
+          window.__qwRefusedSeen = Math.max(window.__qwRefusedSeen, document.querySelectorAll(".qw-attempt[data-status=refused]").length);
+          window.__qwQueuedSeen = Math.max(window.__qwQueuedSeen, document.querySelectorAll(".qw-attempt[data-status=queued]").length);
+          requestAnimationFrame(tick);
+        };
+        requestAnimationFrame(tick);
+      });
+      for (let i = 0; i < 2; i += 1) {
+        await waitForButton(c.page, true);
+        await c.page.locator("#generate").click();
+        await c.page.waitForFunction((n) => document.querySelectorAll(".qw-attempt").length >= n, i + 1);
+      }
+      // Put back in the queue by the service's 1303, then started once its
+      // slots free, and settled.
+      await c.page.waitForFunction(() => document.querySelectorAll(".qw-attempt[data-status=succeeded]").length === 2, null, {
+        timeout: 60_000,
+        polling: 100,
+      });
+      const seenStatuses = await c.page.evaluate(() => ({ refused: window.__qwRefusedSeen, queued: window.__qwQueuedSeen }));
+      console.log(`# upstream queue: at most ${seenStatuses.queued} listed as queued, ${seenStatuses.refused} as refused`);
+      const ledger = await c.sim.control("/sim/ledger");
+      console.log(`# upstream queue: ${ledger.over_concurrency} creates answered 1303 before the slots freed`);
+      assert.equal(seenStatuses.refused, 0, "no request was ever shown refused");
+      assert.ok(seenStatuses.queued >= 1, "they waited, listed as queued");
+      assert.ok(ledger.over_concurrency >= 1, `the service answered 1303 (${ledger.over_concurrency} times)`);
+      assert.equal(ledger.creates, 2, "each created upstream once");
+      assert.deepEqual(ledger.tasks.map((t) => t.deducted), ["0.25", "0.25"]);
+      await nextSync(c.server);
+      assert.equal(await remainingText(c.page), "366 units remaining");
+    } finally {
+      await c.stop();
+    }
+  });
+
   test("quota-server killed during a task: a new process resumes it and settles it once", { timeout: 90_000 }, async () => {
     const c = await chain();
     let server = c.server;
