@@ -426,3 +426,10 @@ fn the_widgets_gate_counts_the_servers_queue() {
     q.apply_state(s, T0).unwrap();
     assert_eq!(q.free_slots("image"), Some(1));
 }
+
+#[test]
+fn the_services_1303_puts_back_only_a_request_sent_with_queue() {
+    use quota_widget::core::queue::{after_busy, AfterBusy};
+    assert_eq!(after_busy(true), AfterBusy::Wait);
+    assert_eq!(after_busy(false), AfterBusy::Refuse);
+}

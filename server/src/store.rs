@@ -24,7 +24,7 @@ pub mod sqlite;
 
 use futures_util::future::{try_join, try_join3, try_join4, try_join5, try_join_all};
 use quota_widget::core::reconcile::{Ledger, PackFigure, Standing, SyncReport};
-use quota_widget::core::queue::{self, held_kinds, places, Admission, Figures, Starts, Waiting};
+use quota_widget::core::queue::{self, held_kinds, AfterBusy, places, Admission, Figures, Starts, Waiting};
 use quota_widget::core::rules::{self, MAX_COUNT};
 use quota_widget::core::wire::{
     Cancelled, FinishedTask, Millis, Outcome, Package, PackageStatus, QueuedRequest, RunningTask, ServerState, SlotPool,
@@ -826,13 +826,16 @@ async fn busy<R: Rows>(rows: &R, task: i64, refusal: &Refusal, until: Millis, no
     }
     let revision = current + 1;
     rows.hold(&row.kind, until).await?;
-    if row.may_queue {
-        rows.requeue(task).await?;
-    } else {
-        rows.end_task(task, "refused", Units::ZERO, Some(refusal.message()), revision, now).await?;
+    let after = queue::after_busy(row.may_queue);
+    match after {
+        AfterBusy::Wait => rows.requeue(task).await?,
+        AfterBusy::Refuse => rows.end_task(task, "refused", Units::ZERO, Some(refusal.message()), revision, now).await?,
     }
     let started = advance(rows, revision, now).await?.start;
-    let place = if row.may_queue { place_of(&waiting_of(&rows.queued().await?), task) } else { None };
+    let place = match after {
+        AfterBusy::Wait => place_of(&waiting_of(&rows.queued().await?), task),
+        AfterBusy::Refuse => None,
+    };
     rows.bump(now).await?;
     Ok((Changed::Busied(Busied { place, revision, started }), true))
 }

@@ -90,6 +90,29 @@ pub fn held_kinds<'k>(holds: impl IntoIterator<Item = (&'k str, Millis)>, now: M
     holds.into_iter().filter(|&(_, until)| until > now).map(|(kind, _)| kind.to_owned()).collect()
 }
 
+/// What the service's refusal of a create as over its own concurrency
+/// (its 1303: slots taken by tasks started elsewhere) does to a request
+/// that the queue had started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterBusy {
+    /// Sent with `queue`: it waits again, in its place by arrival, its
+    /// units still reserved, its kind held until the backoff passes.
+    Wait,
+    /// Sent without: the service's refusal is its answer, charged nothing.
+    Refuse,
+}
+
+/// R8 upstream: what the service's 1303 does to a started request, sent
+/// with `queue` or not. [`Book::put_back`] and a store's transaction both
+/// follow it.
+pub fn after_busy(sent_with_queue: bool) -> AfterBusy {
+    if sent_with_queue {
+        AfterBusy::Wait
+    } else {
+        AfterBusy::Refuse
+    }
+}
+
 /// The answer to a new request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -426,7 +449,7 @@ impl<Id: Clone + PartialEq> Book<Id> {
     /// without `queue` (the service's refusal is then its answer: ended,
     /// charged nothing).
     pub fn put_back(&mut self, id: &Id) -> Option<Starts<Id>> {
-        if !self.may_wait.contains(id) {
+        if after_busy(self.may_wait.contains(id)) == AfterBusy::Refuse {
             return None;
         }
         let i = self.running.iter().position(|t| t.id == *id)?;
