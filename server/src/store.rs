@@ -258,6 +258,15 @@ fn check_submit(req: &SubmitRequest) -> Result<(), QuotaError> {
     if req.client_request_id.is_empty() || req.client_request_id.chars().count() > MAX_REQUEST_ID_LEN {
         return Err(QuotaError::BadRequest(format!("client_request_id must be 1 to {MAX_REQUEST_ID_LEN} characters")));
     }
+    no_nul("client_request_id", &req.client_request_id)
+}
+
+/// A text a client gives the store may hold any character but NUL, which
+/// PostgreSQL cannot store: both stores refuse it alike.
+fn no_nul(field: &str, text: &str) -> Result<(), QuotaError> {
+    if text.contains('\0') {
+        return Err(QuotaError::BadRequest(format!("{field} must not contain the NUL character (\\u0000)")));
+    }
     Ok(())
 }
 
@@ -265,7 +274,7 @@ pub(crate) fn check_package(p: &PackageSpec) -> Result<(), QuotaError> {
     if p.name.chars().count() > 200 {
         return Err(QuotaError::BadRequest("package name is longer than 200 characters".into()));
     }
-    Ok(())
+    no_nul("name", &p.name)
 }
 
 /// Hex SHA-256 of a secret: what the store keeps and looks up.
@@ -876,7 +885,10 @@ async fn finish<R: Rows>(rows: &R, task_id: i64, end: &TaskEnd, now: Millis) -> 
             (Outcome::Succeeded, charged)
         }
         TaskEnd::Fail { reason } => {
-            try_join(rows.end_task(task_id, "failed", Units::ZERO, Some(reason), revision, now), rows.bump(now)).await?;
+            // A reason comes from outside (the service, a dev call): kept
+            // whole but for NUL, which PostgreSQL cannot store.
+            let reason = reason.replace('\0', "\u{fffd}");
+            try_join(rows.end_task(task_id, "failed", Units::ZERO, Some(&reason), revision, now), rows.bump(now)).await?;
             (Outcome::Failed, Units::ZERO)
         }
     };
