@@ -531,9 +531,13 @@ export class ReferenceView {
     };
     for (let i = 0; i < running.length && shown.length < MAX_ATTEMPTS; i++) add(running[i]);
     for (let i = 0; i < ended.length && shown.length < MAX_ATTEMPTS; i++) add(ended[i]);
-    const rows = reconcile(this.attemptRows, this.attempts, shown, (t) => t.client_request_id ?? t.id, () => ({
-      el: el("li", "qw-attempt"), status: undefined, kind: undefined, slots: -1, amount: -1, reason: undefined, at: undefined,
-    }));
+    const rows = reconcile(this.attemptRows, this.attempts, shown, (t) => t.client_request_id ?? t.id, () => {
+      // The text in a span of its own: a queued request's row has a cancel
+      // button beside it (the benchmark's states queue nothing).
+      const li = el("li", "qw-attempt");
+      const text = li.appendChild(el("span", "qw-attempt-text"));
+      return { el: li, text, status: undefined, kind: undefined, slots: -1, amount: -1, reason: undefined, at: undefined };
+    });
     for (let i = 0; i < shown.length; i++) {
       const t = shown[i];
       const row = rows[i];
@@ -550,7 +554,7 @@ export class ReferenceView {
         if (reason !== null) how = `${how}: ${reason}`;
       }
       const head = `${title(t.kind)} ×${this.n(t.slots)} · ${how}`;
-      row.el.textContent = at === undefined ? head : `${head} · ${this.time(at)}`;
+      row.text.textContent = at === undefined ? head : `${head} · ${this.time(at)}`;
       if (row.status !== status) row.el.setAttribute("data-status", status);
       row.status = status;
       row.kind = t.kind;
