@@ -426,15 +426,11 @@ impl<F: Fmt> Viewer<F> {
             (g, _) => {
                 let text = match g {
                     Err(b) => b.message(f),
-                    Ok(g) => {
-                        let ahead = if let Gate::Queue { ahead } = g { *ahead } else { 0 };
-                        say(
-                            f,
-                            Msg::GateQueue,
-                            Some(f64::from(ahead)),
-                            &[("ahead", &f.number(u64::from(ahead))), ("kind", &kind_name(f, &q.kind))],
-                        )
+                    Ok(Gate::Queue { ahead }) => {
+                        say(f, Msg::GateQueue, Some(f64::from(*ahead)), &[("ahead", &f.number(u64::from(*ahead)))])
                     }
+                    // Answered above: an open gate that starts says nothing.
+                    Ok(Gate::Start) => String::new(),
                 };
                 self.reason = Some((g.clone(), text.clone()));
                 text
