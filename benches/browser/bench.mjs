@@ -5,7 +5,7 @@
 //
 //   node benches/browser/bench.mjs [--quick]
 //   node benches/browser/bench.mjs --check   # only the same-page check
-//   node benches/browser/bench.mjs --profile[=busy|small][:reference][:noop]
+//   node benches/browser/bench.mjs --profile[=busy|small][:reference][:noop][:json]
 //                                       # where an update's time goes
 //   QW_BENCH_BASELINE=old-reference.js node benches/browser/bench.mjs
 //                                       # another revision of the reference beside this one
@@ -41,8 +41,11 @@ const CHECK_ONLY = process.argv.includes("--check");
 // --profile, --profile=small, --profile=busy:reference: the account (busy by
 // default) and the implementation (the widget by default) to profile.
 const PROFILE = process.argv.find((a) => a.startsWith("--profile"));
-// A third part, :noop, profiles no-op updates.
-const [PROFILED = "busy", PROFILED_IMPL = "widget", PROFILED_UPDATE] = (PROFILE?.split("=")[1] ?? "").split(":").map((x) => x || undefined);
+// A third part, :noop, profiles no-op updates; a fourth, :json, states as
+// JSON text (objects by default).
+const [PROFILED = "busy", PROFILED_IMPL = "widget", PROFILED_UPDATE, PROFILED_FORMAT = "object"] = (PROFILE?.split("=")[1] ?? "")
+  .split(":")
+  .map((x) => x || undefined);
 const PROFILED_NOOP = PROFILED_UPDATE === "noop";
 // The package to measure; --profile swaps in the wasm from before wasm-opt,
 // which keeps its function names (scripts/build-pkg leaves it there).
@@ -136,7 +139,7 @@ async function heap(page, cdp) {
 }
 
 /**
- * Where an update's time goes (an account, states as objects, the widget
+ * Where an update's time goes (an account, states as objects or JSON text, the widget
  * or the reference): for the widget, the crossings between wasm and
  * JavaScript per update, counted with V8's precise coverage; for both, the
  * functions with the most self time in a CPU profile.
@@ -145,13 +148,13 @@ async function profile(page) {
   const cdp = await page.context().newCDPSession(page);
   const impl = PROFILED_IMPL;
   await page.evaluate((a) => window.bench.setup(a), PROFILED);
-  await page.evaluate(([n, a]) => window.bench.batch(n, a, "object", 500), [impl, PROFILED]);
+  await page.evaluate(([n, a, f]) => window.bench.batch(n, a, f, 500), [impl, PROFILED, PROFILED_FORMAT]);
   const N = 2000;
   await cdp.send("Profiler.enable");
   if (impl === "widget") {
     await cdp.send("Profiler.startPreciseCoverage", { callCount: true, detailed: false });
     await cdp.send("Profiler.takePreciseCoverage");
-    await page.evaluate(([n, a, k, o]) => window.bench.batch(n, a, "object", k, o), [impl, PROFILED, N, PROFILED_NOOP]);
+    await page.evaluate(([n, a, k, o, f]) => window.bench.batch(n, a, f, k, o), [impl, PROFILED, N, PROFILED_NOOP, PROFILED_FORMAT]);
     const { result } = await cdp.send("Profiler.takePreciseCoverage");
     await cdp.send("Profiler.stopPreciseCoverage");
     const calls = [];
@@ -164,13 +167,13 @@ async function profile(page) {
     }
     calls.sort((a, b) => b[1] - a[1]);
     const total = calls.reduce((sum, [, c]) => sum + c, 0);
-    console.log(`calls into the generated JS glue per update (${PROFILED}, object${PROFILED_NOOP ? ", no-op" : ""}): ${total.toFixed(0)} in all`);
+    console.log(`calls into the generated JS glue per update (${PROFILED}, ${PROFILED_FORMAT}${PROFILED_NOOP ? ", no-op" : ""}): ${total.toFixed(0)} in all`);
     for (const [name, c] of calls.slice(0, 15)) console.log(`  ${c.toFixed(1).padStart(7)}  ${name}`);
   }
 
   await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
   await cdp.send("Profiler.start");
-  const { total } = await page.evaluate(([n, a, k, o]) => window.bench.batch(n, a, "object", k, o), [impl, PROFILED, 5 * N, PROFILED_NOOP]);
+  const { total } = await page.evaluate(([n, a, k, o, f]) => window.bench.batch(n, a, f, k, o), [impl, PROFILED, 5 * N, PROFILED_NOOP, PROFILED_FORMAT]);
   const { profile: prof } = await cdp.send("Profiler.stop");
   const self = new Map();
   const dt = new Map(prof.nodes.map((n) => [n.id, 0]));
@@ -182,7 +185,7 @@ async function profile(page) {
     all += t;
     self.set(name, (self.get(name) ?? 0) + t);
   }
-  console.log(`self time, ${impl}, ${PROFILED} account, states as objects${PROFILED_NOOP ? ", no-op updates" : ""} (${us(total / (5 * N))} per update while profiled):`);
+  console.log(`self time, ${impl}, ${PROFILED} account, states as ${PROFILED_FORMAT === "json" ? "JSON text" : "objects"}${PROFILED_NOOP ? ", no-op updates" : ""} (${us(total / (5 * N))} per update while profiled):`);
   for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
     console.log(`  ${((100 * t) / all).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
   }
