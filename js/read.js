@@ -1,14 +1,16 @@
 // Two questions the core's state reader asks of the browser's parsed JSON
 // most often (src/api.rs, `Source for JsValue`), each answered in one call
-// across the wasm boundary: a member as a number, and a member as a string
-// (undefined when it is not one). A throwing getter of an object the page
-// pushed reads as absent.
+// across the wasm boundary: a member as a number (NaN when it is not one:
+// a plain f64 crosses without the return slot in wasm memory that an
+// optional number takes, and no JSON number is NaN), and a member as a
+// string (undefined when it is not one). A throwing getter of an object
+// the page pushed reads as absent.
 export function num(o, k) {
   try {
     const x = o[k];
-    return typeof x === "number" ? x : undefined;
+    return typeof x === "number" ? x : NaN;
   } catch {
-    return undefined;
+    return NaN;
   }
 }
 

@@ -243,7 +243,9 @@ impl Source for JsValue {
         js_sys::Array::is_array(self).then(|| js_sys::Array::from(self).iter().collect())
     }
     fn number_at(&self, key: &'static str) -> Option<f64> {
-        with_js_key(key, |k| read_num(self, k))
+        // NaN: absent or not a number (a NaN the page put there included,
+        // which no JSON text carries).
+        Some(with_js_key(key, |k| read_num(self, k))).filter(|n| !n.is_nan())
     }
     fn string_at(&self, key: &'static str) -> Option<String> {
         with_js_key(key, |k| read_str(self, k))
@@ -253,7 +255,7 @@ impl Source for JsValue {
 #[wasm_bindgen(module = "/js/read.js")]
 extern "C" {
     #[wasm_bindgen(js_name = num)]
-    fn read_num(o: &JsValue, key: &JsValue) -> Option<f64>;
+    fn read_num(o: &JsValue, key: &JsValue) -> f64;
     #[wasm_bindgen(js_name = str)]
     fn read_str(o: &JsValue, key: &JsValue) -> Option<String>;
     #[wasm_bindgen(js_name = same)]
