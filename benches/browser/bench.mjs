@@ -159,7 +159,7 @@ async function profile(page) {
     await cdp.send("Profiler.stopPreciseCoverage");
     const calls = [];
     for (const script of result) {
-      if (!script.url.includes("/pkg/quota_widget.js")) continue;
+      if (!/\/pkg\/(quota_widget|index)\.js$/.test(script.url)) continue;
       for (const fn of script.functions) {
         const count = fn.ranges[0].count;
         if (count > 0 && fn.functionName) calls.push([fn.functionName, count / N]);
