@@ -34,22 +34,20 @@ export function same(a, b, skip1, skip2) {
 function eq(a, b, skip1, skip2) {
   if (a === b) return true;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  const list = Array.isArray(a);
-  if (list !== Array.isArray(b)) return false;
-  if (list) {
-    if (a.length !== b.length) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) if (!eq(a[i], b[i])) return false;
     return true;
   }
-  // for-in rather than Object.keys: no array of keys per object, about a
-  // third less time on a busy account's state. JSON.parse makes plain
-  // objects, whose enumerable members are their own.
-  let n = 0;
-  for (const k in b) {
-    n++;
+  if (Array.isArray(b)) return false;
+  // Object.keys, not for-in: for-in measured faster in node but a third
+  // slower in the browser benchmark's pages (a busy account's repeated state
+  // 67 against 50 µs an update).
+  const keys = Object.keys(b);
+  if (keys.length !== Object.keys(a).length) return false;
+  for (const k of keys) {
     if (k === skip1 || k === skip2) continue;
     if (!Object.hasOwn(a, k) || !eq(a[k], b[k])) return false;
   }
-  for (const k in a) n--;
-  return n === 0;
+  return true;
 }
