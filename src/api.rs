@@ -258,8 +258,8 @@ extern "C" {
     fn read_num(o: &JsValue, key: &JsValue) -> f64;
     #[wasm_bindgen(js_name = str)]
     fn read_str(o: &JsValue, key: &JsValue) -> Option<String>;
-    #[wasm_bindgen(js_name = same)]
-    fn same_but(a: &JsValue, b: &JsValue, skip1: &str, skip2: &str) -> bool;
+    #[wasm_bindgen(js_name = cut)]
+    fn cut_changing(text: &JsValue, a: &str, b: &str, last: &JsValue) -> JsValue;
 }
 
 /// Field names as JavaScript strings, made once each: a busy state reads
@@ -301,15 +301,17 @@ extern "C" {
 /// Reads one widget's states with the core's reader. A state that comes
 /// as JSON text (from the server, or relayed by a tab) and repeats the last
 /// one read but for the members that change every time
-/// (`parse::CHANGING`: its revision and time) is read by `read_repeat`,
-/// without reading every field across the boundary again: `js/read.js`
-/// compares the two parsed values where they are. An object the page
-/// pushes is always read in full: the page may change it afterwards, and
-/// a copy to compare with (`structuredClone`) cost an update whose
-/// figures move more than the comparison saved.
+/// (`parse::CHANGING`: its revision and time) is read by `read_repeat`
+/// from those two numbers alone: `js/read.js` cuts them out of the text,
+/// and the rest of the text is compared with the last one's as a string,
+/// with no `JSON.parse`. An object the page pushes is always read in full:
+/// the page may change it afterwards, and a copy to compare with
+/// (`structuredClone`) cost an update whose figures move more than the
+/// comparison saved.
 #[derive(Default)]
 pub(crate) struct Reader {
-    /// The last state read from text: as parsed, and as read.
+    /// The last state read from text: its text around the changing
+    /// members (`js/read.js`'s `cut`), and the state as read.
     last: RefCell<Option<(JsValue, ServerState)>>,
 }
 
@@ -319,19 +321,22 @@ impl Reader {
         read_state(v).map_err(|e| e.to_string())
     }
 
-    /// A state as JSON text, parsed by the browser: nothing but the widget
-    /// holds the parsed value.
+    /// A state as JSON text: a repeat of the last one is taken from its two
+    /// numbers; any other is parsed by the browser (nothing but the widget
+    /// holds the parsed value) and read in full.
     fn json(&self, text: &JsValue) -> Result<ServerState, String> {
-        let v = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
-        let repeat = match &*self.last.borrow() {
-            Some((last, state)) if same_but(last, &v, CHANGING[0], CHANGING[1]) => Some(read_repeat(&v, state)),
-            _ => None,
+        // The repeated state's two numbers, or the text's pieces to keep.
+        let cut = {
+            let last = self.last.borrow();
+            let cut = cut_changing(text, CHANGING[0], CHANGING[1], last.as_ref().map_or(&JsValue::UNDEFINED, |(key, _)| key));
+            match &*last {
+                Some((_, state)) if Source::is_object(&cut) => return read_repeat(&cut, state).map_err(|e| e.to_string()),
+                _ => cut,
+            }
         };
-        if let Some(read) = repeat {
-            return read.map_err(|e| e.to_string());
-        }
+        let v = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
         let state = self.value(&v)?;
-        *self.last.borrow_mut() = Some((v, state.clone()));
+        *self.last.borrow_mut() = js_sys::Array::is_array(&cut).then(|| (cut, state.clone()));
         Ok(state)
     }
 

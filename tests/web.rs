@@ -521,7 +521,7 @@ fn numbers_follow_the_pages_lang_when_no_locale_is_given() {
 }
 
 /// A state that repeats the last one but for its revision and time is taken
-/// without reading it again (js/read.js compares the two); whatever else
+/// without reading it again (js/read.js compares the two texts); whatever else
 /// changes, and a bad revision, is still read and checked.
 #[wasm_bindgen_test]
 fn a_state_that_repeats_the_last_but_its_revision_is_taken_and_checked() {
@@ -545,6 +545,36 @@ fn a_state_that_repeats_the_last_but_its_revision_is_taken_and_checked() {
     w.push_state(object.unchecked_into()).unwrap();
     assert_eq!(text(".qw-remaining"), "80 units remaining");
     assert_eq!(revision().as_deref(), Some("4"));
+}
+
+/// A repeat is told by its text: the pieces around its revision and time
+/// equal the last state's (js/read.js, `cut`). Its numbers are still
+/// checked, and a member named twice reads as JSON.parse reads it (the
+/// last one), not as the cut finds it (the first).
+#[wasm_bindgen_test]
+fn a_repeat_is_told_by_its_text_and_read_as_json_parse_reads_it() {
+    let w = widget("");
+    let revision = || q(".qw-freshness").get_attribute("data-revision");
+    let first = state(5, 0, 100, "", "");
+    push(&w, &first);
+    // Spaces around the values, as another server may write them.
+    let spaced = first.replace(r#""revision":5"#, r#""revision": 6 "#);
+    push(&w, &spaced);
+    push(&w, &spaced.replace(r#""revision": 6 "#, r#""revision": 7 "#));
+    assert_eq!(revision().as_deref(), Some("7"));
+    assert_eq!(text(".qw-remaining"), "100 units remaining");
+    // A fraction is no revision, on this path too; the last good state stays.
+    let fraction = spaced.replace(r#""revision": 6 "#, r#""revision": 7.5 "#);
+    assert!(w.push_state(JsValue::from_str(&fraction).unchecked_into()).is_err());
+    assert!(text(".qw-error").contains("revision must be"), "{}", text(".qw-error"));
+    assert_eq!(revision().as_deref(), Some("7"));
+    // The revision named twice, the last one as JSON.parse reads it: a
+    // text that changes only the first is the same state again (revision 9).
+    let twice = state(9, 0, 100, "", "").replace(r#""finished":[]}"#, r#""finished":[],"revision":9}"#);
+    push(&w, &twice);
+    assert_eq!(revision().as_deref(), Some("9"));
+    push(&w, &twice.replacen(r#""revision":9"#, r#""revision":10"#, 1));
+    assert_eq!(revision().as_deref(), Some("9"), "JSON.parse reads revision 9");
 }
 
 #[wasm_bindgen_test]
