@@ -23,33 +23,51 @@ export function str(o, k) {
   }
 }
 
-// A state's text cut around the values of its members `a` and `b` (those
-// that change with every state: its revision and time), compared with the
-// last state's cut `last`. When the pieces around the two values equal
-// `last`'s, the two texts say the same but for those two members (each cut
-// is right after the first `"a":` or `"b":` of its text, so equal pieces
-// leave nothing else to differ), and the answer is those two values,
-// `{ [a]: number, [b]: number }`: a state that repeats the last one is
-// taken from them, without JSON.parse or reading the rest again (what the
-// server sends when nothing shown changed). Otherwise the answer is the
-// pieces, as `last` for the next state (slices of `t`, not copies), or
-// undefined when either value is not a plain number. A state whose figures
-// moved differs in its longest piece, where the comparison stops at the
-// first difference.
+// Whether the state text `t` repeats `last`, the last state's text, but
+// for the values of members `a` and `b` (those that change with every
+// state: its revision and time). Each text is cut right after its first
+// `"a":` and `"b":` around the two values, and the pieces around them are
+// compared as strings; equal pieces leave nothing else to differ. Then the
+// answer is the two values, `{ [a]: number, [b]: number }`: a state that
+// repeats the last one is taken from them, without JSON.parse or reading
+// the rest again (what the server sends when nothing shown changed).
+// Otherwise it is `t`, to keep as `last` for the next state, or undefined
+// when `t` cannot be told that way (either value is not a plain number).
+// A state whose figures moved differs in its longest piece, where the
+// comparison stops at the first difference.
 export function cut(t, a, b, last) {
   if (typeof t !== "string") return undefined;
+  const p = pieces(t, a, b);
+  if (!p) return undefined;
+  const q = typeof last === "string" && pieces(last, a, b);
+  if (q && p[4] === q[4] && p[2] === q[2] && p[3] === q[3] && namedOnce(last, a, b, q)) {
+    return { [a]: p[0][2], [b]: p[1][2] };
+  }
+  return t;
+}
+
+// The last text found to name each member once.
+let checked = null;
+
+// Whether `t` names `a` and `b` once each: a member named twice (JSON.parse
+// takes the last, the cut the first) is the one way to mislead. Asked only
+// when the pieces are equal, of the kept text (both name them as often),
+// which the next repeats ask again: the answer is remembered.
+function namedOnce(t, a, b, p) {
+  if (t === checked) return true;
+  if (!once(t, a, p[0]) || !once(t, b, p[1])) return false;
+  checked = t;
+  return true;
+}
+
+// The two members' values in `t`, and the three pieces around them
+// (slices, not copies).
+function pieces(t, a, b) {
   const ra = member(t, a);
   const rb = member(t, b);
-  if (!ra || !rb) return undefined;
+  if (!ra || !rb) return null;
   const [x, y] = ra[0] < rb[0] ? [ra, rb] : [rb, ra];
-  const key = [t.slice(0, x[0]), t.slice(x[1], y[0]), t.slice(y[1])];
-  // Equal pieces and a member named twice (JSON.parse takes the last,
-  // this the first) would be the one way to mislead: looked for only here,
-  // when the pieces are equal, as both texts then name it as often.
-  if (last && key[2] === last[2] && key[0] === last[0] && key[1] === last[1] && once(t, a, ra) && once(t, b, rb)) {
-    return { [a]: ra[2], [b]: rb[2] };
-  }
-  return key;
+  return [ra, rb, t.slice(0, x[0]), t.slice(x[1], y[0]), t.slice(y[1])];
 }
 
 const once = (t, k, r) => t.indexOf(`"${k}":`, r[0]) < 0;
