@@ -72,7 +72,9 @@ function pieces(t, a, b) {
 
 const once = (t, k, r) => t.indexOf(`"${k}":`, r[0]) < 0;
 
-const NUMBER = /\s*-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+// A JSON number, after JSON's own whitespace only (a text with other
+// spaces there is not JSON, and must reach JSON.parse to be refused).
+const NUMBER = /[ \t\n\r]*-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 // Where the value of the first member `"k":` of `t` starts and ends, and
 // the value, if it is a number.

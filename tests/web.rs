@@ -563,6 +563,11 @@ fn a_repeat_is_told_by_its_text_and_read_as_json_parse_reads_it() {
     push(&w, &spaced.replace(r#""revision": 6 "#, r#""revision": 7 "#));
     assert_eq!(revision().as_deref(), Some("7"));
     assert_eq!(text(".qw-remaining"), "100 units remaining");
+    // A space that JSON does not allow there is no repeat but bad JSON.
+    let nbsp = spaced.replace(r#""revision": 6 "#, "\"revision\":\u{a0}8 ");
+    assert!(w.push_state(JsValue::from_str(&nbsp).unchecked_into()).is_err());
+    assert!(text(".qw-error").contains("not valid JSON"), "{}", text(".qw-error"));
+    assert_eq!(revision().as_deref(), Some("7"));
     // A fraction is no revision, on this path too; the last good state stays.
     let fraction = spaced.replace(r#""revision": 6 "#, r#""revision": 7.5 "#);
     assert!(w.push_state(JsValue::from_str(&fraction).unchecked_into()).is_err());
