@@ -348,6 +348,9 @@ impl Dom {
                 }
                 match (&a.task_id, &row.cancel) {
                     (Some(task), cancel) => {
+                        // Written only when new or moved: the row changes
+                        // with every state while its place moves.
+                        let was = old.as_ref().filter(|_| cancel.is_some());
                         let b = cancel.clone().unwrap_or_else(|| {
                             // A real button: reachable by Tab, pressed by
                             // Enter or Space; the widget's one listener on
@@ -358,8 +361,12 @@ impl Dom {
                             let _ = row.el.append_child(&b);
                             b
                         });
-                        set_attr(&b, "data-task", task);
-                        set_attr(&b, "aria-label", &a.cancel_label);
+                        if was.and_then(|o| o.task_id.as_ref()) != Some(task) {
+                            set_attr(&b, "data-task", task);
+                        }
+                        if was.map(|o| &o.cancel_label) != Some(&a.cancel_label) {
+                            set_attr(&b, "aria-label", &a.cancel_label);
+                        }
                         row.cancel = Some(b);
                     }
                     (None, Some(b)) => {

@@ -11,6 +11,7 @@ import {
   buttonDescription,
   checkPrerequisites,
   createAccount,
+  IMAGE_UNIT_COST,
   launchBrowser,
   meterText,
   newContext,
@@ -27,7 +28,6 @@ import {
   waitForLive,
 } from "./harness.js";
 
-const IMAGE_UNIT_COST = 4; // the dev account's image pool (docs/api.md)
 const SLOTS_BUSY = /^All image slots are busy: 0 of 4 free, this request needs 1\.?$/;
 const RECONNECT_REASON = "Connection lost. Reconnecting to the quota server.";
 

@@ -15,6 +15,7 @@ import {
   buttonDescription,
   checkPrerequisites,
   createAccount,
+  IMAGE_UNIT_COST,
   launchBrowser,
   newContext,
   remainingText,
@@ -27,8 +28,6 @@ import {
   waitForButton,
   waitForLive,
 } from "./harness.js";
-
-const IMAGE_UNIT_COST = 4; // the dev account's image pool (docs/api.md)
 
 let server;
 let browser;
