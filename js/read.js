@@ -39,12 +39,25 @@ export function cut(t, a, b, last) {
   if (typeof t !== "string") return undefined;
   const p = pieces(t, a, b);
   if (!p) return undefined;
-  const q = typeof last === "string" && pieces(last, a, b);
+  const q = typeof last === "string" && (last === cached && a === cachedA && b === cachedB ? cachedPieces : pieces(last, a, b));
   if (q && p[4] === q[4] && p[2] === q[2] && p[3] === q[3] && namedOnce(last, a, b, q)) {
     return { [a]: p[0][2], [b]: p[1][2] };
   }
+  // `t` is the next `last`: its pieces are kept for the next state.
+  cached = t;
+  cachedPieces = p;
+  cachedA = a;
+  cachedB = b;
   return t;
 }
+
+// The last text returned to be kept, and its pieces (for members `a` and
+// `b`, which are the same on every call), so that each state's text is
+// cut once, not again as the next one's `last`.
+let cached = null;
+let cachedPieces = null;
+let cachedA = null;
+let cachedB = null;
 
 // The last text found to name each member once.
 let checked = null;
@@ -70,7 +83,7 @@ function pieces(t, a, b) {
   return [ra, rb, t.slice(0, x[0]), t.slice(x[1], y[0]), t.slice(y[1])];
 }
 
-const once = (t, k, r) => t.indexOf(`"${k}":`, r[0]) < 0;
+const once = (t, k, r) => t.indexOf(needle(k), r[0]) < 0;
 
 // A JSON number, after JSON's own whitespace only (a text with other
 // spaces there is not JSON, and must reach JSON.parse to be refused).
@@ -79,11 +92,19 @@ const NUMBER = /[ \t\n\r]*-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 // Where the value of the first member `"k":` of `t` starts and ends, and
 // the value, if it is a number.
 function member(t, k) {
-  const name = `"${k}":`;
+  const name = needle(k);
   const at = t.indexOf(name);
   if (at < 0) return null;
   const start = at + name.length;
   NUMBER.lastIndex = start;
   const m = NUMBER.exec(t);
   return m ? [start, NUMBER.lastIndex, Number(m[0])] : null;
+}
+
+// `"k":`, made once per member name rather than on every call.
+const needles = new Map();
+function needle(k) {
+  let n = needles.get(k);
+  if (n === undefined) needles.set(k, (n = `"${k}":`));
+  return n;
 }

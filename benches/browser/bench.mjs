@@ -189,6 +189,28 @@ async function profile(page) {
   for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
     console.log(`  ${((100 * t) / all).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
   }
+  // Total time: a function's own and its callees', each sample counted once
+  // per function however deep it recurses.
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const nameOf = (n) => n.callFrame.functionName || `(${n.callFrame.url.split("/").pop() || "program"})`;
+  const inclusive = new Map();
+  for (const node of prof.nodes) {
+    const t = dt.get(node.id);
+    if (!t) continue;
+    const seen = new Set();
+    for (let id = node.id; id !== undefined; id = parent.get(id)) {
+      const name = nameOf(byId.get(id));
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + t);
+    }
+  }
+  console.log(`total time (own and callees'), same profile:`);
+  for (const [name, t] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    console.log(`  ${((100 * t) / all).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
+  }
 }
 
 /** The first step at which the widget and the reference show different pages, if any. */

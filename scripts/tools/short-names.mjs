@@ -46,14 +46,17 @@ const OWN = "const import0 = {\n        __proto__: null,";
 if (glue.split(OWN).length !== 2) problems.push("the glue's own imports object (import0) is not where it should be");
 for (const snippet of counts.keys()) {
   if (snippet === module) continue;
-  const entry = new RegExp(`\\n\\s*${JSON.stringify(snippet).replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: (import\\d+),`);
-  const found = glue.match(entry);
-  if (!found) {
+  // wasm-bindgen may name one snippet module more than once (one
+  // namespace import per use, `import1`, `import2`): each is the same
+  // module, so the first serves every import, and every entry goes.
+  const entry = new RegExp(`\\n\\s*${JSON.stringify(snippet).replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: (import\\d+),`, "g");
+  const found = [...glue.matchAll(entry)];
+  if (!found.length) {
     problems.push(`module ${snippet} is not in the glue's imports object`);
     continue;
   }
   glue = glue.replace(entry, "");
-  const moved = mapping.imports.filter(([m]) => m === snippet).map(([, from, to]) => `\n        ${to}: ${found[1]}.${from},`);
+  const moved = mapping.imports.filter(([m]) => m === snippet).map(([, from, to]) => `\n        ${to}: ${found[0][1]}.${from},`);
   glue = glue.replace(OWN, OWN + moved.join(""));
 }
 // The module's new name, read from the minified wasm itself.
