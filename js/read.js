@@ -23,54 +23,41 @@ export function str(o, k) {
   }
 }
 
-// Whether the state text `t` repeats `last`, the last state's text, but
-// for the values of members `a` and `b` (those that change with every
-// state: its revision and time). Each text is cut right after its first
-// `"a":` and `"b":` around the two values, and the pieces around them are
-// compared as strings; equal pieces leave nothing else to differ. Then the
-// answer is the two values, `{ [a]: number, [b]: number }`: a state that
-// repeats the last one is taken from them, without JSON.parse or reading
-// the rest again (what the server sends when nothing shown changed).
-// Otherwise it is `t`, to keep as `last` for the next state, or undefined
-// when `t` cannot be told that way (either value is not a plain number).
-// A state whose figures moved differs in its longest piece, where the
-// comparison stops at the first difference.
+// Whether the state text `t` repeats the last one, but for the values of
+// members `a` and `b` (those that change with every state: its revision
+// and time). Each text is cut right after its first `"a":` and `"b":`
+// around the two values, and the pieces around them are compared as
+// strings; equal pieces leave nothing else to differ. Then the answer is
+// the two values, `{ [a]: number, [b]: number }`: a state that repeats the
+// last one is taken from them, without JSON.parse or reading the rest
+// again (what the server sends when nothing shown changed). Otherwise it
+// is what to keep as `last` for the next state, `[t, pieces]` (so that each
+// text is cut once), or undefined when `t` cannot be told that way (either
+// value is not a plain number). `last` is what a call with the same `a`
+// and `b` returned to keep. A state whose figures moved differs in its
+// longest piece, where the comparison stops at the first difference.
 export function cut(t, a, b, last) {
   if (typeof t !== "string") return undefined;
   const p = pieces(t, a, b);
   if (!p) return undefined;
-  const q = typeof last === "string" && (last === cached && a === cachedA && b === cachedB ? cachedPieces : pieces(last, a, b));
-  if (q && p[4] === q[4] && p[2] === q[2] && p[3] === q[3] && namedOnce(last, a, b, q)) {
+  const q = Array.isArray(last) && last[1];
+  if (q && p[4] === q[4] && p[2] === q[2] && p[3] === q[3] && namedOnce(last, a, b)) {
     return { [a]: p[0][2], [b]: p[1][2] };
   }
-  // `t` is the next `last`: its pieces are kept for the next state.
-  cached = t;
-  cachedPieces = p;
-  cachedA = a;
-  cachedB = b;
-  return t;
+  return [t, p];
 }
 
-// The last text returned to be kept, and its pieces (for members `a` and
-// `b`, which are the same on every call), so that each state's text is
-// cut once, not again as the next one's `last`.
-let cached = null;
-let cachedPieces = null;
-let cachedA = null;
-let cachedB = null;
-
-// The last text found to name each member once.
-let checked = null;
-
-// Whether `t` names `a` and `b` once each: a member named twice (JSON.parse
-// takes the last, the cut the first) is the one way to mislead. Asked only
-// when the pieces are equal, of the kept text (both name them as often),
-// which the next repeats ask again: the answer is remembered.
-function namedOnce(t, a, b, p) {
-  if (t === checked) return true;
-  if (!once(t, a, p[0]) || !once(t, b, p[1])) return false;
-  checked = t;
-  return true;
+// Whether the kept text names `a` and `b` once each: a member named twice
+// (JSON.parse takes the last, the cut the first) is the one way to
+// mislead. Asked only when the pieces are equal, of the kept text (both
+// name them as often), which the next repeats ask again: the answer is
+// kept with it.
+function namedOnce(last, a, b) {
+  if (last[2] === undefined) {
+    const [t, p] = last;
+    last[2] = once(t, a, p[0]) && once(t, b, p[1]);
+  }
+  return last[2];
 }
 
 // The two members' values in `t`, and the three pieces around them

@@ -310,7 +310,8 @@ extern "C" {
 /// comparison saved.
 #[derive(Default)]
 pub(crate) struct Reader {
-    /// The last state read from text: its text, and the state as read.
+    /// The last state read from text: what `cut` keeps of its text (the
+    /// text, cut), and the state as read. Nothing of it outlives the widget.
     last: RefCell<Option<(JsValue, ServerState)>>,
 }
 
@@ -324,7 +325,7 @@ impl Reader {
     /// numbers; any other is parsed by the browser (nothing but the widget
     /// holds the parsed value) and read in full.
     fn json(&self, text: &JsValue) -> Result<ServerState, String> {
-        // The repeated state's two numbers, or the text to keep.
+        // The repeated state's two numbers, or what to keep of the text.
         let cut = {
             let last = self.last.borrow();
             let cut = cut_changing(text, CHANGING[0], CHANGING[1], last.as_ref().map_or(&JsValue::UNDEFINED, |(key, _)| key));
@@ -335,7 +336,7 @@ impl Reader {
         };
         let v = json_parse(text).map_err(|_| "malformed quota state: not valid JSON".to_owned())?;
         let state = self.value(&v)?;
-        *self.last.borrow_mut() = cut.is_string().then(|| (cut, state.clone()));
+        *self.last.borrow_mut() = js_sys::Array::is_array(&cut).then(|| (cut, state.clone()));
         Ok(state)
     }
 
