@@ -325,7 +325,8 @@ impl Reader {
     /// numbers; any other is parsed by the browser (nothing but the widget
     /// holds the parsed value) and read in full.
     fn json(&self, text: &JsValue) -> Result<ServerState, String> {
-        // The repeated state's two numbers, or what to keep of the text.
+        // The repeated state's two numbers (an object), or what to keep of
+        // the text (an array, which `Source::is_object` is not).
         let cut = {
             let last = self.last.borrow();
             let cut = cut_changing(text, CHANGING[0], CHANGING[1], last.as_ref().map_or(&JsValue::UNDEFINED, |(key, _)| key));

@@ -263,6 +263,10 @@ export async function apiOk(server, method, path, options = {}, expected = [200,
 }
 
 const DAY_MS = 86_400_000;
+
+/** Units an image costs on a dev account (its image pool: docs/api.md). */
+export const IMAGE_UNIT_COST = 4;
+
 /**
  * The demo account's packages (docs/api.md), except that the active ones
  * became effective a minute ago rather than "now": the server's boundary
@@ -270,9 +274,6 @@ const DAY_MS = 86_400_000;
  * last second, so a package effective at creation time would bring a second
  * revision up to a second later, racing the tests that compare revisions.
  */
-/** Units an image costs on a dev account (its image pool: docs/api.md). */
-export const IMAGE_UNIT_COST = 4;
-
 export const DEMO_PACKAGES = [
   { name: "Starter pack", total: 200, effective_in_ms: -60_000, expires_in_ms: 3 * DAY_MS },
   { name: "Pro pack", total: 2000, effective_in_ms: -60_000, expires_in_ms: 60 * DAY_MS },
