@@ -7,7 +7,8 @@
 //! - `sync`: turns the network into core inputs (wasm only).
 //! - `tabs`: the lock and channel that let tabs share one connection (wasm
 //!   only); `tab_events`: what it and the widget say to each other.
-//! - `js`: what the widget hands to JavaScript (serde-wasm-bindgen).
+//! - `js`: what the widget hands to JavaScript (serde-wasm-bindgen);
+//!   `source`: the core's reader over what JavaScript hands the widget.
 //! - `api`: the wasm-bindgen surface: translates between JavaScript and the
 //!   core's session, and carries out its commands through the shells.
 
@@ -21,6 +22,8 @@ mod dom;
 mod intl;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+mod source;
 #[cfg(target_arch = "wasm32")]
 mod sync;
 #[cfg(target_arch = "wasm32")]

@@ -24,6 +24,17 @@ pub trait Body {
     fn text(&self) -> String;
 }
 
+/// A state already read, as a page that pushes its own states has it: no
+/// connection, so no text to share.
+impl Body for Result<ServerState, String> {
+    fn read(self) -> Result<ServerState, String> {
+        self
+    }
+    fn text(&self) -> String {
+        String::new()
+    }
+}
+
 /// This tab's part among the tabs that share a connection: [`Tabs`], or
 /// [`Alone`] for a host that never shares.
 pub trait Peers {
