@@ -23,6 +23,7 @@ use crate::intl::IntlFmt;
 use crate::sync::{Sync, SyncEvent, SyncOptions};
 use crate::core::{Body, Session};
 use crate::js::to_js;
+use crate::source::json_parse;
 use crate::tabs::{Carried, PeerPart, TabEvent, TabLink};
 
 /// Options for `new QuotaWidget(options)`: the elements and message tables
@@ -222,14 +223,6 @@ pub(crate) fn now() -> i64 {
 extern "C" {
     #[wasm_bindgen(js_name = cut)]
     fn cut_changing(text: &JsValue, a: &str, b: &str, last: &JsValue) -> JsValue;
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// `JSON.parse` of a JavaScript string, which then never has to be
-    /// copied into wasm and back.
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
 }
 
 /// Reads one widget's states with the core's reader. A state that comes

@@ -1,7 +1,7 @@
 //! The core's state reader over JavaScript values: the browser's parsed
 //! JSON (a state, a tab message, the options object) as a
 //! [`Source`](crate::core::parse::Source), each member read in one call
-//! across the boundary (`js/read.js`).
+//! across the boundary (`js/read.js`), and the browser's `JSON.parse`.
 
 use wasm_bindgen::prelude::*;
 
@@ -39,6 +39,14 @@ impl Source for JsValue {
     fn string_at(&self, key: &'static str) -> Option<String> {
         with_js_key(key, |k| read_str(self, k))
     }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `JSON.parse` of a JavaScript string, which then never has to be
+    /// copied into wasm and back.
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    pub(crate) fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
 }
 
 #[wasm_bindgen(module = "/js/read.js")]

@@ -21,15 +21,10 @@ use crate::core::wire::ServerState;
 use crate::core::{settle, Config, HoldEnd, Link, Memo, Msg, Quota, QuotaOptions, Reply, Session, Table, TabCmd, TabConfig, Tabs, Viewer};
 use crate::intl::IntlFmt;
 use crate::js::to_js;
+use crate::source::json_parse;
 
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
-}
 
 fn read_text(t: &str) -> Result<ServerState, String> {
     let v = json_parse(&JsValue::from_str(t)).map_err(|_| "not JSON".to_owned())?;
